@@ -1,0 +1,32 @@
+# sitewatch: `make demo` runs the exporter on an example site, `make test` runs every test.
+# Both create .venv and install what they need (Python packages, and the Debian packages the tests use).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench venv debs clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+debs:
+	scripts/install-debs.sh
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv debs
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv debs
+	$(PY) bench/ping_fleet.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache *.egg-info

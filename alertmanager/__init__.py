@@ -1,0 +1,1 @@
+"""sitewatch Alertmanager side: routing config and the Telegram webhook receiver."""

@@ -1,0 +1,101 @@
+"""The long-running exporter: config, ping engine, HTTP client, scheduler and HTTP server wired together.
+
+Reloads (``POST /-/reload`` or SIGHUP) load the whole new config first; a bad one is rejected, logged
+with its cause, and the running config stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from exporter import __version__, statuspage
+from exporter.collector import CheckCollector, ExporterStatus
+from exporter.config import Config, ConfigError, load_config
+from exporter.httpclient import HttpClient
+from exporter.icmp.engine import PingEngine
+from exporter.scheduler import Scheduler
+from exporter.server import HttpServer, build_app
+
+log = logging.getLogger("sitewatch.exporter")
+
+
+class ExporterApp:
+    def __init__(self, config_path: str, listen: str, key_file: str | None = None):
+        self.config_path = config_path
+        self.key_file = key_file
+        self.config: Config = load_config(config_path, key_file)  # ConfigError stops start-up here
+        self.status = ExporterStatus()
+        self.status.reload_success_at = time.time()
+        self.ping_engine = PingEngine()
+        self.http = HttpClient()
+        self.scheduler = Scheduler(self.ping_engine, self.http)
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.registry.register(CheckCollector(self.scheduler.snapshot, self.status))
+        app = build_app(self.registry, self.reload, self.ready,
+                        lambda: statuspage.render(self.scheduler.snapshot(), str(self.config.source)))
+        self.server = HttpServer(listen, app)
+        self._reload_lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        mode = self.ping_engine.open()
+        self.status.icmp_permitted = mode != "none"
+        has_ping = any(check.type == "ping" for check in self.config.checks())
+        if mode == "none" and has_ping:
+            log.error("event=icmp_unavailable problem=%r", self.ping_engine.permission_problem or "no ICMP socket")
+        else:
+            log.info("event=icmp_ready mode=%s", mode)
+        self.ping_engine.start()
+        self.scheduler.apply(self.config)
+        self.scheduler.start()
+        self.server.start()
+        log.info("event=started version=%s config=%s sites=%d checks=%d port=%d", __version__,
+                 self.config.source, len(self.config.sites), len(self.config.checks()), self.server.port)
+
+    def reload(self) -> tuple[bool, str]:
+        with self._reload_lock:
+            try:
+                config = load_config(self.config_path, self.key_file)
+            except ConfigError as err:
+                self.status.reload_successful = False
+                log.error("event=reload_rejected error=%r kept=previous_config", str(err))
+                return False, f"config rejected, the previous one stays in force: {err}"
+            self.config = config
+            self.scheduler.apply(config)
+            self.status.reload_successful = True
+            self.status.reload_success_at = time.time()
+            log.info("event=reloaded sites=%d checks=%d", len(config.sites), len(config.checks()))
+            return True, f"config reloaded: {len(config.sites)} site(s), {len(config.checks())} check(s)"
+
+    def ready(self) -> tuple[bool, str]:
+        pending = self.scheduler.pending()
+        if pending:
+            return False, f"not ready: {pending} check(s) have not finished their first run"
+        return True, "sitewatch exporter is ready."
+
+    def serve_forever(self) -> None:
+        """Blocks until SIGINT/SIGTERM; SIGHUP reloads where the OS has it."""
+        def request_stop(signum, frame):
+            self._stopped.set()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda signum, frame: threading.Thread(target=self.reload).start())
+        while not self._stopped.wait(0.5):
+            pass
+        log.info("event=stopping")
+        self.stop()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.scheduler.stop()
+        self.ping_engine.stop()
+        self.http.close()

@@ -1,0 +1,135 @@
+"""``sitewatch-exporter``: run the exporter, run every check once, validate a config, encrypt a secret."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from exporter import __version__, logsetup, oneshot, secrets
+from exporter.config import ConfigError, load_config
+
+DEFAULT_LISTEN = ":9815"
+EXIT_CHECKS_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+log = logging.getLogger("sitewatch.exporter")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sitewatch-exporter",
+        description="Runs a site's checks on a schedule and serves them as Prometheus metrics.")
+    parser.add_argument("--version", action="version", version=f"sitewatch-exporter {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", "-c", required=True, help="the site config (YAML)")
+        sub.add_argument("--key-file", help="key file for enc: values (default: $SITEWATCH_KEY or "
+                                            "$SITEWATCH_KEY_FILE)")
+        sub.add_argument("--log.level", dest="log_level", default="info",
+                         choices=["debug", "info", "warning", "error"])
+
+    run = commands.add_parser("run", help="serve /metrics and run the checks on their schedule (default)")
+    common(run)
+    run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
+                     help=f"where to serve /metrics (default {DEFAULT_LISTEN}; e.g. 127.0.0.1:9815)")
+
+    check = commands.add_parser("check", help="run every check once, print a table; exit 0 only if all pass")
+    common(check)
+    check.add_argument("--site", help="only this site's checks")
+    check.add_argument("--format", choices=["table", "json"], default="table")
+
+    validate = commands.add_parser("validate", help="only validate the config")
+    common(validate)
+
+    encrypt = commands.add_parser("encrypt", help="turn a secret read from standard input into an enc: value")
+    encrypt.add_argument("--key-file", help="key file (default: $SITEWATCH_KEY or $SITEWATCH_KEY_FILE)")
+    encrypt.add_argument("--new-key", metavar="FILE", help="write a new random key to FILE (mode 0600) and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv.insert(0, "run")
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_BAD_CONFIG
+    if args.command == "encrypt":
+        return _encrypt(args)
+    logsetup.configure(args.log_level)
+    try:
+        config = load_config(args.config, args.key_file)
+    except ConfigError as err:
+        sys.stderr.write(f"config error: {err}\n")
+        return EXIT_BAD_CONFIG
+    if args.command == "validate":
+        print(f"{config.source}: valid, {len(config.sites)} site(s), {len(config.checks())} check(s)")
+        return 0
+    if args.command == "check":
+        return oneshot.main(config, args.site, args.format)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from exporter.app import ExporterApp
+
+    try:
+        app = ExporterApp(args.config, args.listen, args.key_file)
+    except ConfigError as err:
+        sys.stderr.write(f"config error: {err}\n")
+        return EXIT_BAD_CONFIG
+    except (ValueError, OSError) as err:
+        sys.stderr.write(f"cannot start: {err}\n")
+        return EXIT_BAD_CONFIG
+    app.start()
+    print(f"sitewatch exporter: serving http://{_display_host(args.listen)}:{app.server.port}/metrics",
+          flush=True)
+    app.serve_forever()
+    return 0
+
+
+def _display_host(listen: str) -> str:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
+def _encrypt(args: argparse.Namespace) -> int:
+    if args.new_key:
+        path = Path(args.new_key)
+        if path.exists():
+            sys.stderr.write(f"{path} exists already; not overwriting a key\n")
+            return EXIT_BAD_CONFIG
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.new_key() + b"\n")
+        print(f"wrote a new key to {path}; keep it next to the config, readable only by the service account")
+        return 0
+    try:
+        key = secrets.KeySource(args.key_file).load()
+    except secrets.SecretError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return EXIT_BAD_CONFIG
+    if sys.stdin.isatty():
+        plain = getpass.getpass("secret: ")
+        if getpass.getpass("again: ") != plain:
+            sys.stderr.write("the two entries differ\n")
+            return EXIT_BAD_CONFIG
+    else:
+        plain = sys.stdin.read().rstrip("\r\n")
+    if not plain:
+        sys.stderr.write("error: empty secret\n")
+        return EXIT_BAD_CONFIG
+    print(secrets.encrypt(plain, key))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

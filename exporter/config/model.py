@@ -1,0 +1,60 @@
+"""The validated configuration of a site exporter, as immutable objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True)
+class Schedule:
+    interval: float
+    timeout: float
+    failure_threshold: int
+    success_threshold: int
+    jitter: float
+
+
+@dataclass(frozen=True, eq=False)
+class CheckConfig:
+    site_id: str
+    name: str
+    kind: ModuleType  # the check type's module, e.g. exporter.checks.ping
+    options: dict[str, Any]
+    schedule: Schedule
+    path: str  # where in the file it was written, for messages
+    raw: Any = field(repr=False, default=None)  # as written, to tell whether a reload changed it
+
+    @property
+    def type(self) -> str:
+        return self.kind.NAME
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.site_id, self.name)
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    labels: tuple[tuple[str, str], ...]
+    timezone: ZoneInfo | None
+    checks: tuple[CheckConfig, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    sites: tuple[Site, ...]
+
+    def checks(self) -> list[CheckConfig]:
+        return [check for site in self.sites for check in site.checks]
+
+    def site(self, site_id: str) -> Site:
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        raise KeyError(site_id)

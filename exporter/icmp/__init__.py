@@ -1,0 +1,1 @@
+"""ICMP echo for the ping check: one engine, one socket per address family, every target multiplexed."""

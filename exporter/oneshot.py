@@ -1,0 +1,93 @@
+"""``sitewatch-exporter check``: run every check once and print a table a technician can read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from typing import TextIO
+
+from exporter.checks.base import Result
+from exporter.config import CheckConfig, Config
+from exporter.httpclient import HttpClient
+from exporter.icmp.engine import PingEngine
+from exporter.runner import run_once
+
+
+async def _run_all(checks: list[CheckConfig], engine: PingEngine, http: HttpClient) -> list[Result]:
+    return list(await asyncio.gather(*(run_once(check, engine, http) for check in checks)))
+
+
+def run_checks(checks: list[CheckConfig]) -> tuple[list[Result], str]:
+    """Runs the checks concurrently; returns their results and the ICMP mode (raw, unprivileged, none)."""
+    engine = PingEngine()
+    mode = engine.open()
+    engine.start()
+    http = HttpClient()
+    try:
+        return asyncio.run(_run_all(checks, engine, http)), mode
+    finally:
+        engine.stop()
+        http.close()
+
+
+def select_checks(config: Config, site_id: str | None) -> list[CheckConfig]:
+    if site_id is None:
+        return config.checks()
+    try:
+        return list(config.site(site_id).checks)
+    except KeyError:
+        known = ", ".join(site.id for site in config.sites)
+        raise SystemExit(f"{config.source}: no site with id {site_id!r} (the config has: {known})") from None
+
+
+def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, color: bool) -> None:
+    def paint(text: str, ok: bool) -> str:
+        return f"\033[{'32' if ok else '31'}m{text}\033[0m" if color else text
+
+    rows = [("SITE", "CHECK", "TYPE", "RESULT", "REASON", "TIME", "FIGURES")]
+    for check, result in zip(checks, results):
+        rows.append((check.site_id, check.name, check.type, "OK" if result.success else "FAIL",
+                     "" if result.success else (result.reason or ""), f"{result.duration * 1000:.0f} ms",
+                     result.figures))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    for index, row in enumerate(rows):
+        cells = [row[i].ljust(widths[i]) for i in range(6)]
+        if index:
+            cells[3] = paint(cells[3], row[3] == "OK")
+        out.write("  ".join(cells + [row[6]]).rstrip() + "\n")
+    failed = [(check, result) for check, result in zip(checks, results) if not result.success]
+    if failed:
+        out.write("\n")
+        width = shutil.get_terminal_size((100, 20)).columns
+        for check, result in failed:
+            line = f"{check.site_id}/{check.name}: {result.message}"
+            out.write(line if len(line) <= width * 3 else line[: width * 3 - 3] + "...")
+            out.write("\n")
+    passed = len(results) - len(failed)
+    out.write(f"\n{passed} of {len(results)} checks passed.\n")
+
+
+def print_json(checks: list[CheckConfig], results: list[Result], out: TextIO) -> None:
+    records = [{
+        "site": check.site_id, "check": check.name, "type": check.type, "success": result.success,
+        "reason": result.reason, "message": result.message, "figures": result.figures,
+        "duration_seconds": round(result.duration, 6),
+        "values": [{"metric": s.name, "labels": dict(s.labels), "value": s.value} for s in result.samples],
+    } for check, result in zip(checks, results)]
+    json.dump(records, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+def main(config: Config, site_id: str | None, output_format: str) -> int:
+    checks = select_checks(config, site_id)
+    results, mode = run_checks(checks)
+    if mode == "none" and any(check.type == "ping" for check in checks):
+        sys.stderr.write("warning: ping checks cannot send ICMP from this account; see the permission "
+                         "reason below\n")
+    if output_format == "json":
+        print_json(checks, results, sys.stdout)
+    else:
+        print_table(checks, results, sys.stdout, color=sys.stdout.isatty())
+    return 0 if all(result.success for result in results) else 1

@@ -1,0 +1,32 @@
+"""Runs one check once within its timeout and always returns a `Result`, never an exception."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from exporter.checks.base import CheckContext, Result
+from exporter.config.model import CheckConfig
+from exporter.httpclient import HttpClient
+from exporter.icmp.engine import PingEngine
+from exporter.redaction import redact
+
+log = logging.getLogger(__name__)
+
+
+async def run_once(check: CheckConfig, ping_engine: PingEngine, http: HttpClient) -> Result:
+    timeout = check.schedule.timeout
+    context = CheckContext(ping_engine=ping_engine, http=http, timeout=timeout)
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(check.kind.run(check.options, context), timeout)
+    except asyncio.TimeoutError:
+        result = Result.failed("timeout", f"no result within the check's timeout of {timeout:g}s")
+    except Exception as err:  # a bug in one check must not stop the others
+        log.exception("event=check_crashed site=%s check=%s", check.site_id, check.name)
+        result = Result.failed("error", f"internal error in the {check.type} check: {type(err).__name__}: {err}")
+    result.duration = time.perf_counter() - started
+    result.finished_at = time.time()
+    result.message = redact(result.message)
+    return result

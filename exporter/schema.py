@@ -1,0 +1,291 @@
+"""Small declarative validators for YAML configs.
+
+Each validator turns a raw YAML value into a Python value or raises `Invalid` with the path inside the
+document (``sites[1].checks[0].ping.count``), what was expected and what was found. The exporter's config
+is described with them, and so are the configs of the other sitewatch programs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from exporter.secrets import SecretValue, parse_secret
+
+_MISSING = object()
+
+
+class Invalid(Exception):
+    """A value at `path` is not what the schema expects."""
+
+    def __init__(self, path: str, expected: str, got: Any = _MISSING, hint: str = ""):
+        self.path = path or "(top level)"
+        self.expected = expected
+        self.got = got
+        self.hint = hint
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        text = f"{self.path}: expected {self.expected}"
+        if self.got is not _MISSING:
+            text += f", got {describe_value(self.got)}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+def describe_value(value: Any) -> str:
+    """Names a YAML value for an error message without dumping big structures."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, dict):
+        return f"a mapping with keys {', '.join(map(str, value))}" if value else "an empty mapping"
+    if isinstance(value, _Unknown):
+        return f"unknown key {value.key!r}"
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class _Unknown:
+    key: str
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+Validator = Callable[[Any, str], Any]
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Validator:
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(path, _range_text("an integer", minimum, maximum), value)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise Invalid(path, _range_text("an integer", minimum, maximum), value)
+        return value
+
+    return check
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Validator:
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(path, _range_text("a number", minimum, maximum), value)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise Invalid(path, _range_text("a number", minimum, maximum), value)
+        return float(value)
+
+    return check
+
+
+def _range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {minimum:g} to {maximum:g}"
+    if minimum is not None:
+        return f"{kind} of at least {minimum:g}"
+    if maximum is not None:
+        return f"{kind} of at most {maximum:g}"
+    return kind
+
+
+def boolean() -> Validator:
+    def check(value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise Invalid(path, "true or false", value)
+        return value
+
+    return check
+
+
+def string(pattern: str | None = None, what: str = "a non-empty string") -> Validator:
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise Invalid(path, what, value)
+        if compiled and not compiled.fullmatch(value):
+            raise Invalid(path, what, value)
+        return value
+
+    return check
+
+
+def choice(*options: str) -> Validator:
+    def check(value: Any, path: str) -> str:
+        if value not in options:
+            raise Invalid(path, "one of " + ", ".join(options), value)
+        return value
+
+    return check
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Reads durations such as ``500ms``, ``30s``, ``1m30s``; None when the text is not one."""
+    text = text.strip()
+    if not text or _DURATION_PART.sub("", text):
+        return None
+    return sum(float(amount) * _DURATION_UNITS[unit] for amount, unit in _DURATION_PART.findall(text))
+
+
+def duration(minimum: float | None = None, maximum: float | None = None) -> Validator:
+    """A duration in seconds: a number, or a string such as ``500ms``, ``30s``, ``2m``, ``1h``."""
+    expected = _range_text("a duration such as 500ms, 10s, 2m or a number of seconds", None, None)
+    bounds = ""
+    if minimum is not None:
+        bounds += f" of at least {_format_seconds(minimum)}"
+    if maximum is not None:
+        bounds += f"{' and' if minimum is not None else ''} at most {_format_seconds(maximum)}"
+
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool):
+            raise Invalid(path, expected + bounds, value)
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        elif isinstance(value, str) and (parsed := parse_duration(value)) is not None:
+            seconds = parsed
+        else:
+            raise Invalid(path, expected + bounds, value)
+        if (minimum is not None and seconds < minimum) or (maximum is not None and seconds > maximum):
+            raise Invalid(path, "a duration" + bounds, value)
+        return seconds
+
+    return check
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+
+def size(minimum: int = 0) -> Validator:
+    """A size in bytes: an integer, or a string such as ``512KiB`` or ``10MB``."""
+
+    def check(value: Any, path: str) -> int:
+        expected = "a size such as 65536, 512KiB or 10MB"
+        if isinstance(value, bool):
+            raise Invalid(path, expected, value)
+        if isinstance(value, int):
+            result = value
+        elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+            result = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+        else:
+            raise Invalid(path, expected, value)
+        if result < minimum:
+            raise Invalid(path, f"a size of at least {minimum} bytes", value)
+        return result
+
+    return check
+
+
+def regex() -> Validator:
+    def check(value: Any, path: str) -> re.Pattern[str]:
+        if not isinstance(value, str) or not value:
+            raise Invalid(path, "a regular expression", value)
+        try:
+            return re.compile(value)
+        except re.error as err:
+            raise Invalid(path, "a valid regular expression", value, hint=str(err)) from None
+
+    return check
+
+
+def secret() -> Validator:
+    """A secret: ``{env: NAME}``, ``{file: path}``, ``enc:...`` or (discouraged) plain text."""
+
+    def check(value: Any, path: str) -> SecretValue:
+        try:
+            return parse_secret(value, path)
+        except ValueError as err:
+            raise Invalid(path, str(err), value if not isinstance(value, str) else _MISSING) from None
+
+    return check
+
+
+def list_of(item: Validator, min_items: int = 0, what: str = "a list") -> Validator:
+    def check(value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise Invalid(path, what, value)
+        if len(value) < min_items:
+            raise Invalid(path, f"{what} with at least {min_items} item(s)", value)
+        return [item(element, join(path, index)) for index, element in enumerate(value)]
+
+    return check
+
+
+def one_or_list_of(item: Validator) -> Validator:
+    """Accepts a single item where a list is allowed, as users often write one regex or one code."""
+    many = list_of(item)
+
+    def check(value: Any, path: str) -> list[Any]:
+        return many(value if isinstance(value, list) else [value], path)
+
+    return check
+
+
+def mapping_of(key: Validator, value: Validator, what: str = "a mapping") -> Validator:
+    def check(raw: Any, path: str) -> dict[Any, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise Invalid(path, what, raw)
+        return {key(k, join(path, str(k))): value(v, join(path, str(k))) for k, v in raw.items()}
+
+    return check
+
+
+@dataclass(frozen=True)
+class Field:
+    validator: Validator
+    required: bool = False
+    default: Any = None
+
+
+def struct(fields: dict[str, Field], what: str = "a mapping") -> Validator:
+    """A mapping with known keys; unknown keys are errors, with the nearest known key as a hint."""
+
+    def check(raw: Any, path: str) -> dict[str, Any]:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise Invalid(path, what, raw)
+        for key in raw:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                raise Invalid(
+                    join(path, str(key)),
+                    "one of the keys " + ", ".join(fields),
+                    _Unknown(str(key)),
+                    hint=f"did you mean {close[0]!r}?" if close else "",
+                )
+        result: dict[str, Any] = {}
+        for name, field in fields.items():
+            if name in raw and raw[name] is not None:
+                result[name] = field.validator(raw[name], join(path, name))
+            elif field.required:
+                raise Invalid(join(path, name), "a value (this key is required)")
+            else:
+                result[name] = field.default
+        return result
+
+    return check

@@ -1,0 +1,78 @@
+"""What the exporter remembers about each check between runs: latest result, counters, debounced state.
+
+`sitewatch_check_up` is debounced: it goes to 0 only after `failure_threshold` failed runs in a row and
+back to 1 after `success_threshold` passed runs, so one lost packet does not page anyone. Before the first
+run a check is assumed up, so a check that is down from the start shows 0 after `failure_threshold` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from exporter.checks.base import Result
+from exporter.config.model import CheckConfig
+
+log = logging.getLogger("sitewatch.checks")
+
+
+@dataclass
+class CheckState:
+    check: CheckConfig
+    labels: tuple[tuple[str, str], ...]  # site, the site's labels, check, type
+    last: Result | None = None
+    up: bool = True
+    runs: int = 0
+    failures: int = 0
+    last_success_at: float = 0.0
+    failures_in_a_row: int = 0
+    successes_in_a_row: int = 0
+    _last_logged: tuple[bool, str | None] | None = field(default=None, repr=False)
+
+    def record(self, result: Result) -> None:
+        self.runs += 1
+        if result.success:
+            self.successes_in_a_row += 1
+            self.failures_in_a_row = 0
+            self.last_success_at = result.finished_at
+            if not self.up and self.successes_in_a_row >= self.check.schedule.success_threshold:
+                self.up = True
+                self._log_up_change()
+        else:
+            self.failures += 1
+            self.failures_in_a_row += 1
+            self.successes_in_a_row = 0
+            if self.up and self.failures_in_a_row >= self.check.schedule.failure_threshold:
+                self.up = False
+                self._log_up_change()
+        self.last = result
+        self._log_outcome_change(result)
+
+    def _log_outcome_change(self, result: Result) -> None:
+        # One line when a check starts failing, changes its reason or recovers; not one per run.
+        outcome = (result.success, result.reason)
+        if outcome == self._last_logged:
+            return
+        if result.success:
+            if self._last_logged is not None:
+                log.info("event=check_passed site=%s check=%s %s", self.check.site_id, self.check.name,
+                         _quoted("figures", result.figures))
+        else:
+            log.warning("event=check_failed site=%s check=%s reason=%s %s", self.check.site_id, self.check.name,
+                        result.reason, _quoted("message", result.message))
+        self._last_logged = outcome
+
+    def _log_up_change(self) -> None:
+        log.warning("event=check_%s site=%s check=%s after_runs=%d", "up" if self.up else "down",
+                    self.check.site_id, self.check.name,
+                    self.successes_in_a_row if self.up else self.failures_in_a_row)
+
+    def carry_over(self, previous: "CheckState") -> None:
+        """Keeps history across a reload when the check itself did not change."""
+        for name in ("last", "up", "runs", "failures", "last_success_at", "failures_in_a_row",
+                     "successes_in_a_row", "_last_logged"):
+            setattr(self, name, getattr(previous, name))
+
+
+def _quoted(key: str, value: str) -> str:
+    return f'{key}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,1 @@
+"""sitewatch pusher: relays site metrics to a Prometheus Pushgateway from sites behind NAT."""

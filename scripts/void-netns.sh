@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes (or removes) a network namespace with an address behind it where no host answers.
+#   void-netns.sh up NAME    -> prints the silent address (198.18.N.99, from the benchmarking range)
+#   void-netns.sh down NAME
+# Packets to the address go into a veth pair that ends in the namespace; ARP for it is never answered,
+# so nothing leaves this machine and nothing replies. Needs root.
+set -euo pipefail
+action=${1:?up or down}
+name=${2:?namespace name}
+# A /24 per namespace name, so parallel runs do not collide.
+net=$(( $(printf '%s' "$name" | cksum | cut -d' ' -f1) % 250 + 1 ))
+host_if="swv${net}h"
+case "$action" in
+  up)
+    ip netns del "$name" 2>/dev/null || true
+    ip link del "$host_if" 2>/dev/null || true
+    ip netns add "$name"
+    ip link add "$host_if" type veth peer name swvoid0 netns "$name"
+    ip addr add "198.18.${net}.1/24" dev "$host_if"
+    ip link set "$host_if" up
+    ip -n "$name" addr add "198.18.${net}.2/24" dev swvoid0
+    ip -n "$name" link set swvoid0 up
+    ip -n "$name" link set lo up
+    echo "198.18.${net}.99"
+    ;;
+  down)
+    ip link del "$host_if" 2>/dev/null || true
+    ip netns del "$name" 2>/dev/null || true
+    ;;
+  *) echo "usage: $0 up|down NAME" >&2; exit 2 ;;
+esac
