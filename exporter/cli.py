@@ -84,8 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as err:
         sys.stderr.write(f"config error: {err}\n")
         return EXIT_BAD_CONFIG
-    except (ValueError, OSError) as err:
+    except ValueError as err:
         sys.stderr.write(f"cannot start: {err}\n")
+        return EXIT_BAD_CONFIG
+    except OSError as err:
+        sys.stderr.write(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}\n")
         return EXIT_BAD_CONFIG
     app.start()
     print(f"sitewatch exporter: serving http://{_display_host(args.listen)}:{app.server.port}/metrics",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sys
 from typing import TextIO
 
@@ -60,11 +59,8 @@ def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, c
     failed = [(check, result) for check, result in zip(checks, results) if not result.success]
     if failed:
         out.write("\n")
-        width = shutil.get_terminal_size((100, 20)).columns
-        for check, result in failed:
-            line = f"{check.site_id}/{check.name}: {result.message}"
-            out.write(line if len(line) <= width * 3 else line[: width * 3 - 3] + "...")
-            out.write("\n")
+        for check, result in failed:  # whole messages: the fix is often at the end of the sentence
+            out.write(f"{check.site_id}/{check.name}: {result.message}\n")
     passed = len(results) - len(failed)
     out.write(f"\n{passed} of {len(results)} checks passed.\n")
 

@@ -1,0 +1,176 @@
+"""Shared fixtures: real processes (the exporter, Prometheus), a silent host in a network namespace.
+
+Every process a fixture starts is stopped by the same fixture, by its own pid; every namespace it makes
+it removes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VOID_NETNS_SCRIPT = ROOT / "scripts" / "void-netns.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5, method: str = "GET") -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode("utf-8")
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+needs_root = pytest.mark.skipif(not is_root() or shutil.which("ip") is None,
+                                reason="needs root and iproute2 for network namespaces")
+
+
+@pytest.fixture(scope="session")
+def void_address():
+    """An IPv4 address in a namespace this fixture creates, behind which no host ever answers."""
+    if not is_root() or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to create a network namespace")
+    name = f"swtest-{os.getpid()}"
+    address = subprocess.run([str(VOID_NETNS_SCRIPT), "up", name], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    yield address
+    subprocess.run([str(VOID_NETNS_SCRIPT), "down", name], check=False)
+
+
+@dataclass
+class RunningExporter:
+    process: subprocess.Popen
+    port: int
+    config: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def metrics(self) -> str:
+        return http_get(self.url + "/metrics")[1]
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def start_exporter(tmp_path):
+    """Starts `sitewatch-exporter` on a config; returns a RunningExporter once it serves HTTP."""
+    started: list[RunningExporter] = []
+
+    def start(config: Path, wait_ready: bool = True, env: dict[str, str] | None = None) -> RunningExporter:
+        port = free_port()
+        log = tmp_path / f"exporter-{port}.log"
+        handle = log.open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter.cli", "--config", str(config),
+             "--web.listen-address", f"127.0.0.1:{port}"],
+            stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
+        exporter = RunningExporter(process, port, config, log)
+        started.append(exporter)
+
+        def serving():
+            if process.poll() is not None:
+                raise AssertionError(f"exporter exited with {process.returncode}:\n{exporter.log_text()}")
+            try:
+                return http_get(exporter.url + ("/-/ready" if wait_ready else "/-/healthy"), timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(serving, 30, what="the exporter to serve")
+        return exporter
+
+    yield start
+    for exporter in started:
+        if exporter.process.poll() is None:
+            exporter.process.send_signal(signal.SIGTERM)
+            try:
+                exporter.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                exporter.process.kill()
+                exporter.process.wait()
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """Starts Debian's Prometheus on a loopback port, scraping the given targets every second."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(binary).exists():
+        pytest.fail("prometheus is not installed: run 'make test', which installs Debian's package")
+    processes: list[subprocess.Popen] = []
+
+    def start(targets: list[str]) -> str:
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        target_list = ", ".join(f"'{t}'" for t in targets)
+        config.write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: sitewatch\n    static_configs: [{{targets: [{target_list}]}}]\n",
+            encoding="utf-8")
+        log = (tmp_path / "prometheus.log").open("w")
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready():
+            if process.poll() is not None:
+                raise AssertionError(f"prometheus exited: {(tmp_path / 'prometheus.log').read_text()}")
+            try:
+                return http_get(url + "/-/ready", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 30, what="Prometheus to be ready")
+        return url
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
