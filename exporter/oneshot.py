@@ -46,7 +46,7 @@ def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, c
         return f"\033[{'32' if ok else '31'}m{text}\033[0m" if color else text
 
     rows = [("SITE", "CHECK", "TYPE", "RESULT", "REASON", "TIME", "FIGURES")]
-    for check, result in zip(checks, results):
+    for check, result in zip(checks, results, strict=True):
         rows.append((check.site_id, check.name, check.type, "OK" if result.success else "FAIL",
                      "" if result.success else (result.reason or ""), f"{result.duration * 1000:.0f} ms",
                      result.figures))
@@ -56,7 +56,7 @@ def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, c
         if index:
             cells[3] = paint(cells[3], row[3] == "OK")
         out.write("  ".join(cells + [row[6]]).rstrip() + "\n")
-    failed = [(check, result) for check, result in zip(checks, results) if not result.success]
+    failed = [(check, result) for check, result in zip(checks, results, strict=True) if not result.success]
     if failed:
         out.write("\n")
         for check, result in failed:  # whole messages: the fix is often at the end of the sentence
@@ -71,7 +71,7 @@ def print_json(checks: list[CheckConfig], results: list[Result], out: TextIO) ->
         "reason": result.reason, "message": result.message, "figures": result.figures,
         "duration_seconds": round(result.duration, 6),
         "values": [{"metric": s.name, "labels": dict(s.labels), "value": s.value} for s in result.samples],
-    } for check, result in zip(checks, results)]
+    } for check, result in zip(checks, results, strict=True)]
     json.dump(records, out, ensure_ascii=False, indent=2)
     out.write("\n")
 

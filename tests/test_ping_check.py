@@ -201,3 +201,9 @@ def test_unprivileged_icmp_sockets_are_used_where_the_os_allows_them(private_net
         pytest.skip("the 'nobody' account cannot read the virtual environment here")
     assert "mode unprivileged" in result.stdout, result.stdout + result.stderr
     assert "received 4" in result.stdout
+
+
+def test_ipv6_loopback_answers_through_its_own_socket(tmp_path, engine):
+    result = run_ping_check(tmp_path, engine, "{host: '::1', count: 2, interval: 100ms, timeout: 1s}")
+    assert result.success, result.message
+    assert samples(result)[("sitewatch_ping_loss_ratio", ())] == 0.0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -192,7 +191,3 @@ def _no_duplicates(names: list[str], path_format: str, what: str) -> None:
             raise s.Invalid(path_format.format(index), f"a {what} not used before "
                             f"({path_format.format(first[name])} already is {name!r})", name)
         first[name] = index
-
-
-def site_label_pattern() -> re.Pattern[str]:
-    return re.compile(LABEL_PATTERN)
