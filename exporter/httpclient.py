@@ -11,19 +11,43 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connection
+import urllib3.connectionpool
 from cryptography import x509
 
 from exporter import __version__
 from exporter.redaction import redact
 
 USER_AGENT = f"sitewatch/{__version__}"
+# The certificates of the latest TLS connection this thread opened. They are read right after the
+# handshake, because a server that answers "Connection: close" has the socket gone before the body is read.
+_handshakes = threading.local()
+
+
+class _CertificateRecordingConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _handshakes.expiry = _certificate_expiry(self.sock)
+
+
+class _CertificateRecordingPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _CertificateRecordingConnection
+
+
+class _ProbeAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme,
+                                                   "https": _CertificateRecordingPool}
 
 
 @dataclass(frozen=True)
@@ -90,7 +114,9 @@ def fetch(request: HttpRequest) -> HttpResponse:
     """Performs one request; raises HttpFailure with a reason word on any failure."""
     deadline = time.monotonic() + request.timeout
     session = requests.Session()
+    session.mount("https://", _ProbeAdapter())
     session.max_redirects = request.max_redirects
+    _handshakes.expiry = None
     headers = {"User-Agent": USER_AGENT, "Connection": "close", **dict(request.headers)}
     started = time.perf_counter()
     try:
@@ -112,7 +138,7 @@ def fetch(request: HttpRequest) -> HttpResponse:
     except requests.exceptions.RequestException as err:
         raise HttpFailure("connect", f"request to {request.url} failed: {_root_cause(err)}") from None
     try:
-        cert_expiry = _certificate_expiry(response)
+        cert_expiry = _handshakes.expiry if response.url.startswith("https:") else None
         body = _read_body(response, request, deadline)
     finally:
         response.close()
@@ -131,7 +157,9 @@ def _read_body(response: requests.Response, request: HttpRequest, deadline: floa
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(65536):
+        # read1 returns what one receive brought, so a server dripping a byte at a time still meets the
+        # deadline check instead of holding this thread until a 64 KiB chunk fills.
+        while chunk := response.raw.read1(65536, decode_content=True):
             chunks.append(chunk)
             size += len(chunk)
             if size > request.body_size_limit:
@@ -140,19 +168,16 @@ def _read_body(response: requests.Response, request: HttpRequest, deadline: floa
             if time.monotonic() > deadline:
                 raise HttpFailure("timeout", f"{_host(request.url)} was still sending the body after "
                                              f"{request.timeout:g}s")
-    except requests.exceptions.RequestException as err:
-        if isinstance(err, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) and \
-                "timed out" in str(err).lower():
-            raise HttpFailure("timeout", f"{_host(request.url)} stopped sending the body "
-                                         f"(no data within {request.timeout:g}s)") from None
+    except (urllib3.exceptions.ReadTimeoutError, socket.timeout):
+        raise HttpFailure("timeout", f"{_host(request.url)} stopped sending the body "
+                                     f"(no data within {request.timeout:g}s)") from None
+    except (urllib3.exceptions.HTTPError, OSError) as err:
         raise HttpFailure("connect", f"reading the body of {response.url} failed: {_root_cause(err)}") from None
     return b"".join(chunks)
 
 
-def _certificate_expiry(response: requests.Response) -> float | None:
+def _certificate_expiry(sock: Any) -> float | None:
     """The earliest expiry among the certificates the server sent (the leaf alone before Python 3.13)."""
-    connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
     if not isinstance(sock, ssl.SSLSocket):
         return None
     chain: list[bytes] = []

@@ -217,7 +217,7 @@ def secret() -> Validator:
         try:
             return parse_secret(value, path)
         except ValueError as err:
-            raise Invalid(path, str(err), value if not isinstance(value, str) else _MISSING) from None
+            raise Invalid(path, str(err)) from None  # never echo what was written: it may be the secret
 
     return check
 
@@ -238,7 +238,7 @@ def one_or_list_of(item: Validator) -> Validator:
     many = list_of(item)
 
     def check(value: Any, path: str) -> list[Any]:
-        return many(value if isinstance(value, list) else [value], path)
+        return many(value, path) if isinstance(value, list) else [item(value, path)]
 
     return check
 

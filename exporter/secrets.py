@@ -99,22 +99,27 @@ def parse_secret(raw: Any, path: str) -> SecretValue:
 class KeySource:
     """Where the Fernet key for ``enc:`` values comes from: the environment, or a key file."""
 
-    def __init__(self, key_file: str | os.PathLike[str] | None = None):
-        self.key_file = key_file or os.environ.get(KEY_FILE_ENV)
+    def __init__(self, key_file: str | os.PathLike[str] | None = None,
+                 configured_key_file: str | os.PathLike[str] | None = None):
+        # Order: a key file named on the command line, $SITEWATCH_KEY, $SITEWATCH_KEY_FILE, the config's key_file.
+        self.explicit_key_file = key_file
+        self.fallback_key_file = os.environ.get(KEY_FILE_ENV) or configured_key_file
         self._key: bytes | None = None
 
     def load(self) -> bytes:
         if self._key is not None:
             return self._key
-        if os.environ.get(KEY_ENV):
+        key_file = self.explicit_key_file
+        if not key_file and os.environ.get(KEY_ENV):
             key = os.environ[KEY_ENV].strip().encode()
             origin = f"the environment variable {KEY_ENV}"
-        elif self.key_file:
+        elif key_file or self.fallback_key_file:
+            key_file = key_file or self.fallback_key_file
             try:
-                key = Path(self.key_file).read_bytes().strip()
+                key = Path(key_file).read_bytes().strip()
             except OSError as err:
-                raise SecretError(f"cannot read the key file {self.key_file}: {err.strerror or err}") from None
-            origin = f"the key file {self.key_file}"
+                raise SecretError(f"cannot read the key file {key_file}: {err.strerror or err}") from None
+            origin = f"the key file {key_file}"
         else:
             raise SecretError(
                 f"enc: values need a key: set {KEY_ENV}, or {KEY_FILE_ENV} / --key-file to a key file "

@@ -22,7 +22,8 @@ OPTIONS = s.struct({
     "interval": s.Field(s.duration(minimum=0.01, maximum=60), default=1.0),
     "timeout": s.Field(s.duration(minimum=0.01, maximum=60), default=2.0),
     "max_loss": s.Field(s.number(0, 1), default=0.5),
-    "ip_version": s.Field(s.choice("auto", "4", "6"), default="auto"),
+    "ip_version": s.Field(lambda value, path: s.choice("auto", "4", "6")(
+        str(value) if value in (4, 6) else value, path), default="auto"),
 })
 METRICS = (
     MetricSpec("sitewatch_ping_loss_ratio", "Lost / sent echo requests in the latest run (0..1)."),

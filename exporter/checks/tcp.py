@@ -28,15 +28,23 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as err:
         return Result.failed("dns", f"cannot resolve {host}: {err.strerror or err}")
-    started = time.perf_counter()
-    try:
-        _, writer = await asyncio.open_connection(*infos[0][4][:2])
-    except ConnectionRefusedError:
-        return Result.failed("refused", f"connection refused by {target}: nothing listens there, or a firewall "
-                                        "rejects it")
-    except OSError as err:
-        reason = "unreachable" if err.errno in _UNREACHABLE else "connect"
-        return Result.failed(reason, f"cannot connect to {target}: {err.strerror or err}")
+    failure: Result | None = None
+    for info in infos:  # a name may resolve to ::1 and 127.0.0.1 while the service listens on one only
+        started = time.perf_counter()
+        try:
+            _, writer = await asyncio.open_connection(*info[4][:2])
+        except ConnectionRefusedError:
+            failure = failure or Result.failed(
+                "refused", f"connection refused by {target}: nothing listens there, or a firewall rejects it")
+            continue
+        except OSError as err:
+            reason = "unreachable" if err.errno in _UNREACHABLE else "connect"
+            failure = failure or Result.failed(reason, f"cannot connect to {target}: {err.strerror or err}")
+            continue
+        break
+    else:
+        assert failure is not None
+        return failure
     elapsed = time.perf_counter() - started
     writer.close()
     try:

@@ -103,7 +103,7 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
         _no_duplicates([site.id for site in sites], "sites[{}].id", "site id")
     except s.Invalid as err:
         raise ConfigError(file, err.describe()) from None
-    key_source = KeySource(key_file or _relative(file, top.get("key_file")))
+    key_source = KeySource(key_file, _relative(file, top.get("key_file")))
     for secret in secrets:
         try:
             secret.resolve(file.parent, key_source)
@@ -149,8 +149,7 @@ def _check(raw: Any, path: str, site_id: str, defaults: dict[str, Any], secrets:
     present = [key for key in raw if key in CHECK_TYPES]
     if len(present) != 1:
         expected = f"exactly one check type key ({types})"
-        raise s.Invalid(path, expected, raw if not present else None,
-                        hint=f"found {', '.join(present)}" if present else "")
+        raise s.Invalid(path, expected, raw, hint=f"found {', '.join(present)}" if present else "")
     kind = CHECK_TYPES[present[0]]
     fields = {"name": s.Field(_name, required=True), kind.NAME: s.Field(lambda v, p: v, required=True)}
     fields.update(_SCHEDULE_FIELDS)

@@ -19,11 +19,16 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges; keys written beside it may override what it brings
         key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            line = key_node.start_mark.line + 1
-            first = seen[key].start_mark.line + 1
-            raise YamlError(f"line {line}: the key {key!r} is written twice (first at line {first})")
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:
+            raise YamlError(f"line {line}: a mapping key must be a plain value, not a list or a mapping") from None
+        if first is not None:
+            raise YamlError(f"line {line}: the key {key!r} is written twice (first at line {first.start_mark.line + 1})")
         seen[key] = key_node
     return loader.construct_mapping(node, deep=deep)
 
