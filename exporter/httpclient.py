@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -76,7 +76,6 @@ class HttpResponse:
     redirects: int
     tls: bool
     cert_expiry: float | None = None  # unix time the earliest certificate seen in the chain expires
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def text(self) -> str:
         """The body as text: the declared charset, else UTF-8, else cp1251 (common on Russian servers)."""

@@ -9,7 +9,7 @@ nothing else about it, so adding a check type means adding one module and regist
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from exporter.httpclient import HttpClient
@@ -58,4 +58,3 @@ class CheckContext:
     ping_engine: "PingEngine"
     http: "HttpClient"
     timeout: float
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -65,7 +65,10 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
     future: asyncio.Future[PingOutcome] = loop.create_future()
 
     def deliver(outcome: PingOutcome) -> None:
-        loop.call_soon_threadsafe(lambda: future.done() or future.set_result(outcome))
+        try:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(outcome))
+        except RuntimeError:
+            pass  # the loop is gone (a one-shot run ended): nobody waits for this outcome any more
 
     context.ping_engine.ping(address, options["count"], options["interval"], options["timeout"], deliver)
     outcome = await future

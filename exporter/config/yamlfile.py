@@ -28,7 +28,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         except TypeError:
             raise YamlError(f"line {line}: a mapping key must be a plain value, not a list or a mapping") from None
         if first is not None:
-            raise YamlError(f"line {line}: the key {key!r} is written twice (first at line {first.start_mark.line + 1})")
+            first_line = first.start_mark.line + 1
+            raise YamlError(f"line {line}: the key {key!r} is written twice (first at line {first_line})")
         seen[key] = key_node
     return loader.construct_mapping(node, deep=deep)
 
