@@ -26,7 +26,7 @@ test: venv debs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv debs
-	$(PY) bench/ping_fleet.py
+	$(PY) bench/ping_fleet.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{config.source}: valid, {len(config.sites)} site(s), {len(config.checks())} check(s)")
         return 0
     if args.command == "check":
-        return oneshot.main(config, args.site, args.format)
+        try:
+            return oneshot.main(config, args.site, args.format)
+        except oneshot.UnknownSite as err:
+            sys.stderr.write(f"config error: {err}\n")
+            return EXIT_BAD_CONFIG
     return _serve(args)
 
 

@@ -31,6 +31,8 @@ USER_AGENT = f"sitewatch/{__version__}"
 # The certificates of the latest TLS connection this thread opened. They are read right after the
 # handshake, because a server that answers "Connection: close" has the socket gone before the body is read.
 _handshakes = threading.local()
+# verify: false is the user's explicit choice; urllib3 would otherwise print a warning on every request.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 class _CertificateRecordingConnection(urllib3.connection.HTTPSConnection):
@@ -62,6 +64,7 @@ class HttpRequest:
     follow_redirects: bool = True
     max_redirects: int = 10
     body_size_limit: int = 10 * 1024 * 1024
+    body: bytes | None = None
 
 
 @dataclass
@@ -120,7 +123,7 @@ def fetch(request: HttpRequest) -> HttpResponse:
     started = time.perf_counter()
     try:
         response = session.request(
-            request.method, request.url, headers=headers, auth=request.basic_auth,
+            request.method, request.url, headers=headers, auth=request.basic_auth, data=request.body,
             verify=(request.ca_file or True) if request.verify_tls else False,
             allow_redirects=request.follow_redirects, stream=True, timeout=request.timeout,
         )

@@ -31,6 +31,10 @@ def run_checks(checks: list[CheckConfig]) -> tuple[list[Result], str]:
         http.close()
 
 
+class UnknownSite(Exception):
+    pass
+
+
 def select_checks(config: Config, site_id: str | None) -> list[CheckConfig]:
     if site_id is None:
         return config.checks()
@@ -38,7 +42,7 @@ def select_checks(config: Config, site_id: str | None) -> list[CheckConfig]:
         return list(config.site(site_id).checks)
     except KeyError:
         known = ", ".join(site.id for site in config.sites)
-        raise SystemExit(f"{config.source}: no site with id {site_id!r} (the config has: {known})") from None
+        raise UnknownSite(f"{config.source}: no site with id {site_id!r} (the config has: {known})") from None
 
 
 def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, color: bool) -> None:

@@ -44,6 +44,7 @@ class Scheduler:
         self._wake: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: list[CheckState] = []
         self._started = threading.Event()
 
     # -- reading (any thread) -----------------------------------------------------------------------
@@ -63,18 +64,21 @@ class Scheduler:
         new_states: dict[tuple[str, str], CheckState] = {}
         with self._lock:
             for check in config.checks():
-                state = CheckState(check, site_labels(config, check))
+                labels = site_labels(config, check)
                 previous = self._states.get(check.key)
-                if previous is not None and previous.check.raw == check.raw and previous.labels == state.labels:
-                    state.carry_over(previous)
-                new_states[check.key] = state
+                if previous is not None and previous.check.raw == check.raw and previous.labels == labels:
+                    # Unchanged: keep history and timetable; take the new options (secrets may have rotated).
+                    previous.check = check
+                    new_states[check.key] = previous
+                else:
+                    new_states[check.key] = CheckState(check, labels)
             self._states = new_states
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._reschedule)
 
     def _reschedule(self) -> None:
         now = time.monotonic()
-        scheduled = {id(entry[2]) for entry in self._heap}
+        scheduled = {id(entry[2]) for entry in self._heap} | {id(state) for state in self._running}
         self._heap = [entry for entry in self._heap if self._is_current(entry[2])]
         heapq.heapify(self._heap)
         for state in self.snapshot():
@@ -141,7 +145,11 @@ class Scheduler:
 
     async def _run(self, state: CheckState) -> None:
         started = time.monotonic()
-        result = await run_once(state.check, self._ping_engine, self._http)
+        self._running.append(state)
+        try:
+            result = await run_once(state.check, self._ping_engine, self._http)
+        finally:
+            self._running.remove(state)
         if not self._is_current(state):
             return  # removed or changed by a reload while it ran
         with self._lock:

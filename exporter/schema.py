@@ -7,9 +7,11 @@ is described with them, and so are the configs of the other sitewatch programs.
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from exporter.secrets import SecretValue, parse_secret
@@ -218,6 +220,38 @@ def secret() -> Validator:
             return parse_secret(value, path)
         except ValueError as err:
             raise Invalid(path, str(err)) from None  # never echo what was written: it may be the secret
+
+    return check
+
+
+# The folder of the file being validated: relative paths in it are read from there, not from the
+# folder the program happens to run in (a service's working folder is rarely the config's).
+config_folder: contextvars.ContextVar[Path] = contextvars.ContextVar("config_folder", default=Path("."))
+
+
+def existing_file(what: str) -> Validator:
+    """A path to a readable file, relative to the config file's folder; returned absolute."""
+
+    def check(value: Any, path: str) -> str:
+        name = string(what=what)(value, path)
+        file = Path(name).expanduser()
+        file = file if file.is_absolute() else config_folder.get() / file
+        if not file.is_file():
+            raise Invalid(path, f"{what} that exists (looked for {file})", value)
+        return str(file)
+
+    return check
+
+
+def text_or_secret() -> Validator:
+    """Plain text, or a secret in one of its written forms (``{env: ...}``, ``{file: ...}``, ``enc:...``)."""
+    as_secret = secret()
+    as_text = string(what="a string, or a secret written as {env: NAME}, {file: path} or enc:...")
+
+    def check(value: Any, path: str) -> str | SecretValue:
+        if isinstance(value, dict) or (isinstance(value, str) and value.startswith("enc:")):
+            return as_secret(value, path)
+        return as_text(value, path)
 
     return check
 

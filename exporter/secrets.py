@@ -122,8 +122,8 @@ class KeySource:
             origin = f"the key file {key_file}"
         else:
             raise SecretError(
-                f"enc: values need a key: set {KEY_ENV}, or {KEY_FILE_ENV} / --key-file to a key file "
-                "made by 'sitewatch-exporter encrypt --new-key FILE'"
+                f"enc: values need a key: set {KEY_ENV}, or {KEY_FILE_ENV}, --key-file or the config's key_file "
+                "to a key file made by 'sitewatch-exporter encrypt --new-key FILE'"
             )
         try:
             Fernet(key)

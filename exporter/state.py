@@ -67,11 +67,6 @@ class CheckState:
                     self.check.site_id, self.check.name,
                     self.successes_in_a_row if self.up else self.failures_in_a_row)
 
-    def carry_over(self, previous: "CheckState") -> None:
-        """Keeps history across a reload when the check itself did not change."""
-        for name in ("last", "up", "runs", "failures", "last_success_at", "failures_in_a_row",
-                     "successes_in_a_row", "_last_logged"):
-            setattr(self, name, getattr(previous, name))
 
 
 def _quoted(key: str, value: str) -> str:

@@ -268,3 +268,31 @@ def test_listen_address_in_use_is_reported_clearly(tmp_path, closed_port):
     assert "cannot start" in result.stderr and "in use" in result.stderr.lower()
     assert "Traceback" not in result.stderr
     assert re.search(r"127\.0\.0\.1:\d+", result.stderr)
+
+
+def test_a_reload_keeps_the_timetable_of_unchanged_checks(start_exporter, tmp_path, closed_port):
+    config = write_config(tmp_path / "site.yml", f"""
+sites:
+  - id: shop
+    checks:
+      - name: slow-rhythm
+        interval: 30s
+        tcp: {{host: 127.0.0.1, port: {closed_port}}}
+""")
+    exporter = start_exporter(config)
+    assert value_of(exporter.metrics(), "sitewatch_check_runs_total", check="slow-rhythm") == 1.0
+    for _ in range(3):
+        assert http_get(exporter.url + "/-/reload", method="POST")[0] == 200
+    time.sleep(2.5)  # longer than the first-run spread: a re-run would have happened by now
+    assert value_of(exporter.metrics(), "sitewatch_check_runs_total", check="slow-rhythm") == 1.0
+
+
+def test_check_for_an_unknown_site_is_a_usage_error_listing_the_known_sites(tmp_path, closed_port):
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path / "site.yml", "sites:" + SITE_A % {"closed": closed_port})
+    result = subprocess.run([sys.executable, "-m", "exporter.cli", "check", "--config", str(config),
+                             "--site", "shop-99"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "no site with id 'shop-99'" in result.stderr and "shop-1" in result.stderr

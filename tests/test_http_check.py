@@ -57,6 +57,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass
@@ -147,7 +148,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         site: LocalSite = self.server.site  # type: ignore[attr-defined]
-        site.seen.append(Seen(self.command, self.path, {k: v for k, v in self.headers.items()}))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        site.seen.append(Seen(self.command, self.path, {k: v for k, v in self.headers.items()}, body))
         try:
             _route(self)
         except OSError:  # the client gave up (timeout, size limit): nothing left to answer
@@ -679,3 +682,35 @@ def test_check_command_prints_json_with_the_reason_when_asked(tmp_path, web):
     assert records["catalog"]["reason"] == "status"
     assert "404" in records["catalog"]["message"]
     assert {"metric": "sitewatch_http_status_code", "labels": {}, "value": 404} in records["catalog"]["values"]
+
+
+def test_a_header_value_can_be_a_secret_and_reaches_the_server(tmp_path, web, monkeypatch):
+    monkeypatch.setenv("SW_TEST_API_KEY", "k3y-from-the-environment")
+    result = run_http(tmp_path, {"url": web.url("/ok"), "headers": {"X-Api-Key": {"env": "SW_TEST_API_KEY"},
+                                                                    "X-Site": "shop-12"}})
+    assert result.success, result.message
+    assert web.seen[-1].headers["X-Api-Key"] == "k3y-from-the-environment"
+    assert web.seen[-1].headers["X-Site"] == "shop-12"
+
+
+def test_a_post_sends_its_body(tmp_path, web):
+    result = run_http(tmp_path, {"url": web.url("/ok"), "method": "POST", "body": "ping=1&who=sitewatch"})
+    assert result.success, result.message
+    assert web.seen[-1].method == "POST" and web.seen[-1].body == b"ping=1&who=sitewatch"
+
+
+def test_a_relative_ca_file_is_read_from_the_config_folder(tmp_path, tls_web, certificate, monkeypatch):
+    (tmp_path / "ca.pem").write_bytes(certificate.pem_file.read_bytes())
+    monkeypatch.chdir("/")  # a service rarely runs in its config's folder
+    result = run_http(tmp_path, {"url": tls_web.url("/ok"), "tls": {"ca_file": "ca.pem"}})
+    assert result.success, result.message
+
+
+def test_a_missing_ca_file_is_a_config_error_naming_where_it_was_looked_for(tmp_path):
+    from exporter.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_http_check(tmp_path, {"url": "https://127.0.0.1:1/", "tls": {"ca_file": "nope.pem"}})
+    message = str(error.value)
+    assert "sites[0].checks[0].http.tls.ca_file" in message
+    assert str(tmp_path / "nope.pem") in message

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from exporter import schema as s
 from exporter.checks.base import CheckContext, MetricSpec, Result, Sample
 from exporter.httpclient import HttpFailure, HttpRequest, HttpResponse
+from exporter.secrets import SecretValue
 
 NAME = "http"
 
@@ -61,10 +62,11 @@ OPTIONS = s.struct({
         "password": s.Field(s.secret(), required=True),
     })),
     "headers": s.Field(s.mapping_of(s.string(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", "an HTTP header name"),
-                                    s.string(what="a header value")), default={}),
+                                    s.text_or_secret()), default={}),
+    "body": s.Field(s.string(what="the request body to send (text)")),
     "tls": s.Field(s.struct({
         "verify": s.Field(s.boolean(), default=True),
-        "ca_file": s.Field(s.string(what="a path to a PEM file of CA certificates")),
+        "ca_file": s.Field(s.existing_file("a PEM file of CA certificates")),
     }), default={"verify": True, "ca_file": None}),
     "body_size_limit": s.Field(s.size(minimum=1), default=10 * 1024 * 1024),
 })
@@ -81,7 +83,9 @@ def build_request(options: dict[str, Any], timeout: float) -> HttpRequest:
     tls = options["tls"] or {}
     return HttpRequest(
         url=options["url"], timeout=timeout, method=options["method"],
-        headers=tuple(options["headers"].items()),
+        headers=tuple((name, value.reveal() if isinstance(value, SecretValue) else value)
+                      for name, value in options["headers"].items()),
+        body=options["body"].encode("utf-8") if options["body"] else None,
         basic_auth=(auth["username"], auth["password"].reveal()) if auth else None,
         verify_tls=tls.get("verify", True), ca_file=tls.get("ca_file"),
         follow_redirects=options["follow_redirects"], max_redirects=options["max_redirects"],

@@ -96,6 +96,7 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
     except YamlError as err:
         raise ConfigError(file, str(err)) from None
     secrets: list[SecretValue] = []
+    folder = s.config_folder.set(file.parent)
     try:
         top = _TOP(raw, "")
         base = _merge_schedule(BUILTIN_SCHEDULE, top["defaults"])
@@ -103,6 +104,8 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
         _no_duplicates([site.id for site in sites], "sites[{}].id", "site id")
     except s.Invalid as err:
         raise ConfigError(file, err.describe()) from None
+    finally:
+        s.config_folder.reset(folder)
     key_source = KeySource(key_file, _relative(file, top.get("key_file")))
     for secret in secrets:
         try:
