@@ -171,6 +171,22 @@ def prometheus(tmp_path):
             process.wait()
 
 
+def run_check(check):
+    """Runs one configured check once, the way the exporter's scheduler does, with fresh engines."""
+    import asyncio
+
+    from exporter.httpclient import HttpClient
+    from exporter.icmp.engine import PingEngine
+    from exporter.runner import run_once
+
+    engine, client = PingEngine(), HttpClient()
+    try:
+        return asyncio.run(run_once(check, engine, client))
+    finally:
+        client.close()
+        engine.stop()
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

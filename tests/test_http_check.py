@@ -10,7 +10,6 @@ Assertions are on what the user sees: success, the reason word, a readable messa
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import http.server
@@ -36,9 +35,8 @@ from cryptography.x509.oid import NameOID
 from exporter.checks.base import Result
 from exporter.config import load_config
 from exporter.config.model import CheckConfig
-from exporter.httpclient import HttpClient, HttpFailure, HttpRequest, fetch
-from exporter.icmp.engine import PingEngine
-from exporter.runner import run_once
+from exporter.httpclient import HttpFailure, HttpRequest, fetch
+from conftest import run_check as run
 
 PROJECT = Path(__file__).resolve().parents[1]
 MAINTENANCE = "Сервер в режиме обслуживания"
@@ -266,14 +264,6 @@ def load_http_check(folder: Path, options: dict[str, Any], timeout: str = "2s") 
     return check
 
 
-def run(check: CheckConfig) -> Result:
-    engine = PingEngine()
-    client = HttpClient()
-    try:
-        return asyncio.run(run_once(check, engine, client))
-    finally:
-        client.close()
-        engine.stop()
 
 
 def run_http(folder: Path, options: dict[str, Any], timeout: str = "2s") -> Result:

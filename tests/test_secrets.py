@@ -230,7 +230,8 @@ def test_damaged_enc_value_is_refused_without_the_secret(tmp_path: Path, keys: K
 def test_enc_value_without_any_key_says_how_to_give_one(tmp_path: Path, keys: Keys) -> None:
     config_file = write(tmp_path / "site.yml", http_config(keys.enc))
     message = load_error(config_file)
-    assert "enc: values need a key: set SITEWATCH_KEY, or SITEWATCH_KEY_FILE, --key-file or the config's key_file" in message
+    assert ("enc: values need a key: set SITEWATCH_KEY, or SITEWATCH_KEY_FILE, --key-file or the config's "
+            "key_file") in message
     assert "sitewatch-exporter encrypt --new-key FILE" in message
     assert keys.secret not in message
 

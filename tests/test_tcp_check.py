@@ -11,7 +11,6 @@ left out rather than made flaky.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,7 @@ import yaml
 from exporter.checks.base import Result
 from exporter.config import load_config
 from exporter.config.model import CheckConfig
-from exporter.httpclient import HttpClient
-from exporter.icmp.engine import PingEngine
-from exporter.runner import run_once
+from conftest import run_check as run
 
 
 def load_tcp_check(folder: Path, options: dict[str, Any], timeout: str = "2s") -> CheckConfig:
@@ -36,14 +33,6 @@ def load_tcp_check(folder: Path, options: dict[str, Any], timeout: str = "2s") -
     return check
 
 
-def run(check: CheckConfig) -> Result:
-    engine = PingEngine()
-    client = HttpClient()
-    try:
-        return asyncio.run(run_once(check, engine, client))
-    finally:
-        client.close()
-        engine.stop()
 
 
 def values(result: Result) -> dict[str, float]:
