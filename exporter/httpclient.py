@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import requests
 import requests.adapters
@@ -28,6 +28,7 @@ from exporter import __version__
 from exporter.redaction import redact
 
 USER_AGENT = f"sitewatch/{__version__}"
+T = TypeVar("T")
 # The certificates of the latest TLS connection this thread opened. They are read right after the
 # handshake, because a server that answers "Connection: close" has the socket gone before the body is read.
 _handshakes = threading.local()
@@ -105,17 +106,27 @@ class HttpClient:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="http-check")
 
     async def fetch(self, request: HttpRequest) -> HttpResponse:
+        return await self.run_blocking(fetch, request)
+
+    async def run_blocking(self, function: Callable[..., T], *args: Any) -> T:
+        """Runs a blocking function (several fetches in a row, say) on the pool."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fetch, request)
+        return await loop.run_in_executor(self._executor, function, *args)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def fetch(request: HttpRequest) -> HttpResponse:
-    """Performs one request; raises HttpFailure with a reason word on any failure."""
+def fetch(request: HttpRequest, cookies: requests.cookies.RequestsCookieJar | None = None) -> HttpResponse:
+    """Performs one request; raises HttpFailure with a reason word on any failure.
+
+    With `cookies`, the jar is sent and takes the cookies the server sets, so a caller can keep a server
+    session across fetches and runs.
+    """
     deadline = time.monotonic() + request.timeout
     session = requests.Session()
+    if cookies is not None:
+        session.cookies = cookies
     session.mount("https://", _ProbeAdapter())
     session.max_redirects = request.max_redirects
     _handshakes.expiry = None

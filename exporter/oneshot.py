@@ -64,7 +64,11 @@ def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, c
     if failed:
         out.write("\n")
         for check, result in failed:  # whole messages: the fix is often at the end of the sentence
-            out.write(f"{check.site_id}/{check.name}: {result.message}\n")
+            lines = result.message.splitlines() or [""]
+            if len(lines) == 1:
+                out.write(f"{check.site_id}/{check.name}: {lines[0]}\n")
+            else:
+                out.write(f"{check.site_id}/{check.name}:\n" + "".join(f"  - {line}\n" for line in lines))
     passed = len(results) - len(failed)
     out.write(f"\n{passed} of {len(results)} checks passed.\n")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from exporter.checks.base import CheckContext, Result
 from exporter.config.model import CheckConfig
@@ -15,9 +16,11 @@ from exporter.redaction import redact
 log = logging.getLogger(__name__)
 
 
-async def run_once(check: CheckConfig, ping_engine: PingEngine, http: HttpClient) -> Result:
+async def run_once(check: CheckConfig, ping_engine: PingEngine, http: HttpClient,
+                   memory: dict[str, Any] | None = None) -> Result:
     timeout = check.schedule.timeout
-    context = CheckContext(ping_engine=ping_engine, http=http, timeout=timeout)
+    context = CheckContext(ping_engine=ping_engine, http=http, timeout=timeout, timezone=check.timezone,
+                           memory=memory if memory is not None else {})
     started = time.perf_counter()
     try:
         result = await asyncio.wait_for(check.kind.run(check.options, context), timeout)

@@ -147,7 +147,7 @@ class Scheduler:
         started = time.monotonic()
         self._running.append(state)
         try:
-            result = await run_once(state.check, self._ping_engine, self._http)
+            result = await run_once(state.check, self._ping_engine, self._http, state.memory)
         finally:
             self._running.remove(state)
         if not self._is_current(state):

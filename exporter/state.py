@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from exporter.checks.base import Result
 from exporter.config.model import CheckConfig
@@ -27,6 +28,7 @@ class CheckState:
     last_success_at: float = 0.0
     failures_in_a_row: int = 0
     successes_in_a_row: int = 0
+    memory: dict[str, Any] = field(default_factory=dict)  # what a check keeps between its runs
     _last_logged: tuple[bool, str | None] | None = field(default=None, repr=False)
 
     def record(self, result: Result) -> None:
@@ -70,4 +72,5 @@ class CheckState:
 
 
 def _quoted(key: str, value: str) -> str:
+    value = "; ".join(value.splitlines())  # one log line per event
     return f'{key}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

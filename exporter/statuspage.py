@@ -48,7 +48,8 @@ def render(states: list[CheckState], config_file: str) -> str:
             else:
                 verdict = "<span class='ok'>OK</span>" if result.success else "<span class='fail'>FAIL</span>"
                 figures = e(result.figures)
-                reason = "" if result.success else f"<b>{e(result.reason or '')}</b>: {e(result.message)}"
+                message = "<br>".join(e(line) for line in result.message.splitlines())
+                reason = "" if result.success else f"<b>{e(result.reason or '')}</b>: {message}"
                 last = e(_ago(result.finished_at, now))
             parts.append(f"<tr{row_class}><td>{e(state.check.name)}</td><td>{e(state.check.type)}</td>"
                          f"<td>{verdict}</td><td>{'up' if state.up else 'DOWN'}</td><td>{last}</td>"

@@ -171,6 +171,14 @@ def prometheus(tmp_path):
             process.wait()
 
 
+def value_of_metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of `name` in exposition `text` that has all of `labels`."""
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def run_check(check):
     """Runs one configured check once, the way the exporter's scheduler does, with fresh engines."""
     import asyncio

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import free_port, http_get, wait_until, write_config
+from conftest import free_port, http_get, value_of_metric as value_of, wait_until, write_config
 
 SITE_A = """
   - id: shop-1
@@ -42,13 +42,6 @@ SITE_B = """
 
 def metric_lines(text: str, name: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith((name + "{", name + " "))]
-
-
-def value_of(text: str, name: str, **labels: str) -> float | None:
-    for line in metric_lines(text, name):
-        if all(f'{key}="{value}"' in line for key, value in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Check types by name. A new check type is one module with the shape described in `base`, listed here."""
 
-from exporter.checks import http, ping, tcp
+from exporter.checks import http, kodeks, ping, tcp
 
-CHECK_TYPES = {module.NAME: module for module in (ping, tcp, http)}
+CHECK_TYPES = {module.NAME: module for module in (ping, tcp, http, kodeks)}

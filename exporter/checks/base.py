@@ -9,9 +9,11 @@ nothing else about it, so adding a check type means adding one module and regist
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from exporter.httpclient import HttpClient
     from exporter.icmp.engine import PingEngine
 
@@ -58,3 +60,6 @@ class CheckContext:
     ping_engine: "PingEngine"
     http: "HttpClient"
     timeout: float
+    timezone: "ZoneInfo | None" = None  # the site's, for device and server dates that carry no zone
+    # Kept between runs of one check (cookies, for example); a new dict on every one-shot run.
+    memory: dict[str, Any] = field(default_factory=dict)

@@ -137,7 +137,7 @@ def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue])
     site = _SITE(raw, path)
     defaults = _merge_schedule(base, site["defaults"])
     checks = tuple(
-        _check(raw_check, f"{path}.checks[{i}]", site["id"], defaults, secrets)
+        _check(raw_check, f"{path}.checks[{i}]", site["id"], site["timezone"], defaults, secrets)
         for i, raw_check in enumerate(site["checks"])
     )
     _no_duplicates([check.name for check in checks], path + ".checks[{}].name", "check name in this site")
@@ -145,7 +145,8 @@ def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue])
     return Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks)
 
 
-def _check(raw: Any, path: str, site_id: str, defaults: dict[str, Any], secrets: list[SecretValue]) -> CheckConfig:
+def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, defaults: dict[str, Any],
+           secrets: list[SecretValue]) -> CheckConfig:
     types = ", ".join(CHECK_TYPES)
     if not isinstance(raw, dict):
         raise s.Invalid(path, f"a check: a mapping with a name and one of {types}", raw)
@@ -166,7 +167,7 @@ def _check(raw: Any, path: str, site_id: str, defaults: dict[str, Any], secrets:
     if hasattr(kind, "validate_timing"):
         kind.validate_timing(options, schedule.timeout, path)
     return CheckConfig(site_id=site_id, name=common["name"], kind=kind, options=options,
-                       schedule=schedule, path=path, raw=(raw, schedule))
+                       schedule=schedule, path=path, raw=(raw, schedule, timezone), timezone=timezone)
 
 
 def _collect_secrets(validator: s.Validator, raw: Any, path: str, secrets: list[SecretValue]) -> Any:

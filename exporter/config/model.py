@@ -27,6 +27,7 @@ class CheckConfig:
     schedule: Schedule
     path: str  # where in the file it was written, for messages
     raw: Any = field(repr=False, default=None)  # as written, to tell whether a reload changed it
+    timezone: ZoneInfo | None = None  # the site's; None means the machine's local time
 
     @property
     def type(self) -> str:
