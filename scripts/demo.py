@@ -19,11 +19,15 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from simulators import kodeks  # noqa: E402 - the project's root is not on the path of a script
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "demo.yml"
 NAMESPACE = "sitewatch-demo"
 VOID_CHECK = "pc-behind-dead-link"
 WEB = ("127.0.0.1", 18080)
+KODEKS_PORT = 18081
 LISTEN = os.environ.get("DEMO_LISTEN", "127.0.0.1:9815")
 EXPORTER = [sys.executable, "-m", "exporter.cli"]
 
@@ -66,11 +70,14 @@ def prepare_config(workdir: Path) -> Path:
 def main() -> int:
     web = ThreadingHTTPServer(WEB, DemoPages)
     threading.Thread(target=web.serve_forever, daemon=True).start()
+    kodeks_server = kodeks.FakeKodeksServer(port=KODEKS_PORT).start()
+    os.environ["KODEKS_DEMO_PASSWORD"] = kodeks.PASSWORD  # inherited by the exporter processes
     exporter = None
     with tempfile.TemporaryDirectory() as workdir:
         try:
             config = prepare_config(Path(workdir))
-            print(f"== demo web page at http://{WEB[0]}:{WEB[1]}/\n== one-shot check: "
+            print(f"== demo web page at http://{WEB[0]}:{WEB[1]}/, fake Kodeks server at {kodeks_server.url}\n"
+                  f"== one-shot check: "
                   f"sitewatch-exporter check --config {config.relative_to(ROOT) if config == CONFIG else config}\n",
                   flush=True)
             subprocess.run([*EXPORTER, "check", "--config", str(config)], cwd=ROOT)
@@ -100,6 +107,7 @@ def main() -> int:
                 exporter.terminate()
                 exporter.wait(timeout=10)
             web.shutdown()
+            kodeks_server.stop()
             if hasattr(os, "geteuid") and os.geteuid() == 0:
                 subprocess.run([str(ROOT / "scripts" / "void-netns.sh"), "down", NAMESPACE], check=False)
 

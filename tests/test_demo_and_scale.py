@@ -17,10 +17,11 @@ def test_demo_prints_a_check_table_and_serves_metrics():
     out = result.stdout
     assert "SITE" in out and "RESULT" in out
     for check, verdict in (("main-page", "OK"), ("web-port", "OK"), ("pc ", "OK"),
-                           ("catalog-page", "FAIL"), ("admin-port", "FAIL")):
+                           ("catalog-page", "FAIL"), ("admin-port", "FAIL"), ("kodeks", "FAIL")):
         row = next(line for line in out.splitlines() if line.startswith("demo-shop") and check in line)
         assert verdict in row, row
     assert "режим обслуживания" in out  # the failing page says what it found
+    assert "  - catalog /docs2: the main page is not built correctly" in out  # the fake Kodeks server's catalogs
     assert f"http://127.0.0.1:{port}/metrics" in out
 
 
