@@ -51,6 +51,7 @@ class Scenario:
     maintenance: bool = False
     service_message_on: str | None = None  # a catalog path whose main page shows a service message
     garbage: bool = False  # the metrics page is something else entirely
+    admin_title: bool = True  # False: the monitoring user may not open /admin/title
     licence_until: str = "31.12.2026"
     registration_number: str = "123-456-789"
     version: str = "6.4.5.127"
@@ -138,6 +139,8 @@ def create_app(scenario: Scenario) -> Flask:
     def admin_title() -> Response:
         if not authorized():
             return denied()
+        if not scenario.admin_title:
+            return Response("Недостаточно прав", 403)
         sessions = ""
         if scenario.sessions:
             used, limit = scenario.sessions

@@ -281,3 +281,54 @@ def test_the_running_exporter_exports_catalog_metrics_and_keeps_one_session(star
     assert value_of_metric(text, "sitewatch_check_failure_info", check="kodeks", reason="main_page") == 1
     assert value_of_metric(text, "sitewatch_kodeks_licence_expiry_timestamp_seconds") is not None
     assert kodeks.scenario.sessions_opened == 1
+
+
+def test_the_most_telling_problem_gives_the_reason_whatever_the_catalog_order(tmp_path, kodeks):
+    kodeks.scenario.catalogs = [Catalog("/docs", product_control_problem=True),
+                                Catalog("/docs2", main_page_problem=True)]
+    result = run_check(kodeks_check(tmp_path, kodeks.url))
+    assert result.reason == "main_page"
+    assert result.message.splitlines()[0] == "catalog /docs2: the main page is not built correctly"
+    assert result.message.splitlines()[1].startswith("catalog /docs: the bundle")
+
+
+def test_other_dates_on_the_title_page_are_not_taken_for_the_licence():
+    found = parse_admin_title("<p>Сопровождение до 01.02.2025</p><p>Регистрационный номер: 77-1</p>", None)
+    assert found.expiry is None and found.number == "77-1"
+
+
+def test_the_licence_runs_out_at_local_midnight_across_a_clock_change():
+    berlin = ZoneInfo("Europe/Berlin")  # clocks go forward on 30 March 2025
+    found = parse_admin_title("Ограничение рег. файла: до 29.03.2025", berlin)
+    assert found.expiry == datetime(2025, 3, 30, tzinfo=berlin).timestamp()
+    found = parse_admin_title("Ограничение рег. файла: до 30.03.2025", berlin)
+    assert found.expiry == datetime(2025, 3, 31, tzinfo=berlin).timestamp()
+
+
+def test_default_service_message_markers_catch_the_usual_wordings():
+    import re
+
+    from exporter.checks.kodeks import DEFAULT_SERVICE_MESSAGE_MARKERS, _first_match
+
+    markers = [re.compile(p) for p in DEFAULT_SERVICE_MESSAGE_MARKERS]
+    for text in ("Необходимо обратиться к администратору системы.", "Обратитесь к администратору.",
+                 "Служебное сообщение: база обновляется.", "Требуется обслуживание сервера."):
+        assert _first_match(markers, text), text
+    assert _first_match(markers, "Главная страница. Новое в законодательстве.") is None
+
+
+def test_an_unreadable_title_page_keeps_the_check_passing_and_is_logged_once(tmp_path, kodeks, caplog):
+    all_fine(kodeks)
+    kodeks.scenario.admin_title = False
+    check = kodeks_check(tmp_path, kodeks.url)
+    memory: dict = {}
+    engine, http = PingEngine(), HttpClient()
+    caplog.set_level(logging.WARNING, logger="exporter.checks.kodeks")
+    try:
+        results = [asyncio.run(run_once(check, engine, http, memory)) for _ in range(3)]
+    finally:
+        http.close()
+    assert all(result.success for result in results)
+    assert not any(name == "sitewatch_kodeks_licence_expiry_timestamp_seconds" for name, _ in samples(results[0]))
+    lines = [r.getMessage() for r in caplog.records if "kodeks_licence_unreadable" in r.getMessage()]
+    assert len(lines) == 1 and "HTTP 403" in lines[0]

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +33,7 @@ SYSINFO_PATH = "/sysinfo/metrics"
 DEFAULT_MAINTENANCE_MARKERS = [r"(?i)режим\w*\s+(технического\s+)?обслуживания", r"(?i)технически\w+\s+работ",
                                r"(?i)профилактик"]
 DEFAULT_SERVICE_MESSAGE_MARKERS = [r"(?i)служебное\s+сообщение", r"(?i)требуется\s+обслуживание",
-                                   r"(?i)обратит\w*сь\s+к\s+администратору"]
+                                   r"(?i)обратит\w*\s+к\s+администратору"]
 
 
 def _base_url(value: Any, path: str) -> str:
@@ -149,8 +149,10 @@ class Registration:
 _TAGS = re.compile(r"<[^>]+>")
 _REG_NUMBER = re.compile(r"Регистрационный\s+номер:?\s*([\w./-]+)", re.IGNORECASE)
 _VERSION = re.compile(r"Версия:?\s*(\d+(?:\.\d+)+)", re.IGNORECASE)
-_EXPIRY = re.compile(r"Ограничение\s+рег\.?\s*файла:?\s*до\s+(\d{1,2})\.(\d{1,2})\.(\d{4})", re.IGNORECASE)
-_ANY_EXPIRY = re.compile(r"\bдо\s+(\d{1,2})\.(\d{1,2})\.(\d{4})", re.IGNORECASE)
+# Only the registration file's own line: other "до DD.MM.YYYY" dates on the page (support contracts,
+# news) are not the licence.
+_EXPIRY = re.compile(r"Ограничение\s+рег\w*\.?\s*файла:?[^.\d]{0,40}?до\s+(\d{1,2})\.(\d{1,2})\.(\d{4})",
+                     re.IGNORECASE)
 _SESSIONS = re.compile(r"Всего\s+соединений\s*\(сессии\):?\s*(\d+)(?:\s*(?:из|/)\s*(\d+))?", re.IGNORECASE)
 
 
@@ -166,12 +168,12 @@ def parse_admin_title(markup: str, timezone: ZoneInfo | None) -> Registration:
         found.number = match.group(1)
     if match := _VERSION.search(text):
         found.version = match.group(1)
-    if match := (_EXPIRY.search(text) or _ANY_EXPIRY.search(text)):
+    if match := _EXPIRY.search(text):
         day, month, year = (int(part) for part in match.groups())
         try:
             # The file is valid "до" (through) that date: it runs out when the next day begins, site time.
-            start = datetime(year, month, day, tzinfo=timezone) if timezone else datetime(year, month, day)
-            found.expiry = start.timestamp() + 86400
+            next_day = date(year, month, day) + timedelta(days=1)
+            found.expiry = datetime(next_day.year, next_day.month, next_day.day, tzinfo=timezone).timestamp()
             found.valid_through = f"{day:02d}.{month:02d}.{year}"
         except ValueError:
             log.debug("event=kodeks_title_bad_date date=%s", match.group(0))
@@ -194,7 +196,7 @@ _server_locks_guard = threading.Lock()
 
 def _server_lock(url: str) -> threading.Lock:
     with _server_locks_guard:
-        return _server_locks.setdefault(url, threading.Lock())
+        return _server_locks.setdefault(url.lower(), threading.Lock())
 
 
 @dataclass
@@ -205,8 +207,9 @@ class Reading:
     maintenance_where: str = ""
     main_pages_checked: bool = False
     service_messages: dict[str, str] = field(default_factory=dict)  # catalog -> what the page says
-    page_failures: dict[str, str] = field(default_factory=dict)  # catalog -> why its main page failed
+    page_failures: dict[str, HttpFailure] = field(default_factory=dict)  # catalog -> why its page failed
     registration: Registration | None = None
+    registration_problem: str | None = None  # why /admin/title gave nothing
     failure: Result | None = None  # the run could not read the server at all
 
 
@@ -242,7 +245,8 @@ def _first_match(patterns: list[re.Pattern[str]], text: str) -> str | None:
     for pattern in patterns:
         if match := pattern.search(text):
             start = max(text.rfind(".", 0, match.start()), text.rfind(">", 0, match.start())) + 1
-            start = max(start, match.start() - 80)
+            if match.start() - start > 80:  # a long sentence: start on a word near the marker
+                start = text.find(" ", match.start() - 80, match.start()) + 1 or match.start()
             end = text.find(".", match.end())
             end = len(text) if end == -1 or end - match.end() > 120 else end + 1
             return text[start:end].strip()
@@ -289,7 +293,7 @@ def _read_server(server: _Server, timezone: ZoneInfo | None) -> Reading:
     if options["main_pages"]:
         _read_main_pages(server, reading, maintenance_markers)
     if options["licence"] and not reading.maintenance:
-        reading.registration = _read_registration(server, timezone)
+        reading.registration, reading.registration_problem = _read_registration(server, timezone)
     return reading
 
 
@@ -310,7 +314,7 @@ def _read_main_pages(server: _Server, reading: Reading, maintenance_markers: lis
         try:
             page = server.get(path)
         except HttpFailure as failure:
-            reading.page_failures[path] = failure.message
+            reading.page_failures[path] = failure
             continue
         text = page_text(page.text())
         if (where := _first_match(maintenance_markers, text)) is not None:
@@ -318,26 +322,33 @@ def _read_main_pages(server: _Server, reading: Reading, maintenance_markers: lis
         elif (where := _first_match(service_markers, text)) is not None:
             reading.service_messages[path] = where
         elif page.status >= 400:
-            reading.page_failures[path] = f"HTTP {page.status} {page.reason}"
+            reading.page_failures[path] = HttpFailure("main_page", f"HTTP {page.status} {page.reason}")
 
 
-def _read_registration(server: _Server, timezone: ZoneInfo | None) -> Registration | None:
+def _read_registration(server: _Server, timezone: ZoneInfo | None) -> tuple[Registration | None, str | None]:
     try:
         page = server.get("/admin/title")
     except HttpFailure as failure:
-        log.debug("event=kodeks_title_unreadable reason=%s", failure.reason)
-        return None
+        return None, f"/admin/title could not be read: {failure.message}"
     if page.status != 200:
-        log.debug("event=kodeks_title_unreadable status=%d", page.status)
-        return None
-    return parse_admin_title(page.text(), timezone)
+        return None, f"/admin/title answered HTTP {page.status} (the monitoring user may lack rights to it)"
+    return parse_admin_title(page.text(), timezone), None
 
 
 async def run(options: dict[str, Any], context: CheckContext) -> Result:
     jar = context.memory.setdefault("cookies", requests.cookies.RequestsCookieJar())
     deadline = time.monotonic() + context.timeout * 0.95
     reading = await context.http.run_blocking(read_server, options, jar, deadline, context.timezone)
+    if reading.registration_problem != context.memory.get("registration_problem"):
+        if reading.registration_problem:  # once per change: the check still passes, but licence figures are gone
+            log.warning("event=kodeks_licence_unreadable url=%s problem=%r", options["url"],
+                        reading.registration_problem)
+        context.memory["registration_problem"] = reading.registration_problem
     return judge(reading)
+
+
+# The reason a run reports when several things are wrong: the one that explains the most comes first.
+_REASON_ORDER = ("maintenance", "timeout", "main_page", "product_control", "service_message")
 
 
 def judge(reading: Reading) -> Result:
@@ -366,8 +377,10 @@ def judge(reading: Reading) -> Result:
                                   1.0 if path in reading.service_messages else 0.0, labels))
     for path, where in reading.service_messages.items():
         problems.append(("service_message", f"catalog {path}: the main page shows a service message: {where!r}"))
-    for path, why in reading.page_failures.items():
-        problems.append(("main_page", f"catalog {path}: the main page could not be opened: {why}"))
+    for path, failure in reading.page_failures.items():
+        reason = "timeout" if failure.reason == "timeout" else "main_page"
+        problems.append((reason, f"catalog {path}: the main page could not be opened: {failure.message}"))
+    problems.sort(key=lambda problem: _REASON_ORDER.index(problem[0]))  # stable: catalogs keep their order
     figures = [f"{len(reading.catalogs)} catalog(s) via {reading.metrics_path}"] if reading.catalogs else []
     registration = reading.registration
     if registration is not None:

@@ -26,7 +26,7 @@ LABEL_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_]*"
 # Labels sitewatch itself puts on series, or that Prometheus gives a meaning to.
 RESERVED_LABELS = frozenset(
     {"site", "check", "type", "reason", "stat", "job", "instance", "le", "quantile", "catalog", "status",
-     "kkt", "fn", "flag", "licence", "name", "version"}
+     "kkt", "fn", "flag", "licence", "name", "version", "registration_number"}
 )
 
 
