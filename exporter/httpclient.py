@@ -25,9 +25,15 @@ import urllib3.connectionpool
 from cryptography import x509
 
 from exporter import __version__
+from exporter import schema as s
 from exporter.redaction import redact
 
 USER_AGENT = f"sitewatch/{__version__}"
+# The `tls` options of every check that fetches pages.
+TLS_OPTIONS = s.Field(s.struct({
+    "verify": s.Field(s.boolean(), default=True),
+    "ca_file": s.Field(s.existing_file("a PEM file of CA certificates")),
+}), default={"verify": True, "ca_file": None})
 T = TypeVar("T")
 # The certificates of the latest TLS connection this thread opened. They are read right after the
 # handshake, because a server that answers "Connection: close" has the socket gone before the body is read.

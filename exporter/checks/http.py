@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from exporter import schema as s
 from exporter.checks.base import CheckContext, MetricSpec, Result, Sample
-from exporter.httpclient import HttpFailure, HttpRequest, HttpResponse
+from exporter.httpclient import TLS_OPTIONS, HttpFailure, HttpRequest, HttpResponse
 from exporter.secrets import SecretValue
 
 NAME = "http"
@@ -64,10 +64,7 @@ OPTIONS = s.struct({
     "headers": s.Field(s.mapping_of(s.string(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", "an HTTP header name"),
                                     s.text_or_secret()), default={}),
     "body": s.Field(s.string(what="the request body to send (text)")),
-    "tls": s.Field(s.struct({
-        "verify": s.Field(s.boolean(), default=True),
-        "ca_file": s.Field(s.existing_file("a PEM file of CA certificates")),
-    }), default={"verify": True, "ca_file": None}),
+    "tls": TLS_OPTIONS,
     "body_size_limit": s.Field(s.size(minimum=1), default=10 * 1024 * 1024),
 })
 METRICS = (

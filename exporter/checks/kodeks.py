@@ -23,7 +23,7 @@ import requests
 
 from exporter import schema as s
 from exporter.checks.base import CheckContext, MetricSpec, Result, Sample
-from exporter.httpclient import HttpFailure, HttpRequest, HttpResponse, fetch
+from exporter.httpclient import TLS_OPTIONS, HttpFailure, HttpRequest, HttpResponse, fetch
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,7 @@ OPTIONS = s.struct({
     "licence": s.Field(s.boolean(), default=True),
     "maintenance_markers": s.Field(s.one_or_list_of(s.regex()), default=None),
     "service_message_markers": s.Field(s.one_or_list_of(s.regex()), default=None),
-    "tls": s.Field(s.struct({
-        "verify": s.Field(s.boolean(), default=True),
-        "ca_file": s.Field(s.existing_file("a PEM file of CA certificates")),
-    }), default={"verify": True, "ca_file": None}),
+    "tls": TLS_OPTIONS,
     "body_size_limit": s.Field(s.size(minimum=1), default=4 * 1024 * 1024),
 })
 METRICS = (
