@@ -8,14 +8,12 @@ sentence a technician can act on. The blocking work runs on a bounded thread poo
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import requests
 import requests.adapters
@@ -27,6 +25,7 @@ from cryptography import x509
 from exporter import __version__
 from exporter import schema as s
 from exporter.redaction import redact
+from exporter.workers import BlockingWorkers
 
 USER_AGENT = f"sitewatch/{__version__}"
 # The `tls` options of every check that fetches pages.
@@ -34,7 +33,6 @@ TLS_OPTIONS = s.Field(s.struct({
     "verify": s.Field(s.boolean(), default=True),
     "ca_file": s.Field(s.existing_file("a PEM file of CA certificates")),
 }), default={"verify": True, "ca_file": None})
-T = TypeVar("T")
 # The certificates of the latest TLS connection this thread opened. They are read right after the
 # handshake, because a server that answers "Connection: close" has the socket gone before the body is read.
 _handshakes = threading.local()
@@ -106,21 +104,16 @@ class HttpFailure(Exception):
 
 
 class HttpClient:
-    """Fetches pages for checks on a bounded pool of threads."""
+    """Fetches pages for checks on the process's pool of blocking workers."""
 
-    def __init__(self, max_workers: int = 32):
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="http-check")
+    def __init__(self, workers: BlockingWorkers | None = None):
+        self.workers = workers or BlockingWorkers()
 
     async def fetch(self, request: HttpRequest) -> HttpResponse:
-        return await self.run_blocking(fetch, request)
-
-    async def run_blocking(self, function: Callable[..., T], *args: Any) -> T:
-        """Runs a blocking function (several fetches in a row, say) on the pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)
+        return await self.workers.run(fetch, request)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.workers.close()
 
 
 def fetch(request: HttpRequest, cookies: requests.cookies.RequestsCookieJar | None = None) -> HttpResponse:

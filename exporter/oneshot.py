@@ -15,7 +15,15 @@ from exporter.runner import run_once
 
 
 async def _run_all(checks: list[CheckConfig], engine: PingEngine, http: HttpClient) -> list[Result]:
-    return list(await asyncio.gather(*(run_once(check, engine, http) for check in checks)))
+    """Runs everything at once, except checks that compare with what others found (they go second)."""
+    site_memory: dict[str, dict] = {}
+    results: dict[int, Result] = {}
+    for second_wave in (False, True):
+        wave = [i for i, check in enumerate(checks) if getattr(check.kind, "USES_SITE_DATA", False) == second_wave]
+        outcomes = await asyncio.gather(*(run_once(checks[i], engine, http, {},
+                                                   site_memory.setdefault(checks[i].site_id, {})) for i in wave))
+        results.update(zip(wave, outcomes, strict=True))
+    return [results[i] for i in range(len(checks))]
 
 
 def run_checks(checks: list[CheckConfig]) -> tuple[list[Result], str]:
@@ -60,6 +68,11 @@ def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, c
         if index:
             cells[3] = paint(cells[3], row[3] == "OK")
         out.write("  ".join(cells + [row[6]]).rstrip() + "\n")
+    detailed = [(check, result) for check, result in zip(checks, results, strict=True) if result.details]
+    if detailed:
+        out.write("\n")
+        for check, result in detailed:
+            out.write(f"{check.site_id}/{check.name}:\n" + "".join(f"  {line}\n" for line in result.details))
     failed = [(check, result) for check, result in zip(checks, results, strict=True) if not result.success]
     if failed:
         out.write("\n")
@@ -77,7 +90,7 @@ def print_json(checks: list[CheckConfig], results: list[Result], out: TextIO) ->
     records = [{
         "site": check.site_id, "check": check.name, "type": check.type, "success": result.success,
         "reason": result.reason, "message": result.message, "figures": result.figures,
-        "duration_seconds": round(result.duration, 6),
+        "duration_seconds": round(result.duration, 6), "details": result.details,
         "values": [{"metric": s.name, "labels": dict(s.labels), "value": s.value} for s in result.samples],
     } for check, result in zip(checks, results, strict=True)]
     json.dump(records, out, ensure_ascii=False, indent=2)

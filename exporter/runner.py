@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 
 async def run_once(check: CheckConfig, ping_engine: PingEngine, http: HttpClient,
-                   memory: dict[str, Any] | None = None) -> Result:
+                   memory: dict[str, Any] | None = None, site_memory: dict[str, Any] | None = None) -> Result:
     timeout = check.schedule.timeout
     context = CheckContext(ping_engine=ping_engine, http=http, timeout=timeout, timezone=check.timezone,
-                           memory=memory if memory is not None else {})
+                           memory=memory if memory is not None else {},
+                           site_memory=site_memory if site_memory is not None else {})
     started = time.perf_counter()
     try:
         result = await asyncio.wait_for(check.kind.run(check.options, context), timeout)
@@ -32,4 +33,5 @@ async def run_once(check: CheckConfig, ping_engine: PingEngine, http: HttpClient
     result.duration = time.perf_counter() - started
     result.finished_at = time.time()
     result.message = redact(result.message)
+    result.details = [redact(line) for line in result.details]
     return result

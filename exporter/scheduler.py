@@ -45,6 +45,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: list[CheckState] = []
+        self._site_memory: dict[str, dict] = {}  # per site id, kept across reloads
         self._started = threading.Event()
 
     # -- reading (any thread) -----------------------------------------------------------------------
@@ -147,7 +148,8 @@ class Scheduler:
         started = time.monotonic()
         self._running.append(state)
         try:
-            result = await run_once(state.check, self._ping_engine, self._http, state.memory)
+            site_memory = self._site_memory.setdefault(state.check.site_id, {})
+            result = await run_once(state.check, self._ping_engine, self._http, state.memory, site_memory)
         finally:
             self._running.remove(state)
         if not self._is_current(state):

@@ -135,6 +135,15 @@ def choice(*options: str) -> Validator:
     return check
 
 
+def integer_choice(*options: int) -> Validator:
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or value not in options:
+            raise Invalid(path, "one of " + ", ".join(map(str, options)), value)
+        return value
+
+    return check
+
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 

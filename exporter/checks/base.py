@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
     from exporter.httpclient import HttpClient
+    from exporter.workers import BlockingWorkers
     from exporter.icmp.engine import PingEngine
 
 
@@ -45,6 +46,7 @@ class Result:
     message: str = ""
     figures: str = ""
     samples: list[Sample] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # one line per device, for the one-shot table
     duration: float = 0.0
     finished_at: float = 0.0
 
@@ -63,3 +65,10 @@ class CheckContext:
     timezone: "ZoneInfo | None" = None  # the site's, for device and server dates that carry no zone
     # Kept between runs of one check (cookies, for example); a new dict on every one-shot run.
     memory: dict[str, Any] = field(default_factory=dict)
+    # Shared by the checks of one site: what one check learns another may compare with (ФН numbers).
+    site_memory: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def workers(self) -> "BlockingWorkers":
+        """Where blocking work (devices, files, several fetches in a row) runs."""
+        return self.http.workers

@@ -335,7 +335,7 @@ def _read_registration(server: _Server, timezone: ZoneInfo | None) -> tuple[Regi
 async def run(options: dict[str, Any], context: CheckContext) -> Result:
     jar = context.memory.setdefault("cookies", requests.cookies.RequestsCookieJar())
     deadline = time.monotonic() + context.timeout * 0.95
-    reading = await context.http.run_blocking(read_server, options, jar, deadline, context.timezone)
+    reading = await context.workers.run(read_server, options, jar, deadline, context.timezone)
     if reading.registration_problem != context.memory.get("registration_problem"):
         if reading.registration_problem:  # once per change: the check still passes, but licence figures are gone
             log.warning("event=kodeks_licence_unreadable url=%s problem=%r", options["url"],

@@ -160,7 +160,11 @@ def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, default
     common = s.struct(fields)(raw, path)
     options_path = s.join(path, kind.NAME)
     options = _collect_secrets(kind.OPTIONS, raw[kind.NAME], options_path, secrets)
-    schedule = Schedule(**_merge_schedule(defaults, {k: common[k] for k in _SCHEDULE_FIELDS}))
+    # A check type may have its own interval (a till's port is shared: poll it hourly, not every minute);
+    # it wins over the site's and top-level defaults, and a check's own `interval` wins over it.
+    type_defaults = {"interval": getattr(kind, "DEFAULT_INTERVAL", None)}
+    schedule = Schedule(**_merge_schedule(_merge_schedule(defaults, type_defaults),
+                                          {k: common[k] for k in _SCHEDULE_FIELDS}))
     if schedule.timeout > schedule.interval:
         raise s.Invalid(s.join(path, "timeout"), f"a timeout no longer than the interval ({schedule.interval:g}s)",
                         schedule.timeout)
