@@ -28,6 +28,7 @@ test: venv debs
 bench: venv debs
 	$(PY) bench/ping_fleet.py $(BENCH_ARGS)
 	$(PY) bench/kodeks_fleet.py
+	$(PY) bench/mitsu_read.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -190,7 +190,7 @@ def test_check_without_a_type_key_lists_the_check_types(tmp_path: Path) -> None:
           interval: 30s
     """))
     message = config_error(path)
-    assert_names(message, path, "sites[1].checks[0]", "exactly one check type key (ping, tcp, http, kodeks)",
+    assert_names(message, path, "sites[1].checks[0]", "exactly one check type key (ping, tcp, http, kodeks, kkt, getad, iiko_log)",
                  "a mapping with keys name, interval")
 
 
@@ -201,7 +201,7 @@ def test_check_with_two_type_keys_names_both_of_them(tmp_path: Path) -> None:
           tcp: {host: 127.0.0.1, port: 80}
     """))
     message = config_error(path)
-    assert_names(message, path, "sites[1].checks[0]", "exactly one check type key (ping, tcp, http, kodeks)")
+    assert_names(message, path, "sites[1].checks[0]", "exactly one check type key (ping, tcp, http, kodeks, kkt, getad, iiko_log)")
     assert "found ping, tcp" in message
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from exporter.checks.base import MetricSpec, Sample
 from exporter.kkt.model import PHASE_NAMES, WARNING_FLAGS, KktState
@@ -81,13 +82,16 @@ def _days(seconds: float) -> str:
     return f"{days:.0f} days" if abs(days) >= 2 else f"{seconds / 3600:.0f} hours"
 
 
-def _date(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%d.%m.%Y")
+def summary(state: KktState, timezone: ZoneInfo | None = None, now: float | None = None) -> str:
+    """One line a support engineer reads: model, serial, ФН, days to expiry, unsent documents, licences.
 
-
-def summary(state: KktState, now: float | None = None) -> str:
-    """One line a support engineer reads: model, serial, ФН, days to expiry, unsent documents, licences."""
+    Dates are shown in the site's time zone, as the register and its papers show them.
+    """
     now = time.time() if now is None else now
+
+    def _date(timestamp: float) -> str:
+        return datetime.fromtimestamp(timestamp, timezone).strftime("%d.%m.%Y")
+
     parts = [f"{state.model or state.vendor} №{state.serial}"]
     if not state.registered:
         parts.append("not registered")

@@ -1,0 +1,78 @@
+"""The ``kkt`` check: reads a fiscal register's and its ФН's state over its serial port or the network.
+
+The till's POS program shares the port, so the check opens it only for the poll, closes it at once, polls
+hourly by default, and gives up at once with reason ``port_busy`` when the till holds it. The last good
+reading stays exported (with its own data timestamp) while the register cannot be read, because a ФН's
+expiry date does not stop being true when the port is busy; ``sitewatch_kkt_up`` says whether the latest
+read worked.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from exporter import schema as s
+from exporter.checks.base import CheckContext, Result, Sample
+from exporter.kkt import metrics as kkt_metrics
+from exporter.kkt import mitsu
+from exporter.kkt.model import KktError, KktState
+
+NAME = "kkt"
+DEFAULT_INTERVAL = 3600.0  # the till shares the port: poll rarely
+DRIVERS: dict[str, Callable[..., KktState]] = {"mitsu": mitsu.read_state}
+
+
+def _port(value: Any, path: str) -> str:
+    return s.string(what="a port such as COM7, /dev/ttyUSB0, socket://10.0.0.9:8200 or tcp://10.0.0.9:8200")(
+        value, path)
+
+
+OPTIONS = s.struct({
+    "driver": s.Field(s.choice(*DRIVERS), required=True),
+    "port": s.Field(_port, required=True),
+    "baudrate": s.Field(s.integer_choice(2400, 4800, 9600, 19200, 38400, 57600, 115200), default=115200),
+    "serial": s.Field(s.string(r"[0-9A-Za-z-]{1,32}", "the register's serial (factory) number")),
+    "command_timeout": s.Field(s.duration(minimum=0.1, maximum=60), default=2.0),
+})
+METRICS = kkt_metrics.KKT_METRICS
+
+
+def known_fns(site_memory: dict[str, Any]) -> dict[str, str]:
+    """ФН numbers the site's checks last read, by register serial, for checks that compare with them."""
+    return site_memory.setdefault("fn_by_kkt", {})
+
+
+async def run(options: dict[str, Any], context: CheckContext) -> Result:
+    driver = DRIVERS[options["driver"]]
+    try:
+        state = await context.workers.run(driver, options["port"], options["baudrate"], context.timeout * 0.9,
+                                          context.timezone, options["command_timeout"])
+    except KktError as err:
+        return _unreadable(options, context, err)
+    context.memory["state"] = state
+    if state.fn is not None and state.fn.serial:
+        known_fns(context.site_memory)[state.serial] = state.fn.serial
+    samples = kkt_metrics.state_samples(state)
+    details = [kkt_metrics.summary(state, context.timezone)]
+    expected = options["serial"]
+    if expected and expected != state.serial:
+        return Result.failed("wrong_device", f"{options['port']} answers as register №{state.serial}, not the "
+                                             f"configured №{expected}: was the register swapped?",
+                             samples=samples, details=details)
+    return Result(True, figures=details[0], samples=samples, details=details)
+
+
+def _unreadable(options: dict[str, Any], context: CheckContext, err: KktError) -> Result:
+    last: KktState | None = context.memory.get("state")
+    label = last.serial if last else (options["serial"] or options["port"])
+    samples: list[Sample] = []
+    details: list[str] = []
+    if last is not None:  # keep what is still true, marked by its old data timestamp
+        samples = [sample for sample in kkt_metrics.state_samples(last) if sample.name != "sitewatch_kkt_up"]
+        age = (time.time() - last.data_time) / 3600 if last.data_time else 0
+        details.append(f"last read {age:.1f} h ago: {kkt_metrics.summary(last, context.timezone)}")
+    else:
+        details.append(f"register on {options['port']} never read yet")
+    samples.append(kkt_metrics.up_sample(label, False))
+    return Result.failed(err.reason, err.message, samples=samples, details=details)

@@ -1,0 +1,120 @@
+"""Opens a register's port for one poll, the way pyserial does: `COM7`, `/dev/ttyUSB0`, `socket://host:port`
+or `tcp://host:port` all give a pyserial port object, and the drivers above never know which. Open it in
+a `with` block so the port is free again for the till the moment the poll ends.
+
+Failures become `KktError`s with a fixed reason: ``port_busy``, ``not_found``, ``permission``, ``refused``,
+``timeout``, ``unreachable``, ``dns`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import serial
+from serial.urlhandler import protocol_socket
+
+from exporter.kkt.model import KktError
+
+_NETWORK_SCHEMES = ("socket://", "tcp://")
+
+
+def is_network(port: str) -> bool:
+    """True for a register reached over TCP (`socket://host:port`, `tcp://host:port`)."""
+    return port.strip().lower().startswith(_NETWORK_SCHEMES)
+
+
+def network_url(port: str) -> str:
+    """`tcp://host:port` in pyserial's spelling, `socket://host:port`."""
+    port = port.strip()
+    if port.lower().startswith("tcp://"):
+        return "socket://" + port[len("tcp://"):]
+    return "socket://" + port[len("socket://"):] if port.lower().startswith("socket://") else port
+
+
+class _NetworkPort(protocol_socket.Serial):
+    """pyserial's `socket://` port, but connecting within the poll's own time limit (pyserial waits a fixed
+    5 s) and closing at once (pyserial sleeps 0.3 s after every close, which a poll has no use for)."""
+
+    def __init__(self, url: str, connect_timeout: float, **kwargs):
+        self._connect_timeout = connect_timeout
+        super().__init__(url, **kwargs)
+
+    def open(self) -> None:
+        if self.is_open:
+            raise serial.SerialException("Port is already open.")
+        self.logger = None  # pyserial's socket port logs only when its URL asks to
+        address = self.from_url(self.portstr)
+        # OSErrors pass through untouched so open_port can tell refused from timed out
+        sock = socket.create_connection(address, timeout=self._connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # commands are tiny; send each at once
+        sock.setblocking(False)  # pyserial's socket port reads with select()
+        self._socket = sock
+        self.is_open = True
+        self.reset_input_buffer()
+
+    def close(self) -> None:
+        if self.is_open and self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the register may have dropped the connection already
+            self._socket.close()
+        self._socket = None
+        self.is_open = False
+
+
+def open_port(port: str, baudrate: int, timeout: float) -> serial.SerialBase:
+    """The open port, with `timeout` for each read and write (and for connecting over the network).
+
+    Serial ports are opened exclusively (Linux: flock; Windows ports are always exclusive), so a port the
+    POS program holds fails fast with ``port_busy`` instead of two programs reading each other's replies.
+    """
+    if is_network(port):
+        return _open_network(port, timeout)
+    try:
+        return serial.serial_for_url(port, baudrate=baudrate, bytesize=serial.EIGHTBITS, parity=serial.PARITY_NONE,
+                                     stopbits=serial.STOPBITS_ONE, timeout=timeout, write_timeout=timeout,
+                                     exclusive=True)
+    except serial.SerialException as err:
+        raise _serial_error(port, err) from None
+    except (OSError, ValueError) as err:
+        raise KktError("error", f"cannot open {port}: {err}") from None
+
+
+def _serial_error(port: str, err: serial.SerialException) -> KktError:
+    code = getattr(err, "errno", None)
+    text = str(err)
+    busy = KktError("port_busy", f"{port} is in use by another program (the till?); will try again next interval")
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "exclusively lock" in text:
+        return busy
+    if os.name == "nt" and ("PermissionError" in text or "Access is denied" in text):
+        return busy  # Windows refuses a second handle to a COM port with "access denied"
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO) or "FileNotFoundError" in text \
+            or "cannot find the file" in text:
+        return KktError("not_found", f"{port} does not exist: is the register plugged in and switched on?")
+    if code in (errno.EACCES, errno.EPERM):
+        return KktError("permission", f"no permission to open {port} (Linux: add the exporter's user to the "
+                                      f"dialout group)")
+    return KktError("error", f"cannot open {port}: {text}")
+
+
+def _open_network(port: str, timeout: float) -> serial.SerialBase:
+    url = network_url(port)
+    where = url[len("socket://"):]
+    try:
+        return _NetworkPort(url, connect_timeout=timeout, timeout=timeout, write_timeout=timeout)
+    except ConnectionRefusedError:
+        raise KktError("refused", f"{where} refused the connection: is the register on, and listening on "
+                                  f"that port (8200 by default)?") from None
+    except TimeoutError:
+        raise KktError("timeout", f"{where} did not accept a connection within {timeout:g}s") from None
+    except socket.gaierror as err:
+        raise KktError("dns", f"cannot resolve the register's host in {port}: {err.strerror}") from None
+    except (serial.SerialException, ValueError) as err:  # a bad URL; SerialException is an OSError: before it
+        raise KktError("error", f"{port} is not a valid network port ({err}); write socket://host:port") from None
+    except OSError as err:
+        if err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            raise KktError("unreachable", f"{where} is unreachable: {err.strerror}") from None
+        raise KktError("error", f"cannot connect to {where}: {err}") from None
