@@ -653,3 +653,21 @@ def test_validate_command_exits_0_and_says_valid_for_a_good_config(tmp_path: Pat
     result = run_cli("validate", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{path}: valid, 3 site(s), 4 check(s)"
+
+
+def test_an_inherited_timeout_shrinks_to_a_shorter_interval_but_an_explicit_one_does_not(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """\
+        defaults: {timeout: 10s}
+        sites:
+          - id: shop
+            checks:
+              - {name: fast, interval: 2s, tcp: {host: 127.0.0.1, port: 80}}
+    """)
+    assert load_config(path).checks()[0].schedule.timeout == 2.0
+    path = write_config(tmp_path, """\
+        sites:
+          - id: shop
+            checks:
+              - {name: fast, interval: 2s, timeout: 3s, tcp: {host: 127.0.0.1, port: 80}}
+    """)
+    assert "sites[0].checks[0].timeout: expected a timeout no longer than the interval (2s)" in config_error(path)

@@ -51,8 +51,9 @@ class Result:
     finished_at: float = 0.0
 
     @classmethod
-    def failed(cls, reason: str, message: str, figures: str = "", samples: list[Sample] | None = None) -> "Result":
-        return cls(False, reason, message, figures, samples or [])
+    def failed(cls, reason: str, message: str, figures: str = "", samples: list[Sample] | None = None,
+               details: list[str] | None = None) -> "Result":
+        return cls(False, reason, message, figures, samples or [], details or [])
 
 
 @dataclass

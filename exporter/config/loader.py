@@ -6,6 +6,7 @@ Nothing starts half-configured: any mistake raises `ConfigError` naming the file
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -165,6 +166,9 @@ def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, default
     type_defaults = {"interval": getattr(kind, "DEFAULT_INTERVAL", None)}
     schedule = Schedule(**_merge_schedule(_merge_schedule(defaults, type_defaults),
                                           {k: common[k] for k in _SCHEDULE_FIELDS}))
+    if schedule.timeout > schedule.interval and common["timeout"] is None:
+        # An inherited timeout shrinks to a short interval, as Prometheus does with scrape_timeout.
+        schedule = dataclasses.replace(schedule, timeout=schedule.interval)
     if schedule.timeout > schedule.interval:
         raise s.Invalid(s.join(path, "timeout"), f"a timeout no longer than the interval ({schedule.interval:g}s)",
                         schedule.timeout)

@@ -92,6 +92,10 @@ def summary(state: KktState, timezone: ZoneInfo | None = None, now: float | None
     def _date(timestamp: float) -> str:
         return datetime.fromtimestamp(timestamp, timezone).strftime("%d.%m.%Y")
 
+    def _calendar_days(timestamp: float) -> int:
+        # "in 40 days" means 40 dates from today's, as on a calendar, not 39.4 x 24 hours.
+        return (datetime.fromtimestamp(timestamp, timezone).date() - datetime.fromtimestamp(now, timezone).date()).days
+
     parts = [f"{state.model or state.vendor} №{state.serial}"]
     if not state.registered:
         parts.append("not registered")
@@ -100,8 +104,8 @@ def summary(state: KktState, timezone: ZoneInfo | None = None, now: float | None
         if fn.serial:
             parts.append(f"ФН {fn.serial}")
         if fn.expiry is not None:
-            left = fn.expiry - now
-            parts.append(f"ФН expires {_date(fn.expiry)} (in {_days(left)})" if left > 0
+            days = _calendar_days(fn.expiry)
+            parts.append(f"ФН expires {_date(fn.expiry)} (in {days} days)" if fn.expiry > now
                          else f"ФН EXPIRED {_date(fn.expiry)}")
         if fn.phase is not None and fn.phase != 0x03:
             parts.append(f"phase 0x{fn.phase:02X} ({PHASE_NAMES.get(fn.phase, 'unknown')})")

@@ -1,0 +1,216 @@
+"""The kkt, getad and iiko_log checks as a user configures them: a Mitsu register on a real pty and on
+loopback TCP, a getad folder, an iikoFront log with a swapped ФН, the one-shot table and the exporter."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from conftest import ROOT, run_check, value_of_metric, wait_until, write_config
+from exporter.config import load_config
+from simulators.mitsu import MitsuPtySimulator, MitsuScenario, MitsuTcpSimulator, hold_port
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+EXAMPLES = ROOT / "examples"
+
+
+def one_check(tmp_path, body: str, timezone: str = "Europe/Moscow"):
+    config = write_config(tmp_path / "site.yml", "sites:\n  - id: shop\n    timezone: " + timezone +
+                          "\n    checks:\n" + textwrap.indent(textwrap.dedent(body), "      "))
+    return load_config(config).checks()[0]
+
+
+def samples(result) -> dict[tuple[str, tuple], float]:
+    return {(s.name, s.labels): s.value for s in result.samples}
+
+
+@pytest.fixture
+def mitsu_pty():
+    with MitsuPtySimulator(MitsuScenario()) as simulator:
+        yield simulator
+
+
+def test_a_mitsu_register_on_a_pty_is_read_into_the_contract_metrics(tmp_path, mitsu_pty):
+    expiry = (date.today() + timedelta(days=40)).isoformat()
+    mitsu_pty.scenario.fn_expiry = expiry
+    mitsu_pty.scenario.unsent = 4
+    mitsu_pty.scenario.first_unsent = (datetime.now(MOSCOW) - timedelta(days=5)).strftime("%Y-%m-%d %H:%M")
+    mitsu_pty.scenario.flags = 0x08
+    check = one_check(tmp_path, f"""
+        - name: till-1
+          kkt: {{driver: mitsu, port: "{mitsu_pty.device}"}}
+    """)
+    assert check.schedule.interval == 3600  # the till shares the port: hourly unless configured
+    result = run_check(check)
+    assert result.success, result.message
+    values = samples(result)
+    kkt = (("kkt", "065001234567890"),)
+    assert values[("sitewatch_kkt_up", kkt)] == 1.0
+    fn_expiry = datetime.fromisoformat(expiry).replace(tzinfo=MOSCOW).timestamp()
+    assert values[("sitewatch_fn_expiry_timestamp_seconds", (("kkt", "065001234567890"),
+                                                              ("fn", "9999078902014447")))] == fn_expiry
+    assert values[("sitewatch_fn_unsent_documents", kkt)] == 4
+    oldest = values[("sitewatch_fn_oldest_unsent_document_timestamp_seconds", kkt)]
+    assert 4.9 * 86400 < datetime.now().timestamp() - oldest < 5.1 * 86400
+    assert values[("sitewatch_fn_warning", (("kkt", "065001234567890"), ("flag", "ofd_timeout")))] == 1.0
+    assert values[("sitewatch_fn_warning", (("kkt", "065001234567890"), ("flag", "replace_urgent")))] == 0.0
+    assert values[("sitewatch_fn_phase", kkt)] == 3
+    assert values[("sitewatch_fn_registrations_remaining", kkt)] == 27
+    assert abs(values[("sitewatch_kkt_clock_offset_seconds", kkt)]) < 5
+    line = result.details[0]
+    for text in ("MITSU-1-F", "№065001234567890", "ФН 9999078902014447", "(in 40 days)",
+                 "4 unsent to the OFD, oldest 5 days old", "ofd_timeout"):
+        assert text in line, line
+
+
+def test_a_register_over_tcp_reads_the_same(tmp_path):
+    with MitsuTcpSimulator(MitsuScenario()) as simulator:
+        result = run_check(one_check(tmp_path, f"""
+            - name: till-1
+              kkt: {{driver: mitsu, port: "{simulator.url.replace('socket://', 'tcp://')}"}}
+        """))
+    assert result.success, result.message
+    assert samples(result)[("sitewatch_kkt_up", (("kkt", "065001234567890"),))] == 1.0
+
+
+def test_a_port_the_till_holds_fails_at_once_with_port_busy_and_keeps_the_last_reading(tmp_path, mitsu_pty):
+    import asyncio
+
+    from exporter.httpclient import HttpClient
+    from exporter.icmp.engine import PingEngine
+    from exporter.runner import run_once
+
+    check = one_check(tmp_path, f"""
+        - name: till-1
+          kkt: {{driver: mitsu, port: "{mitsu_pty.device}", serial: "065001234567890"}}
+    """)
+    memory: dict = {}
+    engine, http = PingEngine(), HttpClient()
+    try:
+        first = asyncio.run(run_once(check, engine, http, memory))
+        with hold_port(mitsu_pty.device):
+            busy = asyncio.run(run_once(check, engine, http, memory))
+    finally:
+        http.close()
+    assert first.success
+    assert not busy.success and busy.reason == "port_busy"
+    assert busy.duration < 1.0  # no waiting on the till
+    values = samples(busy)
+    assert values[("sitewatch_kkt_up", (("kkt", "065001234567890"),))] == 0.0
+    assert any(name == "sitewatch_fn_expiry_timestamp_seconds" for name, _ in values)  # still true
+    assert busy.details[0].startswith("last read 0.0 h ago: MITSU-1-F")
+
+
+def test_a_register_never_read_is_down_under_its_configured_serial_or_its_port(tmp_path, mitsu_pty):
+    with hold_port(mitsu_pty.device):
+        result = run_check(one_check(tmp_path, f"""
+            - name: till-1
+              kkt: {{driver: mitsu, port: "{mitsu_pty.device}"}}
+        """))
+    assert result.reason == "port_busy"
+    assert samples(result) == {("sitewatch_kkt_up", (("kkt", mitsu_pty.device),)): 0.0}
+    assert result.details == [f"register on {mitsu_pty.device} never read yet"]
+
+
+def test_another_register_on_the_port_fails_with_wrong_device(tmp_path, mitsu_pty):
+    result = run_check(one_check(tmp_path, f"""
+        - name: till-1
+          kkt: {{driver: mitsu, port: "{mitsu_pty.device}", serial: "065000000000001"}}
+    """))
+    assert result.reason == "wrong_device"
+    assert "065001234567890" in result.message and "065000000000001" in result.message
+
+
+def test_a_getad_folder_exports_every_register_and_its_licences(tmp_path):
+    folder = tmp_path / "date"
+    shutil.copytree(EXAMPLES / "getad-date", folder)
+    result = run_check(one_check(tmp_path, f"""
+        - name: getad
+          getad: {{folder: "{folder}"}}
+    """))
+    assert result.success, result.message
+    values = samples(result)
+    kkt = "00123456790012"
+    assert values[("sitewatch_kkt_up", (("kkt", kkt),))] == 1.0
+    licence = values[("sitewatch_kkt_licence_expiry_timestamp_seconds", (("kkt", kkt), ("licence", "10"),
+                                                                         ("name", "ФФД 1.2")))]
+    assert licence == datetime(2027, 1, 15, tzinfo=MOSCOW).timestamp()
+    assert values[("sitewatch_kkt_data_timestamp_seconds", (("kkt", kkt),))] == \
+        datetime(2026, 11, 20, 21, 57, 25, tzinfo=MOSCOW).timestamp()
+    assert any("licence 10 «ФФД 1.2» until 15.01.2027" in line for line in result.details)
+    assert any("a station whose register did not answer" in line for line in result.details)
+
+
+def test_a_broken_getad_file_fails_with_parse_and_the_others_still_count(tmp_path):
+    folder = tmp_path / "date"
+    shutil.copytree(EXAMPLES / "getad-date", folder)
+    (folder / "00999.json").write_text('{"serialNumber": "00999", "modelName": ', encoding="utf-8")
+    result = run_check(one_check(tmp_path, f"""
+        - name: getad
+          getad: {{folder: "{folder}"}}
+    """))
+    assert result.reason == "parse" and "00999.json" in result.message
+    values = samples(result)
+    assert values[("sitewatch_kkt_up", (("kkt", "00999"),))] == 0.0
+    assert values[("sitewatch_kkt_up", (("kkt", "00123456790012"),))] == 1.0
+
+
+def iiko_site(tmp_path) -> tuple:
+    folder = tmp_path / "date"
+    logs = tmp_path / "logs"
+    shutil.copytree(EXAMPLES / "getad-date", folder)
+    shutil.copytree(EXAMPLES / "iiko-logs", logs)
+    config = write_config(tmp_path / "site.yml", textwrap.dedent(f"""
+        sites:
+          - id: cafe
+            labels: {{client: kofeinya}}
+            timezone: Europe/Moscow
+            checks:
+              - name: getad
+                interval: 1s
+                getad: {{folder: "{folder}"}}
+              - name: pos-log
+                interval: 1s
+                iiko_log: {{folder: "{logs}", format: atol}}
+    """))
+    return config, folder, logs
+
+
+def test_the_one_shot_check_flags_a_fn_swapped_behind_the_registers_back(tmp_path):
+    config, _, _ = iiko_site(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "exporter.cli", "check", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "fn_mismatch" in out
+    assert ("register №00123456790012: the POS log shows ФН 7380440700099999, but the register was last read "
+            "with ФН 7380440700067159") in out
+    assert "00123456790012.json: АТОЛ 22 v2 Ф №00123456790012, ФН 7380440700067159, ФН expires 13.07.2027" in out
+
+
+def test_the_exporter_exports_the_log_mismatch_with_site_labels(start_exporter, tmp_path):
+    config, _, _ = iiko_site(tmp_path)
+    exporter = start_exporter(config, wait_ready=False)
+
+    def mismatch():
+        return value_of_metric(exporter.metrics(), "sitewatch_fn_log_mismatch", kkt="00123456790012",
+                               fn="7380440700067159", log_fn="7380440700099999", client="kofeinya")
+
+    assert wait_until(mismatch, 15, what="the mismatch after the getad file was read") == 1.0
+
+
+def test_a_stale_pos_log_is_reported_not_trusted(tmp_path):
+    import os
+
+    config, _, logs = iiko_site(tmp_path)
+    for log in logs.iterdir():
+        os.utime(log, (0, datetime.now().timestamp() - 10 * 86400))
+    check = load_config(config).checks()[1]
+    result = run_check(check)
+    assert result.reason == "stale" and "10.0 days ago" in result.message
