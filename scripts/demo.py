@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from simulators import kodeks  # noqa: E402 - the project's root is not on the path of a script
+from simulators import kodeks, mitsu  # noqa: E402 - the project's root is not on the path of a script
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "demo.yml"
@@ -28,6 +29,8 @@ NAMESPACE = "sitewatch-demo"
 VOID_CHECK = "pc-behind-dead-link"
 WEB = ("127.0.0.1", 18080)
 KODEKS_PORT = 18081
+MITSU_PORT = 18200
+POS_LOGS = ROOT / "examples" / "iiko-logs"
 LISTEN = os.environ.get("DEMO_LISTEN", "127.0.0.1:9815")
 EXPORTER = [sys.executable, "-m", "exporter.cli"]
 
@@ -62,6 +65,10 @@ def prepare_config(workdir: Path) -> Path:
     document = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     for site in document["sites"]:
         site["checks"] = [c for c in site["checks"] if c["name"] != VOID_CHECK]
+        for check in site["checks"]:  # the copy lives elsewhere: its folders must not be relative
+            for kind in ("getad", "iiko_log"):
+                if kind in check:
+                    check[kind]["folder"] = str(CONFIG.parent / check[kind]["folder"])
     path = workdir / "demo.yml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     return path
@@ -71,12 +78,22 @@ def main() -> int:
     web = ThreadingHTTPServer(WEB, DemoPages)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     kodeks_server = kodeks.FakeKodeksServer(port=KODEKS_PORT).start()
+    now = datetime.now()
+    register = mitsu.MitsuTcpSimulator(mitsu.MitsuScenario(
+        fn_expiry=(now + timedelta(days=25)).strftime("%Y-%m-%d"), unsent=4, flags=0x08,
+        first_unsent=(now - timedelta(days=5)).strftime("%Y-%m-%d %H:%M")), port=MITSU_PORT).start()
+    for log in POS_LOGS.glob("*.log"):
+        try:
+            log.touch()  # the POS "is running": its log was just written
+        except OSError:
+            pass  # a checkout owned by someone else: the check may then call the log stale, which is true
     os.environ["KODEKS_DEMO_PASSWORD"] = kodeks.PASSWORD  # inherited by the exporter processes
     exporter = None
     with tempfile.TemporaryDirectory() as workdir:
         try:
             config = prepare_config(Path(workdir))
-            print(f"== demo web page at http://{WEB[0]}:{WEB[1]}/, fake Kodeks server at {kodeks_server.url}\n"
+            print(f"== demo web page at http://{WEB[0]}:{WEB[1]}/, fake Kodeks server at {kodeks_server.url}, "
+                  f"simulated Mitsu register at tcp://127.0.0.1:{MITSU_PORT}\n"
                   f"== one-shot check: "
                   f"sitewatch-exporter check --config {config.relative_to(ROOT) if config == CONFIG else config}\n",
                   flush=True)
@@ -108,6 +125,7 @@ def main() -> int:
                 exporter.wait(timeout=10)
             web.shutdown()
             kodeks_server.stop()
+            register.stop()
             if hasattr(os, "geteuid") and os.geteuid() == 0:
                 subprocess.run([str(ROOT / "scripts" / "void-netns.sh"), "down", NAMESPACE], check=False)
 

@@ -60,7 +60,7 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
         return Result.failed("wrong_device", f"{options['port']} answers as register №{state.serial}, not the "
                                              f"configured №{expected}: was the register swapped?",
                              samples=samples, details=details)
-    return Result(True, figures=details[0], samples=samples, details=details)
+    return Result(True, figures=f"{state.model} №{state.serial}", samples=samples, details=details)
 
 
 def _unreadable(options: dict[str, Any], context: CheckContext, err: KktError) -> Result:
