@@ -25,6 +25,7 @@ from exporter.state import CheckState
 log = logging.getLogger(__name__)
 
 FIRST_RUN_SPREAD = 2.0  # seconds over which the first runs are spread, so a big config does not burst
+SITE_DATA_WAIT = 10.0  # how long checks that compare with other checks' readings wait at start
 
 
 def site_labels(config: Config, check: CheckConfig) -> tuple[tuple[str, str], ...]:
@@ -95,7 +96,11 @@ class Scheduler:
     def _first_offset(state: CheckState) -> float:
         # A stable spread: the same check starts at the same offset after every restart.
         fraction = zlib.crc32("/".join(state.check.key).encode()) / 0xFFFFFFFF
-        return fraction * min(state.check.schedule.interval, FIRST_RUN_SPREAD)
+        offset = fraction * min(state.check.schedule.interval, FIRST_RUN_SPREAD)
+        if getattr(state.check.kind, "USES_SITE_DATA", False):
+            # Compares with what the site's other checks read: let their first runs finish first.
+            offset += min(state.check.schedule.interval, FIRST_RUN_SPREAD + SITE_DATA_WAIT)
+        return offset
 
     # -- running ------------------------------------------------------------------------------------
 

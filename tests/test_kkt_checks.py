@@ -214,3 +214,49 @@ def test_a_stale_pos_log_is_reported_not_trusted(tmp_path):
     check = load_config(config).checks()[1]
     result = run_check(check)
     assert result.reason == "stale" and "10.0 days ago" in result.message
+
+
+def test_a_wrong_register_is_exported_but_not_remembered_as_ours(tmp_path, mitsu_pty):
+    import asyncio
+
+    from exporter.httpclient import HttpClient
+    from exporter.icmp.engine import PingEngine
+    from exporter.runner import run_once
+
+    check = one_check(tmp_path, f"""
+        - name: till-1
+          kkt: {{driver: mitsu, port: "{mitsu_pty.device}", serial: "065000000000001"}}
+    """)
+    memory: dict = {}
+    site: dict = {}
+    engine, http = PingEngine(), HttpClient()
+    try:
+        wrong = asyncio.run(run_once(check, engine, http, memory, site))
+        with hold_port(mitsu_pty.device):
+            busy = asyncio.run(run_once(check, engine, http, memory, site))
+    finally:
+        http.close()
+    assert wrong.reason == "wrong_device"
+    assert busy.details == [f"register on {mitsu_pty.device} never read yet"]
+    assert samples(busy) == {("sitewatch_kkt_up", (("kkt", "065000000000001"),)): 0.0}
+    assert site.get("fn_by_kkt", {}) == {}
+
+
+def test_a_getad_folder_with_only_the_station_file_says_no_register_answered(tmp_path):
+    folder = tmp_path / "date"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "getad-date" / "TV111222333_AD222333444.json", folder)
+    result = run_check(one_check(tmp_path, f"""
+        - name: getad
+          getad: {{folder: "{folder}"}}
+    """))
+    assert result.reason == "not_found" and "found no register" in result.message
+
+
+def test_register_label_names_are_reserved_for_the_register(tmp_path):
+    from exporter.config import ConfigError
+
+    config = write_config(tmp_path / "site.yml", "sites:\n  - id: shop\n    labels: {inn: '7704849611'}\n"
+                                                 "    checks:\n      - {name: p, tcp: {host: 127.0.0.1, port: 1}}\n")
+    with pytest.raises(ConfigError, match=r"sites\[0\]\.labels\.inn: expected a label name that sitewatch does not"):
+        load_config(config)

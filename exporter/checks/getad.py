@@ -65,4 +65,8 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
     if not files:
         return Result.failed("not_found", f"no JSON files in {folder}: is getad-service writing there?",
                              figures, samples, details)
+    if registers == 0:
+        return Result.failed("not_found", f"getad-service found no register on this PC: {folder} holds only "
+                                          "its station file, written when no register answers", figures,
+                             samples, details)
     return Result(True, figures=figures, samples=samples, details=details)

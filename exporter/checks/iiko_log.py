@@ -60,12 +60,18 @@ def pattern(options: dict[str, Any]) -> iikolog.LogPattern:
 def _read(folder: Path, log_pattern: iikolog.LogPattern, max_age: float,
           serials: list[str]) -> tuple[Path, dict[str, str]]:
     log = iikolog.require_newest_log(folder, log_pattern)
-    age = time.time() - log.stat().st_mtime
+    try:
+        age = time.time() - log.stat().st_mtime
+    except OSError as err:  # rotated away between listing and reading
+        raise KktError("io", f"cannot read {log}: {err.strerror or err}") from None
     if age > max_age:
         raise KktError("stale", f"the newest log, {log.name}, was last written {age / 86400:.1f} days ago "
                                 f"(max_age {max_age / 86400:g} days): is the POS running?")
     # With registers to look for, reading from the end stops once each was seen: big logs stay cheap.
-    return log, iikolog.last_fns(log, log_pattern, serials=serials or None)
+    try:
+        return log, iikolog.last_fns(log, log_pattern, serials=serials or None)
+    except OSError as err:  # no rights to the POS user's profile, or the file vanished
+        raise KktError("io", f"cannot read {log}: {err.strerror or err}") from None
 
 
 async def run(options: dict[str, Any], context: CheckContext) -> Result:

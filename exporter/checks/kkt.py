@@ -50,16 +50,17 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
                                           context.timezone, options["command_timeout"])
     except KktError as err:
         return _unreadable(options, context, err)
-    context.memory["state"] = state
-    if state.fn is not None and state.fn.serial:
-        known_fns(context.site_memory)[state.serial] = state.fn.serial
     samples = kkt_metrics.state_samples(state)
     details = [kkt_metrics.summary(state, context.timezone)]
     expected = options["serial"]
     if expected and expected != state.serial:
+        # Not the register this check watches: export what answered, but do not remember it as ours.
         return Result.failed("wrong_device", f"{options['port']} answers as register №{state.serial}, not the "
                                              f"configured №{expected}: was the register swapped?",
                              samples=samples, details=details)
+    context.memory["state"] = state
+    if state.fn is not None and state.fn.serial:
+        known_fns(context.site_memory)[state.serial] = state.fn.serial
     return Result(True, figures=f"{state.model} №{state.serial}", samples=samples, details=details)
 
 

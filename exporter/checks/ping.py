@@ -37,7 +37,8 @@ def validate_timing(options: dict[str, Any], check_timeout: float, path: str) ->
         raise s.Invalid(
             s.join(path, "timeout"),
             f"a check timeout of at least {needed:g}s, as {options['count']} packets "
-            f"{options['interval']:g}s apart with a {options['timeout']:g}s packet timeout need that long",
+            f"{options['interval']:g}s apart with a {options['timeout']:g}s packet timeout need that long "
+            "(set the check's timeout, or a longer interval: an unset timeout is at most the interval)",
             check_timeout,
         )
 

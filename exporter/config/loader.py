@@ -27,7 +27,9 @@ LABEL_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_]*"
 # Labels sitewatch itself puts on series, or that Prometheus gives a meaning to.
 RESERVED_LABELS = frozenset(
     {"site", "check", "type", "reason", "stat", "job", "instance", "le", "quantile", "catalog", "status",
-     "kkt", "fn", "flag", "licence", "name", "version", "registration_number"}
+     "kkt", "fn", "flag", "licence", "name", "version", "registration_number",
+     # the labels of sitewatch_kkt_info and sitewatch_fn_log_mismatch
+     "vendor", "model", "firmware", "rnm", "inn", "organization", "ofd", "ffd", "log_fn"}
 )
 
 
