@@ -260,3 +260,17 @@ def test_register_label_names_are_reserved_for_the_register(tmp_path):
                                                  "    checks:\n      - {name: p, tcp: {host: 127.0.0.1, port: 1}}\n")
     with pytest.raises(ConfigError, match=r"sites\[0\]\.labels\.inn: expected a label name that sitewatch does not"):
         load_config(config)
+
+
+def test_the_mitsu_probe_answers_only_for_a_mitsu(mitsu_pty):
+    import os
+
+    from exporter.kkt import mitsu
+
+    assert mitsu.probe(mitsu_pty.device, 115200, 1.0)
+    master, slave = os.openpty()  # a port where nothing answers
+    try:
+        assert not mitsu.probe(os.ttyname(slave), 115200, 0.3)
+    finally:
+        os.close(master)
+        os.close(slave)

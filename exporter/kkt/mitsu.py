@@ -253,3 +253,15 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None) -> KktState:
         fn=fn,
         licences=[],
     )
+
+
+def probe(port: str, baudrate: int, timeout: float) -> bool:
+    """True when a Mitsu answers the harmless model query on `port` (for `driver: auto`); never raises."""
+    deadline = time.monotonic() + timeout
+    try:
+        with transport.open_port(port, baudrate, timeout) as port_object:
+            port_object.timeout = READ_SLICE
+            reply = _Link(port_object, port, deadline, timeout, timeout).ask(DEV)
+            return reply is not None and reply.ok
+    except (KktError, OSError, ValueError):
+        return False
