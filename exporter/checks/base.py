@@ -2,7 +2,7 @@
 
 A check type is a module with ``NAME``, ``OPTIONS`` (a schema validator), ``METRICS`` (the metric families
 its results fill), ``async def run(options, context) -> Result`` and optionally
-``validate_timing(options, timeout, path)``. The scheduler, the collector and the one-shot table know
+``validate(options, timeout, path)``. The scheduler, the collector and the one-shot table know
 nothing else about it, so adding a check type means adding one module and registering it.
 """
 

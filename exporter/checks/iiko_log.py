@@ -44,7 +44,7 @@ METRICS = (
 )
 
 
-def validate_timing(options: dict[str, Any], check_timeout: float, path: str) -> None:
+def validate(options: dict[str, Any], check_timeout: float, path: str) -> None:
     if options["format"] == "custom" and not (options["mask"] and options["serial_key"] and options["fn_key"]):
         raise s.Invalid(s.join(path, "iiko_log"), "mask, serial_key and fn_key with format: custom")
 

@@ -81,7 +81,7 @@ METRICS = (
 )
 
 
-def validate_timing(options: dict[str, Any], check_timeout: float, path: str) -> None:
+def validate(options: dict[str, Any], check_timeout: float, path: str) -> None:
     if bool(options["username"]) != bool(options["password"]):
         raise s.Invalid(s.join(path, "kodeks"), "username and password together, or neither")
 

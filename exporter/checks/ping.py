@@ -31,7 +31,7 @@ METRICS = (
 )
 
 
-def validate_timing(options: dict[str, Any], check_timeout: float, path: str) -> None:
+def validate(options: dict[str, Any], check_timeout: float, path: str) -> None:
     needed = (options["count"] - 1) * options["interval"] + options["timeout"]
     if needed > check_timeout:
         raise s.Invalid(

@@ -174,8 +174,8 @@ def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, default
     if schedule.timeout > schedule.interval:
         raise s.Invalid(s.join(path, "timeout"), f"a timeout no longer than the interval ({schedule.interval:g}s)",
                         schedule.timeout)
-    if hasattr(kind, "validate_timing"):
-        kind.validate_timing(options, schedule.timeout, path)
+    if hasattr(kind, "validate"):
+        kind.validate(options, schedule.timeout, path)
     return CheckConfig(site_id=site_id, name=common["name"], kind=kind, options=options,
                        schedule=schedule, path=path, raw=(raw, schedule, timezone), timezone=timezone)
 
