@@ -2,8 +2,10 @@
 
 A check type is a module with ``NAME``, ``OPTIONS`` (a schema validator), ``METRICS`` (the metric families
 its results fill), ``async def run(options, context) -> Result`` and optionally
-``validate(options, timeout, path)``. The scheduler, the collector and the one-shot table know
-nothing else about it, so adding a check type means adding one module and registering it.
+``validate(options, timeout, path)`` (checks across options), ``DEFAULT_INTERVAL`` (its own interval,
+above the site's defaults) and ``USES_SITE_DATA`` (it compares with other checks' readings, so it runs
+after them). The scheduler, the collector and the one-shot table know nothing else about it, so adding a
+check type means adding one module and registering it.
 """
 
 from __future__ import annotations
