@@ -10,17 +10,20 @@ read worked.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any
 
 from exporter import schema as s
 from exporter.checks.base import CheckContext, Result, Sample
+from exporter.kkt import atol, mitsu, shtrih
 from exporter.kkt import metrics as kkt_metrics
-from exporter.kkt import mitsu
 from exporter.kkt.model import KktError, KktState
 
 NAME = "kkt"
 DEFAULT_INTERVAL = 3600.0  # the till shares the port: poll rarely
-DRIVERS: dict[str, Callable[..., KktState]] = {"mitsu": mitsu.read_state}
+DRIVERS: dict[str, ModuleType] = {"mitsu": mitsu, "atol": atol, "shtrih": shtrih}
+# `driver: auto` asks in this order: a Shtrih ENQ is one byte, an ATOL frame is ignored by the others.
+PROBE_ORDER = ("shtrih", "atol", "mitsu")
 
 
 def _port(value: Any, path: str) -> str:
@@ -29,11 +32,13 @@ def _port(value: Any, path: str) -> str:
 
 
 OPTIONS = s.struct({
-    "driver": s.Field(s.choice(*DRIVERS), required=True),
+    "driver": s.Field(s.choice("auto", *DRIVERS), required=True),
     "port": s.Field(_port, required=True),
     "baudrate": s.Field(s.integer_choice(2400, 4800, 9600, 19200, 38400, 57600, 115200), default=115200),
     "serial": s.Field(s.string(r"[0-9A-Za-z-]{1,32}", "the register's serial (factory) number")),
     "command_timeout": s.Field(s.duration(minimum=0.1, maximum=60), default=2.0),
+    # The register's access password: ATOL's defaults to 0, Shtrih-M's administrator password to 30.
+    "password": s.Field(s.integer(0, 99999999)),
 })
 METRICS = kkt_metrics.KKT_METRICS
 
@@ -43,12 +48,37 @@ def known_fns(site_memory: dict[str, Any]) -> dict[str, str]:
     return site_memory.setdefault("fn_by_kkt", {})
 
 
+def _read(options: dict[str, Any], vendor: str, timeout: float, timezone) -> KktState:
+    extra = {} if options["password"] is None or vendor == "mitsu" else {"password": options["password"]}
+    return DRIVERS[vendor].read_state(options["port"], options["baudrate"], timeout, timezone,
+                                      options["command_timeout"], **extra)
+
+
+def detect_vendor(port: str, baudrate: int, timeout: float) -> str:
+    """Which vendor answers on `port`, asking each in turn with a harmless query."""
+    for vendor in PROBE_ORDER:
+        if DRIVERS[vendor].probe(port, baudrate, timeout):
+            return vendor
+    raise KktError("not_found", f"no Mitsu, ATOL or Shtrih-M register answered on {port} at {baudrate} baud")
+
+
+def _read_any(options: dict[str, Any], memory: dict[str, Any], timeout: float, timezone) -> KktState:
+    vendor = options["driver"]
+    if vendor == "auto":
+        vendor = memory.get("vendor") or detect_vendor(options["port"], options["baudrate"],
+                                                       min(options["command_timeout"], timeout / 4))
+    state = _read(options, vendor, timeout, timezone)
+    memory["vendor"] = vendor  # found once, kept: the till's port is not asked three times every hour
+    return state
+
+
 async def run(options: dict[str, Any], context: CheckContext) -> Result:
-    driver = DRIVERS[options["driver"]]
     try:
-        state = await context.workers.run(driver, options["port"], options["baudrate"], context.timeout * 0.9,
-                                          context.timezone, options["command_timeout"])
+        state = await context.workers.run(_read_any, options, context.memory, context.timeout * 0.9,
+                                          context.timezone)
     except KktError as err:
+        if options["driver"] == "auto" and err.reason not in ("port_busy", "permission"):
+            context.memory.pop("vendor", None)  # maybe another register now: ask again next time
         return _unreadable(options, context, err)
     samples = kkt_metrics.state_samples(state)
     details = [kkt_metrics.summary(state, context.timezone)]

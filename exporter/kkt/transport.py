@@ -106,8 +106,8 @@ def _open_network(port: str, timeout: float) -> serial.SerialBase:
     try:
         return _NetworkPort(url, connect_timeout=timeout, timeout=timeout, write_timeout=timeout)
     except ConnectionRefusedError:
-        raise KktError("refused", f"{where} refused the connection: is the register on, and listening on "
-                                  f"that port (8200 by default)?") from None
+        raise KktError("refused", f"{where} refused the connection: is the register on, and is this its network "
+                                  "port (by default Mitsu 8200, ATOL 5555, Shtrih-M 7778)?") from None
     except TimeoutError:
         raise KktError("timeout", f"{where} did not accept a connection within {timeout:g}s") from None
     except socket.gaierror as err:
