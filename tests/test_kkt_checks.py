@@ -274,3 +274,90 @@ def test_the_mitsu_probe_answers_only_for_a_mitsu(mitsu_pty):
     finally:
         os.close(master)
         os.close(slave)
+
+
+# -- ATOL and Shtrih-M through the same check ----------------------------------------------------------
+
+def _vendor_simulators():
+    from simulators.atol import AtolPtySimulator, AtolScenario
+    from simulators.shtrih import ShtrihPtySimulator, ShtrihScenario
+
+    return {
+        "mitsu": (lambda: MitsuPtySimulator(MitsuScenario()), "065001234567890"),
+        "atol": (lambda: AtolPtySimulator(AtolScenario()), "123456"),  # 3F: 8 BCD digits, zeros stripped
+        "shtrih": (lambda: ShtrihPtySimulator(ShtrihScenario()), "0012345678901234"),
+    }
+
+
+@pytest.mark.parametrize("vendor", ["mitsu", "atol", "shtrih"])
+def test_each_vendor_is_read_by_its_driver_into_the_same_metrics(tmp_path, vendor):
+    make, serial = _vendor_simulators()[vendor]
+    with make() as simulator:
+        result = run_check(one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: {vendor}, port: "{simulator.device}"}}
+        """))
+    assert result.success, result.message
+    values = samples(result)
+    assert values[("sitewatch_kkt_up", (("kkt", serial),))] == 1.0
+    assert values[("sitewatch_fn_expiry_timestamp_seconds", (("kkt", serial), ("fn", "9999078902014447")))] > 0
+    assert ("sitewatch_fn_unsent_documents", (("kkt", serial),)) in values
+    info = next(labels for name, labels in values if name == "sitewatch_kkt_info")
+    assert dict(info)["vendor"] == vendor
+
+
+@pytest.mark.parametrize("vendor", ["mitsu", "atol", "shtrih"])
+def test_driver_auto_finds_the_vendor_and_remembers_it(tmp_path, vendor):
+    import asyncio
+
+    from exporter.httpclient import HttpClient
+    from exporter.icmp.engine import PingEngine
+    from exporter.runner import run_once
+
+    make, serial = _vendor_simulators()[vendor]
+    memory: dict = {}
+    with make() as simulator:
+        check = one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: auto, port: "{simulator.device}"}}
+        """)
+        engine, http = PingEngine(), HttpClient()
+        try:
+            result = asyncio.run(run_once(check, engine, http, memory))
+        finally:
+            http.close()
+    assert result.success, result.message
+    assert memory["vendor"] == vendor
+    assert samples(result)[("sitewatch_kkt_up", (("kkt", serial),))] == 1.0
+
+
+def test_driver_auto_on_a_silent_port_says_nothing_answered(tmp_path):
+    import os
+
+    master, slave = os.openpty()
+    try:
+        result = run_check(one_check(tmp_path, f"""
+            - name: till
+              timeout: 5s
+              kkt: {{driver: auto, port: "{os.ttyname(slave)}", command_timeout: 300ms}}
+        """))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert result.reason == "not_found" and "no Mitsu, ATOL or Shtrih-M register answered" in result.message
+
+
+def test_a_shtrih_password_from_the_config_reaches_the_register(tmp_path):
+    from simulators.shtrih import ShtrihPtySimulator, ShtrihScenario
+
+    with ShtrihPtySimulator(ShtrihScenario(password=12345)) as simulator:
+        wrong = run_check(one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: shtrih, port: "{simulator.device}"}}
+        """))
+        right = run_check(one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: shtrih, port: "{simulator.device}", password: 12345}}
+        """))
+    assert wrong.reason == "device_error" and "password" in wrong.message
+    assert right.success, right.message
