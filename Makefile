@@ -29,6 +29,8 @@ bench: venv debs
 	$(PY) bench/ping_fleet.py $(BENCH_ARGS)
 	$(PY) bench/kodeks_fleet.py
 	$(PY) bench/mitsu_read.py
+	$(PY) bench/atol_read.py
+	$(PY) bench/shtrih_read.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

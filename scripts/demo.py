@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from simulators import kodeks, mitsu  # noqa: E402 - the project's root is not on the path of a script
+from simulators import atol, kodeks, mitsu, shtrih  # noqa: E402 - the project's root is not on the path of a script
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "demo.yml"
@@ -30,6 +30,8 @@ VOID_CHECK = "pc-behind-dead-link"
 WEB = ("127.0.0.1", 18080)
 KODEKS_PORT = 18081
 MITSU_PORT = 18200
+ATOL_PORT = 15555
+SHTRIH_PORT = 17778
 POS_LOGS = ROOT / "examples" / "iiko-logs"
 LISTEN = os.environ.get("DEMO_LISTEN", "127.0.0.1:9815")
 EXPORTER = [sys.executable, "-m", "exporter.cli"]
@@ -82,6 +84,10 @@ def main() -> int:
     register = mitsu.MitsuTcpSimulator(mitsu.MitsuScenario(
         fn_expiry=(now + timedelta(days=25)).strftime("%Y-%m-%d"), unsent=4, flags=0x08,
         first_unsent=(now - timedelta(days=5)).strftime("%Y-%m-%d %H:%M")), port=MITSU_PORT).start()
+    # An ATOL whose ФН runs out in 2 days (urgent-replacement flag), and a healthy Shtrih-M.
+    atol_register = atol.AtolTcpSimulator(atol.AtolScenario(
+        fn_expiry=(now + timedelta(days=2)).strftime("%Y-%m-%d"), flags=0x01), port=ATOL_PORT).start()
+    shtrih_register = shtrih.ShtrihTcpSimulator(shtrih.ShtrihScenario(), port=SHTRIH_PORT).start()
     for log in POS_LOGS.glob("*.log"):
         try:
             log.touch()  # the POS "is running": its log was just written
@@ -93,7 +99,8 @@ def main() -> int:
         try:
             config = prepare_config(Path(workdir))
             print(f"== demo web page at http://{WEB[0]}:{WEB[1]}/, fake Kodeks server at {kodeks_server.url}, "
-                  f"simulated Mitsu register at tcp://127.0.0.1:{MITSU_PORT}\n"
+                  f"simulated Mitsu, ATOL and Shtrih-M registers at tcp://127.0.0.1:{MITSU_PORT}, :{ATOL_PORT} "
+                  f"and :{SHTRIH_PORT}\n"
                   f"== one-shot check: "
                   f"sitewatch-exporter check --config {config.relative_to(ROOT) if config == CONFIG else config}\n",
                   flush=True)
@@ -126,6 +133,8 @@ def main() -> int:
             web.shutdown()
             kodeks_server.stop()
             register.stop()
+            atol_register.stop()
+            shtrih_register.stop()
             if hasattr(os, "geteuid") and os.geteuid() == 0:
                 subprocess.run([str(ROOT / "scripts" / "void-netns.sh"), "down", NAMESPACE], check=False)
 

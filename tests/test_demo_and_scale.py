@@ -24,6 +24,8 @@ def test_demo_prints_a_check_table_and_serves_metrics():
     assert "  - catalog /docs2: the main page is not built correctly" in out  # the fake Kodeks server's catalogs
     assert "ФН 9999078902014447, ФН expires" in out and "4 unsent to the OFD, oldest 5 days old" in out  # Mitsu
     assert "the POS log shows ФН 7380440700099999" in out  # the iikoFront log against the getad file
+    assert "Казначей ФА №123456" in out and "(in 2 days)" in out and "replace_urgent" in out  # ATOL
+    assert "ШТРИХ-М-01Ф №0012345678901234" in out  # Shtrih-M, found by driver auto
     assert f"http://127.0.0.1:{port}/metrics" in out
 
 
