@@ -70,6 +70,7 @@ class HttpRequest:
     max_redirects: int = 10
     body_size_limit: int = 10 * 1024 * 1024
     body: bytes | None = None
+    proxy: str | None = None  # besides the usual HTTP(S)_PROXY variables, which are always honoured
 
 
 @dataclass
@@ -128,6 +129,8 @@ def fetch(request: HttpRequest, cookies: requests.cookies.RequestsCookieJar | No
         session.cookies = cookies
     session.mount("https://", _ProbeAdapter())
     session.max_redirects = request.max_redirects
+    if request.proxy:
+        session.proxies = {"http": request.proxy, "https": request.proxy}
     _handshakes.expiry = None
     headers = {"User-Agent": USER_AGENT, "Connection": "close", **dict(request.headers)}
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from exporter.checks import CHECK_TYPES
 from exporter import schema as s
 from exporter.config.model import CheckConfig, Config, Schedule, Site
+from exporter.config.push import PUSH, RELAY
 from exporter.config.yamlfile import YamlError, read_yaml
 from exporter.secrets import KeySource, SecretError, SecretValue
 
@@ -80,6 +81,7 @@ _name = s.string(NAME_PATTERN, NAME_TEXT)
 _TOP = s.struct({
     "defaults": s.Field(_defaults),
     "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
+    "push": s.Field(PUSH),
     "sites": s.Field(s.list_of(lambda v, p: v, min_items=1, what="a list of sites"), required=True),
 })
 _SITE = s.struct({
@@ -87,6 +89,7 @@ _SITE = s.struct({
     "labels": s.Field(_labels, default={}),
     "timezone": s.Field(_timezone),
     "defaults": s.Field(_defaults),
+    "relay": s.Field(RELAY, default=[]),
     "checks": s.Field(s.list_of(lambda v, p: v, what="a list of checks"), required=True),
 })
 
@@ -102,6 +105,8 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
     folder = s.config_folder.set(file.parent)
     try:
         top = _TOP(raw, "")
+        if top["push"]:
+            secrets.extend(_walk_secrets(top["push"]))
         base = _merge_schedule(BUILTIN_SCHEDULE, top["defaults"])
         sites = tuple(_site(raw_site, f"sites[{i}]", base, secrets) for i, raw_site in enumerate(top["sites"]))
         _no_duplicates([site.id for site in sites], "sites[{}].id", "site id")
@@ -118,7 +123,7 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
         if secret.kind == "plain":
             log.warning("event=plain_secret file=%s path=%s hint=%s", file, secret.path,
                         "write it as {env: NAME}, {file: path} or an enc: value from 'sitewatch-exporter encrypt'")
-    return Config(source=file, sites=sites)
+    return Config(source=file, sites=sites, push=top["push"])
 
 
 def _relative(config_file: Path, other: str | None) -> str | None:
@@ -145,7 +150,7 @@ def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue])
     )
     _no_duplicates([check.name for check in checks], path + ".checks[{}].name", "check name in this site")
     labels = tuple(sorted(site["labels"].items()))
-    return Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks)
+    return Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks, relay=tuple(site["relay"]))
 
 
 def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, defaults: dict[str, Any],

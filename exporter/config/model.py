@@ -44,12 +44,14 @@ class Site:
     labels: tuple[tuple[str, str], ...]
     timezone: ZoneInfo | None
     checks: tuple[CheckConfig, ...]
+    relay: tuple[str, ...] = ()  # other metrics pages the pusher sends with this site's group
 
 
 @dataclass(frozen=True)
 class Config:
     source: Path
     sites: tuple[Site, ...]
+    push: dict[str, Any] | None = None  # the validated `push:` section, for sitewatch-pusher
 
     def checks(self) -> list[CheckConfig]:
         return [check for site in self.sites for check in site.checks]

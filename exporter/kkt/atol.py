@@ -306,7 +306,8 @@ def _start(link: _Link, speeds: list[int]) -> int:
     reason = "protocol" if any(err.reason == "protocol" for err in failures) else "timeout"
     tried = " or ".join(str(speed) for speed in speeds)
     prefix = f"ATOL on {link.port} "
-    each = "; ".join(f"at {speed}: {err.message.removeprefix(prefix)}" for speed, err in zip(speeds, failures, strict=True))
+    each = "; ".join(f"at {speed}: {err.message.removeprefix(prefix)}"
+                     for speed, err in zip(speeds, failures, strict=True))
     raise KktError(reason, f"{prefix}answered at none of {tried} baud ({each})")
 
 
