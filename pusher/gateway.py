@@ -96,7 +96,7 @@ class Gateway:
 def _judge(response: HttpResponse) -> PushOutcome:
     if response.status in (200, 202):
         return PushOutcome(True, 0, 0.0)
-    said = " ".join(response.text().split())[:300]
+    said = " ".join(response.text().split())[:1000]  # its reason comes last, after a dump of the series
     if response.status in (401, 403):
         return PushOutcome(False, 0, 0.0, "auth", f"the Pushgateway refused the credentials (HTTP {response.status})")
     if response.status == 400:

@@ -133,14 +133,15 @@ def prometheus(tmp_path):
         pytest.fail("prometheus is not installed: run 'make test', which installs Debian's package")
     processes: list[subprocess.Popen] = []
 
-    def start(targets: list[str]) -> str:
+    def start(targets: list[str], honor_labels: bool = False) -> str:
         port = free_port()
         config = tmp_path / "prometheus.yml"
         target_list = ", ".join(f"'{t}'" for t in targets)
         config.write_text(
             "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
             "scrape_configs:\n"
-            f"  - job_name: sitewatch\n    static_configs: [{{targets: [{target_list}]}}]\n",
+            f"  - job_name: sitewatch\n    honor_labels: {str(honor_labels).lower()}\n"
+            f"    static_configs: [{{targets: [{target_list}]}}]\n",
             encoding="utf-8")
         log = (tmp_path / "prometheus.log").open("w")
         process = subprocess.Popen(
@@ -193,6 +194,51 @@ def run_check(check):
     finally:
         client.close()
         engine.stop()
+
+
+@pytest.fixture
+def pushgateway(tmp_path):
+    """Starts Debian's Pushgateway on a loopback port; optionally with a --web.config.file."""
+    binary = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+    if not Path(binary).exists():
+        pytest.fail("prometheus-pushgateway is not installed: run 'make test', which installs Debian's package")
+    processes: list[subprocess.Popen] = []
+
+    def start(web_config: str | None = None) -> str:
+        port = free_port()
+        # Debian's build persists to one shared file by default: each instance gets its own, or groups
+        # pushed by one test (or a benchmark) would turn up in the next.
+        args = [binary, f"--web.listen-address=127.0.0.1:{port}",
+                f"--persistence.file={tmp_path / f'pushgateway-{port}.data'}"]
+        if web_config:
+            config = tmp_path / f"pgw-web-{port}.yml"
+            config.write_text(web_config, encoding="utf-8")
+            args.append(f"--web.config.file={config}")
+        log = (tmp_path / f"pushgateway-{port}.log").open("w")
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            if process.poll() is not None:
+                raise AssertionError(f"pushgateway exited: {(tmp_path / f'pushgateway-{port}.log').read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(up, 20, what="the Pushgateway to listen")
+        return url
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def write_config(path: Path, text: str) -> Path:
