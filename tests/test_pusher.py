@@ -120,7 +120,8 @@ def test_basic_auth_through_the_pushgateways_web_config(tmp_path, pushgateway):
     hashed = bcrypt.hashpw(b"pgw-s3cret", bcrypt.gensalt(rounds=4)).decode()
     gateway = pushgateway(f"basic_auth_users:\n  site12: '{hashed}'\n")
     anonymous = pusher("--config", str(site_config(tmp_path, gateway)), "--once")
-    assert anonymous.returncode == 1 and "auth: the Pushgateway refused the credentials (HTTP 401)" in anonymous.stdout
+    assert anonymous.returncode == 1
+    assert "auth: the Pushgateway refused the credentials (HTTP 401)" in anonymous.stdout
     config = site_config(tmp_path, gateway,
                          push_extra=", basic_auth: {username: site12, password: {env: PGW_TEST_PASSWORD}}")
     result = pusher("--config", str(config), "--once", env={"PGW_TEST_PASSWORD": "pgw-s3cret"})
