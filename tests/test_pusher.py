@@ -220,3 +220,53 @@ def test_the_push_body_is_gzip_text_without_timestamps(tmp_path):
     text = encode(families).decode()
     assert 'a_total{client="c",x="1"} 3.0' in text and "1700000000000" not in text
     assert gzip.decompress(gzip.compress(text.encode())).decode() == text
+
+
+class _Capture(BaseHTTPRequestHandler):
+    """Answers 200 to anything and remembers what came: a stand-in gateway, or a proxy."""
+
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def capture():
+    _Capture.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", _Capture.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_bearer_token_and_gzip_reach_the_gateway(tmp_path, capture):
+    url, seen = capture
+    (tmp_path / "token").write_text("t0ken-from-file\n")
+    config = site_config(tmp_path, url, push_extra=", bearer_token: {file: token}")
+    result = pusher("--config", str(config), "--once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    method, path, headers, body = seen[-1]
+    assert (method, path) == ("PUT", "/metrics/job/sitewatch/site/shop-12")
+    assert headers["Authorization"] == "Bearer t0ken-from-file"
+    assert headers["Content-Encoding"] == "gzip"
+    assert b"sitewatch_check_success" in gzip.decompress(body)
+    assert "t0ken-from-file" not in result.stdout + result.stderr
+
+
+def test_an_explicit_proxy_carries_the_push(tmp_path, capture):
+    proxy, seen = capture
+    gateway = "http://pgw.example.invalid:9091"  # never resolved: the proxy is asked for it
+    result = pusher("--config", str(site_config(tmp_path, gateway)), "--once", "--proxy", proxy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    method, path, _, _ = seen[-1]
+    assert method == "PUT" and path == gateway + "/metrics/job/sitewatch/site/shop-12"
