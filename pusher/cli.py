@@ -20,7 +20,7 @@ from typing import Any
 from exporter import __version__, logsetup, oneshot, schema
 from exporter.collector import ExporterStatus
 from exporter.config import Config, ConfigError, Site, load_config
-from exporter.config.push import PUSH
+from exporter.config.push import PUSH, RELAY
 from exporter.httpclient import HttpClient
 from exporter.icmp.engine import PingEngine
 from exporter.scheduler import Scheduler, site_labels
@@ -36,7 +36,9 @@ log = logging.getLogger("sitewatch.pusher")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sitewatch-pusher", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="sitewatch-pusher",
+        description="Runs a site's checks and pushes them, with relayed pages, to a Prometheus Pushgateway.")
     parser.add_argument("--version", action="version", version=f"sitewatch-pusher {__version__}")
     parser.add_argument("--config", "-c", help="the site config (YAML); its `push:` section says where to push")
     parser.add_argument("--site", help="push only this site (with no --config: the site id to push as)")
@@ -74,13 +76,24 @@ def _file_secret(path: str, what: str) -> SecretValue:
     return secret
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def push_settings(args: argparse.Namespace, config: Config | None) -> dict[str, Any]:
     """The config's push section with the command line's overrides, validated like the file."""
     raw: dict[str, Any] = {}
     for key, value in (("gateway", args.gateway), ("job", args.job), ("interval", args.interval),
                        ("timeout", args.timeout), ("proxy", args.proxy)):
         if value is not None:
-            raw[key] = value
+            # "--interval 60" means seconds, as "interval: 60" does in the file
+            raw[key] = float(value) if key in ("interval", "timeout") and _is_number(value) else value
+    if args.ca_file:
+        raw["tls"] = {"verify": not args.insecure, "ca_file": args.ca_file}
     base = dict(config.push) if config and config.push else {}
     if not base.get("gateway") and not raw.get("gateway"):
         raise UsageError("no Pushgateway: set push.gateway in the config, or --gateway URL")
@@ -97,11 +110,11 @@ def push_settings(args: argparse.Namespace, config: Config | None) -> dict[str, 
     if args.bearer_token_file:
         settings["bearer_token"] = _file_secret(args.bearer_token_file, "--bearer-token-file")
     tls = dict(settings.get("tls") or {"verify": True, "ca_file": None})
-    if args.ca_file:
-        tls["ca_file"] = args.ca_file
     if args.insecure:
         tls["verify"] = False
     settings["tls"] = tls
+    if settings.get("basic_auth") and settings.get("bearer_token"):
+        raise UsageError("the Pushgateway takes one kind of credentials: basic auth or a bearer token, not both")
     settings["timeout"] = min(settings["timeout"], settings["interval"] * 0.5)  # a push never outlives its turn
     return settings
 
@@ -110,6 +123,8 @@ def chosen_sites(args: argparse.Namespace, config: Config | None) -> list[Site]:
     if config is None:
         if not args.site:
             raise UsageError("without --config, say which site the relayed pages belong to: --site ID")
+        for index, url in enumerate(args.relay):
+            RELAY([url], f"--from[{index}]")
         schema.string(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "a site id")(args.site, "--site")
         return [Site(id=args.site, labels=(), timezone=None, checks=(), relay=tuple(args.relay))]
     sites = list(config.sites)
@@ -118,6 +133,8 @@ def chosen_sites(args: argparse.Namespace, config: Config | None) -> list[Site]:
         if not sites:
             known = ", ".join(site.id for site in config.sites)
             raise UsageError(f"{config.source}: no site with id {args.site!r} (the config has: {known})")
+    for index, url in enumerate(args.relay):
+        RELAY([url], f"--from[{index}]")
     if args.relay:
         if len(sites) != 1:
             raise UsageError("--from needs one site to relay for: add --site ID")
@@ -132,28 +149,25 @@ class Pusher:
     def __init__(self, gateway: Gateway, settings: dict[str, Any]):
         self.gateway = gateway
         self.settings = settings
-        self.last_success: dict[str, float] = {}
         self.status = ExporterStatus()
         self._logged: dict[str, str] = {}
 
     def push_site(self, site: Site, states: list[CheckState], budget: float) -> tuple[PushOutcome, int,
                                                                                          list[RelayResult]]:
-        tls = self.settings["tls"]
-        relays = [read_page(url, self.settings["timeout"], tls.get("verify", True), tls.get("ca_file"),
-                            self.settings.get("proxy")) for url in site.relay]
+        relays = [read_page(url, self.settings["timeout"]) for url in site.relay]
         merged = payload.merge(site, payload.site_families(site, states, self.status), relays)
         series = payload.count_series(merged)
-        own = payload.pusher_families(self.last_success.get(site.id, 0.0), series, relays)
+        # The group only changes if this PUT succeeds, so the time of this push is true whenever it is seen.
+        own = payload.pusher_families(time.time(), series, relays)
         outcome = self.gateway.push(site.id, payload.encode(merged + own), budget)
-        if outcome.ok:
-            self.last_success[site.id] = time.time()
         self._log_change(site.id, outcome, relays)
         return outcome, series, relays
 
     def _log_change(self, site_id: str, outcome: PushOutcome, relays: list[RelayResult]) -> None:
         # One line when something starts or stops going wrong, not one per push.
-        problem = "" if outcome.ok else f"{outcome.reason}: {outcome.message}"
-        problem += "".join(f"; relay {r.url}: {r.error}" for r in relays if r.error)
+        problems = [] if outcome.ok else [f"{outcome.reason}: {outcome.message}"]
+        problems += [f"relay {r.url}: {r.error}" for r in relays if r.error]
+        problem = "; ".join(problems)
         if problem != self._logged.get(site_id, ""):
             if problem:
                 log.warning("event=push_problem site=%s problem=%r", site_id, problem)
@@ -221,8 +235,8 @@ def run_loop(pusher: Pusher, config: Config | None, sites: list[Site]) -> int:
     try:
         while not stop.wait(max(0.0, next_push - time.monotonic())):
             states = scheduler.snapshot()
-            for site in sites:
-                pusher.push_site(site, states, budget=interval * 0.8)
+            for site in sites:  # the round, retries included, fits in one interval
+                pusher.push_site(site, states, budget=interval * 0.8 / len(sites))
             next_push += interval * random.uniform(0.9, 1.1)  # jitter: a fleet does not push in step
             next_push = max(next_push, time.monotonic() + 1)
     finally:

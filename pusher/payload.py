@@ -27,12 +27,12 @@ class _Families(Collector):
         return self._families
 
 
-def pusher_families(last_success: float, series: int, relays: list[RelayResult]) -> list[Metric]:
+def pusher_families(pushed_at: float, series: int, relays: list[RelayResult]) -> list[Metric]:
     build = Metric("sitewatch_pusher_build_info", "Version of the sitewatch pusher; always 1.", "gauge")
     build.add_sample("sitewatch_pusher_build_info", {"version": __version__}, 1)
     success = Metric("sitewatch_pusher_last_success_timestamp_seconds",
-                     "When this pusher last pushed this site successfully before this push (0: never).", "gauge")
-    success.add_sample("sitewatch_pusher_last_success_timestamp_seconds", {}, last_success)
+                     "When this push was made: the group shows it only once the push has succeeded.", "gauge")
+    success.add_sample("sitewatch_pusher_last_success_timestamp_seconds", {}, pushed_at)
     count = Metric("sitewatch_pusher_series", "Series in this push, besides the pusher's own.", "gauge")
     count.add_sample("sitewatch_pusher_series", {}, series)
     relay_up = Metric("sitewatch_pusher_relay_up", "1 if the relayed page was read and parsed for this push.",
@@ -58,7 +58,11 @@ def merge(site: Site, check_families: list[Metric], relays: list[RelayResult]) -
                             f"already a {target.type}, this page has a {family.type}")
                 continue
             for sample in family.samples:
-                labels = {k: v for k, v in sample.labels.items() if not (k == "site" and v == site.id)}
+                if sample.labels.get("site", site.id) != site.id:
+                    log.warning("event=relay_sample_dropped source=%s family=%s reason=%r", source, family.name,
+                                f"belongs to site {sample.labels['site']!r}, not {site.id!r}")
+                    continue
+                labels = {k: v for k, v in sample.labels.items() if k != "site"}
                 if relayed:  # relayed pages carry no site labels: give them the site's, for routing
                     labels = {**site_labels, **labels}
                 key = (sample.name, tuple(sorted(labels.items())))
@@ -71,7 +75,9 @@ def merge(site: Site, check_families: list[Metric], relays: list[RelayResult]) -
 
 def site_families(site: Site, states: list[CheckState], status: ExporterStatus) -> list[Metric]:
     mine = [state for state in states if state.check.site_id == site.id]
-    return list(CheckCollector(lambda: mine, status).collect())
+    # The exporter's own families describe a running exporter's process; the pusher has none to report.
+    return [family for family in CheckCollector(lambda: mine, status).collect()
+            if not family.name.startswith("sitewatch_exporter_")]
 
 
 def encode(families: list[Metric]) -> bytes:

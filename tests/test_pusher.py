@@ -189,11 +189,12 @@ def test_the_loop_keeps_pushing_until_stopped(tmp_path, pushgateway):
     process = subprocess.Popen([sys.executable, "-m", "pusher.cli", "--config", str(config), "--interval", "5s"],
                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        def pushed_twice():
-            text = gateway_metrics(gateway)
-            success = value_of_metric(text, "sitewatch_pusher_last_success_timestamp_seconds", site="shop-12")
-            return success and success > 0  # the second push reports the first one's success
-        wait_until(pushed_twice, 20, what="two pushes")
+        def pushed_at():
+            return value_of_metric(gateway_metrics(gateway), "sitewatch_pusher_last_success_timestamp_seconds",
+                                   site="shop-12")
+
+        first = wait_until(pushed_at, 20, what="the first push")
+        wait_until(lambda: (pushed_at() or 0) > first, 20, what="a second push")
         assert value_of_metric(gateway_metrics(gateway), "sitewatch_check_success", check="pc") == 1
     finally:
         process.send_signal(signal.SIGTERM)
@@ -270,3 +271,23 @@ def test_an_explicit_proxy_carries_the_push(tmp_path, capture):
     assert result.returncode == 0, result.stdout + result.stderr
     method, path, _, _ = seen[-1]
     assert method == "PUT" and path == gateway + "/metrics/job/sitewatch/site/shop-12"
+
+
+def test_command_line_values_are_checked_like_the_files(tmp_path):
+    config = str(site_config(tmp_path, "http://127.0.0.1:9"))
+    result = pusher("--config", config, "--once", "--ca-file", str(tmp_path / "missing.pem"))
+    assert result.returncode == 2 and "a PEM file of CA certificates that exists" in result.stderr
+    result = pusher("--config", config, "--once", "--from", "ftp://127.0.0.1/metrics")
+    assert result.returncode == 2 and "--from[0]" in result.stderr
+    (tmp_path / "pw").write_text("x")
+    (tmp_path / "tok").write_text("y")
+    result = pusher("--config", config, "--once", "--basic-auth-user", "u", "--basic-auth-password-file",
+                    str(tmp_path / "pw"), "--bearer-token-file", str(tmp_path / "tok"))
+    assert result.returncode == 2 and "basic auth or a bearer token, not both" in result.stderr
+
+
+def test_plain_seconds_on_the_command_line(tmp_path, pushgateway):
+    gateway = pushgateway()
+    result = pusher("--config", str(site_config(tmp_path, gateway)), "--once", "--interval", "30",
+                    "--timeout", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
