@@ -31,6 +31,7 @@ bench: venv debs
 	$(PY) bench/mitsu_read.py
 	$(PY) bench/atol_read.py
 	$(PY) bench/shtrih_read.py
+	$(PY) bench/pushgateway_fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
