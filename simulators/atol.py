@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from exporter.kkt import atol_codec as codec
 from simulators.mitsu import hold_port
+from simulators.tcpserver import LoopbackTcpServer
 
 __all__ = ["AtolDevice", "AtolPtySimulator", "AtolScenario", "AtolTcpSimulator", "answer", "hold_port"]
 
@@ -425,61 +426,13 @@ class AtolPtySimulator:
 
 # --- the network link ------------------------------------------------------------------------------------
 
-class AtolTcpSimulator:
+class AtolTcpSimulator(LoopbackTcpServer):
     """The register on a loopback TCP port; `.url` is the `socket://` address a driver opens."""
 
     def __init__(self, scenario: AtolScenario | None = None, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port, "atol-tcp")
         self.scenario = scenario or AtolScenario()
         self.device = AtolDevice(self.scenario)
-        self._listener = socket.create_server((host, port))
-        self.host, self.port = self._listener.getsockname()[:2]
-        self.url = f"socket://{self.host}:{self.port}"
-        self.connections = 0
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> AtolTcpSimulator:
-        thread = threading.Thread(target=self._accept, name="atol-tcp", daemon=True)
-        self._threads.append(thread)
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._threads[0].join(5) if self._threads else None  # the acceptor first: then no thread is added
-        for thread in self._threads[1:]:
-            thread.join(5)
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-            self._sockets.clear()
-        self._listener.close()
-
-    def __enter__(self) -> AtolTcpSimulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._listener], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(2.0)  # a driver that stops reading cannot block stop() for ever
-            with self._lock:
-                self._sockets.append(conn)
-                self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(conn,), name="atol-tcp-conn", daemon=True)
-            self._threads.append(thread)
-            thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         session = _Session(self.device)

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from exporter.kkt import shtrih_codec as codec
 from simulators.mitsu import hold_port  # noqa: F401  (re-exported for tests and the demo)
+from simulators.tcpserver import LoopbackTcpServer
 
 # Codes this simulator answers with. 0x4F is the wrong-password code of pyshtrih's table; 0x37 "command
 # not supported" and 0x33 "bad parameters" come from the same table; 0x02 "wrong ФН state" is the ФН's.
@@ -513,60 +514,12 @@ class ShtrihPtySimulator(_Simulator):
 
 # --- the network link ------------------------------------------------------------------------------------
 
-class ShtrihTcpSimulator(_Simulator):
+class ShtrihTcpSimulator(_Simulator, LoopbackTcpServer):
     """The register on a loopback TCP port; `.url` is the `socket://` address a driver opens."""
 
     def __init__(self, scenario: ShtrihScenario | None = None, host: str = "127.0.0.1", port: int = 0):
-        super().__init__(scenario)
-        self._listener = socket.create_server((host, port))
-        self.host, self.port = self._listener.getsockname()[:2]
-        self.url = f"socket://{self.host}:{self.port}"
-        self.connections = 0
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> ShtrihTcpSimulator:
-        thread = threading.Thread(target=self._accept, name="shtrih-tcp", daemon=True)
-        self._threads.append(thread)
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._threads[0].join(5) if self._threads else None  # the acceptor first: then no thread is added
-        for thread in self._threads[1:]:
-            thread.join(5)
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-            self._sockets.clear()
-        self._listener.close()
-
-    def __enter__(self) -> ShtrihTcpSimulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._listener], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(2.0)  # a driver that stops reading cannot block stop() for ever
-            with self._lock:
-                self._sockets.append(conn)
-                self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(conn,), name="shtrih-tcp-conn", daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        _Simulator.__init__(self, scenario)
+        LoopbackTcpServer.__init__(self, host, port, "shtrih-tcp")
 
     def _serve(self, conn: socket.socket) -> None:
         closed = threading.Event()
