@@ -149,8 +149,11 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float | None:
-    """Reads durations such as ``500ms``, ``30s``, ``1m30s``; None when the text is not one."""
+    """Reads durations such as ``500ms``, ``30s``, ``1m30s``, or plain seconds (``60``, as on a command line);
+    None when the text is not one."""
     text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
     if not text or _DURATION_PART.sub("", text):
         return None
     return sum(float(amount) * _DURATION_UNITS[unit] for amount, unit in _DURATION_PART.findall(text))

@@ -76,22 +76,13 @@ def _file_secret(path: str, what: str) -> SecretValue:
     return secret
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 def push_settings(args: argparse.Namespace, config: Config | None) -> dict[str, Any]:
     """The config's push section with the command line's overrides, validated like the file."""
     raw: dict[str, Any] = {}
     for key, value in (("gateway", args.gateway), ("job", args.job), ("interval", args.interval),
                        ("timeout", args.timeout), ("proxy", args.proxy)):
         if value is not None:
-            # "--interval 60" means seconds, as "interval: 60" does in the file
-            raw[key] = float(value) if key in ("interval", "timeout") and _is_number(value) else value
+            raw[key] = value
     if args.ca_file:
         raw["tls"] = {"verify": not args.insecure, "ca_file": args.ca_file}
     base = dict(config.push) if config and config.push else {}
