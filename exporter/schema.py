@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from exporter.secrets import SecretValue, parse_secret
 
@@ -208,6 +209,20 @@ def size(minimum: int = 0) -> Validator:
         if result < minimum:
             raise Invalid(path, f"a size of at least {minimum} bytes", value)
         return result
+
+    return check
+
+
+def timezone() -> Validator:
+    """An IANA time zone name such as ``Europe/Moscow``, returned as a `ZoneInfo`."""
+    expected = "an IANA time zone name such as Europe/Moscow"
+
+    def check(value: Any, path: str) -> ZoneInfo:
+        name = string(what=expected)(value, path)
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise Invalid(path, expected, value) from None
 
     return check
 

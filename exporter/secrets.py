@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -94,6 +94,18 @@ def parse_secret(raw: Any, path: str) -> SecretValue:
             return SecretValue("enc", raw[len(ENC_PREFIX):], path)
         return SecretValue("plain", raw, path)
     raise ValueError(expected)
+
+
+def secrets_in(value: Any) -> Iterator[SecretValue]:
+    """Every `SecretValue` inside a validated config value (mappings and lists are searched)."""
+    if isinstance(value, SecretValue):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secrets_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from secrets_in(item)
 
 
 class KeySource:

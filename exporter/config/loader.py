@@ -11,14 +11,14 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from exporter.checks import CHECK_TYPES
 from exporter import schema as s
 from exporter.config.model import CheckConfig, Config, Schedule, Site
 from exporter.config.push import PUSH, RELAY
 from exporter.config.yamlfile import YamlError, read_yaml
-from exporter.secrets import KeySource, SecretError, SecretValue
+from exporter.secrets import KeySource, SecretError, SecretValue, secrets_in
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ def _label_value(value: Any, path: str) -> str:
     return str(value)
 
 
-def _timezone(value: Any, path: str) -> ZoneInfo:
-    name = s.string(what="an IANA time zone name such as Europe/Moscow")(value, path)
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise s.Invalid(path, "an IANA time zone name such as Europe/Moscow", value) from None
-
-
 _SCHEDULE_FIELDS = {
     "interval": s.Field(s.duration(minimum=0.1, maximum=86400)),
     "timeout": s.Field(s.duration(minimum=0.05, maximum=3600)),
@@ -87,7 +79,7 @@ _TOP = s.struct({
 _SITE = s.struct({
     "id": s.Field(_name, required=True),
     "labels": s.Field(_labels, default={}),
-    "timezone": s.Field(_timezone),
+    "timezone": s.Field(s.timezone()),
     "defaults": s.Field(_defaults),
     "relay": s.Field(RELAY, default=[]),
     "checks": s.Field(s.list_of(lambda v, p: v, what="a list of checks"), required=True),
@@ -106,7 +98,7 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
     try:
         top = _TOP(raw, "")
         if top["push"]:
-            secrets.extend(_walk_secrets(top["push"]))
+            secrets.extend(secrets_in(top["push"]))
         base = _merge_schedule(BUILTIN_SCHEDULE, top["defaults"])
         sites = tuple(_site(raw_site, f"sites[{i}]", base, secrets) for i, raw_site in enumerate(top["sites"]))
         _no_duplicates([site.id for site in sites], "sites[{}].id", "site id")
@@ -187,19 +179,8 @@ def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, default
 
 def _collect_secrets(validator: s.Validator, raw: Any, path: str, secrets: list[SecretValue]) -> Any:
     value = validator(raw, path)
-    secrets.extend(_walk_secrets(value))
+    secrets.extend(secrets_in(value))
     return value
-
-
-def _walk_secrets(value: Any):
-    if isinstance(value, SecretValue):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _walk_secrets(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _walk_secrets(item)
 
 
 def _no_duplicates(names: list[str], path_format: str, what: str) -> None:
