@@ -1,0 +1,637 @@
+"""Telegram HTML for the receiver: one block per alert, message headers, and the packing of blocks into messages.
+
+Templates are Jinja macros that get plain, prepared values; this module keeps every line's tags balanced and every
+message under Telegram's limit, so a message can always be cut between lines.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, tzinfo
+from datetime import timezone as dt_timezone
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+import jinja2
+from jinja2.runtime import Macro
+
+from alertmanager.webhook import Alert, Notification
+
+log = logging.getLogger("sitewatch.receiver")
+
+MESSAGE_LIMIT = 4096  # Telegram's limit for one message's text
+BLOCK_LIMIT = 3000  # the most one alert block may take, so header + one block always fit
+BLOCK_SEPARATOR = "\n\n"
+# A header longer than this could leave no room for a block of BLOCK_LIMIT.
+HEADER_LIMIT = MESSAGE_LIMIT - BLOCK_LIMIT - len(BLOCK_SEPARATOR)
+DESCRIPTION_LIMIT = 1000
+SUMMARY_LIMIT = 500
+# Longer links are not worth a message's room (and are usually a label gone wrong).
+URL_LIMIT = 2048
+DIGEST_ALERTNAMES = 5  # alert names a digest header lists before "and N more"
+CUT_MARK = "…"
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+MACROS = ("alert", "header", "more")
+# Labels with a place of their own in the built-in block; the values arrive under these names.
+NOTABLE_LABELS = ("alertname", "severity", "site", "client", "check", "kkt", "catalog", "reason", "instance")
+
+# What Telegram's HTML parse mode accepts; anything else makes it refuse the whole message.
+TELEGRAM_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "span",
+                           "tg-spoiler", "tg-emoji", "blockquote"})
+
+
+@dataclass(frozen=True)
+class Language:
+    """What a built-in language needs outside its template: numbers, times and durations."""
+
+    thousands_separator: str
+    time_format: str
+    duration_units: tuple[str, str, str, str]  # days, hours, minutes, seconds
+    unit_spacing: str  # between a number and its unit: "5 мин", "5m"
+
+
+LANGUAGES = {
+    # A no-break space keeps "9 812" on one line of a phone screen.
+    "ru": Language("\u00a0", "%d.%m.%Y %H:%M:%S %Z", ("д", "ч", "мин", "с"), " "),
+    "en": Language(",", "%Y-%m-%d %H:%M:%S %Z", ("d", "h", "m", "s"), ""),
+}
+
+
+def message_length(text: str) -> int:
+    """UTF-16 code units of the HTML as written: Telegram counts UTF-16 after parsing, which is never longer."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What headers and "and N more" blocks know about one alert group; stored as JSON with each batch."""
+
+    receiver: str
+    group_key: str
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    external_url: str
+
+    @classmethod
+    def from_notification(cls, notification: Notification) -> GroupInfo:
+        return cls(receiver=notification.receiver, group_key=notification.group_key,
+                   group_labels=dict(notification.group_labels), common_labels=dict(notification.common_labels),
+                   common_annotations=dict(notification.common_annotations),
+                   external_url=notification.external_url)
+
+    def label(self, name: str) -> str:
+        return self.group_labels.get(name) or self.common_labels.get(name, "")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GroupInfo:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"group info: not JSON: {err}") from None
+        # Stored data of any wrong shape is one kind of error for the outbox: ValueError.
+        if not isinstance(document, dict):
+            raise ValueError("group info: expected a JSON object")  # noqa: TRY004
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            is_map = field.name in ("group_labels", "common_labels", "common_annotations")
+            # A missing field reads as empty, so batches stored before a field was added still load.
+            value = document.get(field.name, {} if is_map else "")
+            if is_map:
+                if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                    raise ValueError(f"group info: {field.name}: expected an object of strings")
+                value = dict(value)
+            elif not isinstance(value, str):
+                raise ValueError(f"group info: {field.name}: expected a string")
+            values[field.name] = value
+        return cls(**values)
+
+
+class TemplateValues(dict):
+    """A dict whose keys templates can also read as attributes (`a.site`), without Jinja's failed getattr first."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class TemplateProblem(Exception):
+    """A template cannot be used: names the file, the line when known, and the cause."""
+
+    def __init__(self, file: str, line: int | None, cause: str):
+        self.file = file
+        self.line = line
+        self.cause = cause
+        where = f"{file}, line {line}" if line else file
+        super().__init__(f"{where}: {cause}")
+
+
+class Renderer:
+    """Renders alerts, headers and "and N more" blocks with one language's built-in macros or a route's template."""
+
+    def __init__(self, *, language: str = "ru", template_file: Path | None = None, timezone: ZoneInfo | None = None,
+                 grafana_url: str | None = None, alertmanager_url: str | None = None):
+        if language not in LANGUAGES:
+            raise ValueError(f"language: expected one of {', '.join(sorted(LANGUAGES))}, got {language!r}")
+        self.language = language
+        self._words = LANGUAGES[language]
+        self.timezone: tzinfo = timezone or dt_timezone.utc
+        self.grafana_url = _configured_base_url("grafana_url", grafana_url)
+        self.alertmanager_url = _configured_base_url("alertmanager_url", alertmanager_url)
+        self.template_file = template_file
+        self._reported_failures: set[tuple[str, str]] = set()
+
+        route_source = _read_template(template_file) if template_file is not None else None
+        route_name = str(template_file) if template_file is not None else ""
+        self._search_path = [TEMPLATES_DIR] + ([template_file.parent] if template_file is not None else [])
+
+        def load_route_template(name: str):
+            if name != route_name or route_source is None:
+                return None
+            return route_source, str(template_file), lambda: True
+
+        # Built-in names come first on the search path, so "ru.html.j2" always means the built-in one, even
+        # from a route's folder that has a file of that name.
+        self._env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader([jinja2.FunctionLoader(load_route_template),
+                                        jinja2.FileSystemLoader([str(p) for p in self._search_path])]),
+            autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
+        self._env.filters["number"] = self.number
+        self._env.filters["plural"] = plural
+
+        builtin_name = f"{language}.html.j2"
+        self._builtin = self._macros(builtin_name, str(TEMPLATES_DIR / builtin_name))
+        missing = [name for name in MACROS if name not in self._builtin]
+        if missing:
+            raise TemplateProblem(str(TEMPLATES_DIR / builtin_name), None, f"no macro {', '.join(missing)}")
+        self._route: dict[str, Any] = {}
+        if template_file is not None:
+            self._route = self._macros(route_name, str(template_file))
+            if not self._route:
+                raise TemplateProblem(str(template_file), None,
+                                      "defines none of the macros alert(a), header(h), more(m)")
+
+    # --- what the outbox calls
+
+    def alert_block(self, alert: Alert, group: GroupInfo) -> str:
+        """HTML for one alert, at most BLOCK_LIMIT long; every line has balanced tags."""
+        return fit_lines(self._render("alert", self.alert_values(alert, group)), BLOCK_LIMIT)
+
+    def header(self, status: str, count: int, groups: list[GroupInfo], continued: bool = False) -> str:
+        """The line (or two) atop a message of `count` blocks of `status` from `groups`; a digest for several."""
+        _check_status(status)
+        if not groups:
+            raise ValueError("a header needs at least one group")
+        distinct = list({group.group_key: group for group in groups}.values())
+        alertnames = list(dict.fromkeys(name for name in (g.label("alertname") for g in distinct) if name))
+
+        def common(name: str) -> str:
+            values = {group.label(name) for group in distinct}
+            return values.pop() if len(values) == 1 else ""
+
+        values = TemplateValues({
+            "status": status, "firing": status == "firing", "count": count,
+            "groups": [asdict(group) for group in distinct], "digest": len(distinct) > 1,
+            "continued": continued, "group_count": len(distinct),
+            "alertname": common("alertname"), "site": common("site"), "client": common("client"),
+            # Labels the group is keyed on beyond the three above, e.g. "check" for group_by [site, check].
+            "other_labels": [(k, v) for k, v in sorted(distinct[0].group_labels.items())
+                             if k not in ("alertname", "site", "client") and v] if len(distinct) == 1 else [],
+            "alertnames": alertnames[:DIGEST_ALERTNAMES],
+            "more_alertnames": max(0, len(alertnames) - DIGEST_ALERTNAMES),
+        })
+        return fit_lines(self._render("header", values), HEADER_LIMIT)
+
+    def more(self, status: str, count: int, group: GroupInfo) -> str:
+        """The block that stands for `count` alerts left out, with a link to the group in Alertmanager."""
+        _check_status(status)
+        url = ""
+        base = self.alertmanager_url or _base_url(group.external_url)
+        # Alertmanager lists only active alerts: for resolved ones its list would show nothing of theirs.
+        if base and status == "firing":
+            url = base + "/#/alerts"
+            if group.group_labels:
+                url += "?filter=" + quote(matchers(group.group_labels), safe="")
+            url = _http_url(url)
+        values = TemplateValues(status=status, firing=status == "firing", count=count, url=url)
+        return fit_lines(self._render("more", values), BLOCK_LIMIT)
+
+    # --- values the templates get
+
+    def number(self, count: int) -> str:
+        return f"{count:,}".replace(",", self._words.thousands_separator)
+
+    def time_text(self, moment: datetime | None) -> str:
+        if moment is None:
+            return ""
+        return moment.astimezone(self.timezone).strftime(self._words.time_format)
+
+    def duration_text(self, seconds: float) -> str:
+        """The two largest units, the second left out when zero: "1 ч 5 мин", "2 д 3 ч", "45 с"."""
+        rest = max(0, round(seconds))
+        amounts = []
+        for size in (86400, 3600, 60, 1):
+            amounts.append(rest // size)
+            rest %= size
+        first = next((i for i, amount in enumerate(amounts) if amount), 3)
+        parts = [(amounts[first], self._words.duration_units[first])]
+        if first < 3 and amounts[first + 1]:
+            parts.append((amounts[first + 1], self._words.duration_units[first + 1]))
+        return " ".join(f"{amount}{self._words.unit_spacing}{unit}" for amount, unit in parts)
+
+    def alert_values(self, alert: Alert, group: GroupInfo) -> TemplateValues:
+        """Everything an `alert(a)` macro gets, as plain strings: the template escapes them all."""
+        labels, notes = alert.labels, alert.annotations
+        values = TemplateValues((name, labels.get(name, "")) for name in NOTABLE_LABELS)
+        duration = ""
+        if not alert.firing and alert.starts_at and alert.ends_at and alert.ends_at >= alert.starts_at:
+            duration = self.duration_text((alert.ends_at - alert.starts_at).total_seconds())
+        alertmanager = self.alertmanager_url or _base_url(group.external_url)
+        silence = ""
+        if alertmanager and labels:
+            silence = _http_url(alertmanager + "/#/silences/new?filter=" + quote(matchers(labels), safe=""))
+        values.update(
+            status=alert.status, firing=alert.firing, labels=dict(labels), annotations=dict(notes),
+            fingerprint=alert.fingerprint,
+            summary=shorten(" ".join(notes.get("summary", "").split()), SUMMARY_LIMIT),
+            description=shorten(_without_blank_lines(notes.get("description", "")), DESCRIPTION_LIMIT),
+            starts_at_text=self.time_text(alert.starts_at),
+            ends_at_text=self.time_text(alert.ends_at) if not alert.firing else "",
+            duration_text=duration,
+            dashboard_url=self._dashboard_url(notes.get("dashboard_url") or notes.get("dashboard") or ""),
+            runbook_url=_http_url(notes.get("runbook_url") or notes.get("runbook") or ""),
+            silence_url=silence,
+            source_url=_http_url(alert.generator_url),
+        )
+        return values
+
+    def _dashboard_url(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return ""
+        if not parts.scheme and not parts.netloc:
+            # A path like "/d/abc?var-site=x" is on the configured Grafana; without one there is no link.
+            return _http_url(f"{self.grafana_url}/{value.lstrip('/')}") if self.grafana_url else ""
+        return _http_url(value)
+
+    # --- templates
+
+    def _macros(self, name: str, file: str) -> dict[str, Any]:
+        try:
+            module = self._env.get_template(name).module
+        except jinja2.TemplateSyntaxError as err:
+            raise TemplateProblem(err.filename or err.name or file, err.lineno, err.message or "syntax error") from err
+        except jinja2.TemplateNotFound as err:
+            where, line = _template_position(err)
+            folders = " or ".join(str(folder) for folder in self._search_path)
+            cause = f"imports {err.name!r}, which is not in {folders}" if where else "no such file"
+            raise TemplateProblem(where or file, line, cause) from err
+        except Exception as err:  # the template's top-level code failed (a bad {% set %}, an import's error)
+            where, line = _template_position(err)
+            raise TemplateProblem(where or file, line, f"{type(err).__name__}: {err}") from err
+        found = {}
+        for macro in MACROS:
+            value = getattr(module, macro, None)
+            if isinstance(value, Macro):
+                found[macro] = value
+        return found
+
+    def _render(self, macro: str, values: dict[str, Any]) -> str:
+        route_macro = self._route.get(macro)
+        if route_macro is not None:
+            try:
+                text = self._checked_route_output(macro, str(route_macro(values)))
+            # A route's own template must not stop its alerts from being delivered, whatever it raises.
+            except Exception as err:  # noqa: BLE001
+                where, line = _template_position(err)
+                self._report_once(macro, f"{type(err).__name__}: {err}",
+                                  "event=template_failed template=%s line=%s macro=%s error=%r fallback=built-in",
+                                  where or self.template_file, line or "?", macro, f"{type(err).__name__}: {err}")
+            else:
+                if text:
+                    return text
+                # An empty block would show as stray blank lines between the others, and hide the alert.
+                self._report_once(macro, "empty", "event=template_empty template=%s macro=%s fallback=built-in",
+                                  self.template_file, macro)
+        return tidy_lines(str(self._builtin[macro](values)))
+
+    def _checked_route_output(self, macro: str, text: str) -> str:
+        # The built-in templates are tested; a route's template may write markup Telegram refuses, which would
+        # lose the whole message (in a digest, other groups' alerts too). Such a line is shown as its text.
+        lines = tidy_lines(text).split("\n")
+        for index, line in enumerate(lines):
+            problem = markup_problem(line)
+            if problem:
+                self._report_once(macro, "markup",
+                                  "event=template_bad_markup template=%s macro=%s problem=%r fallback=plain_text",
+                                  self.template_file, macro, problem)
+                lines[index] = html.escape(html_to_text(line), quote=False)
+        return "\n".join(lines)
+
+    def _report_once(self, macro: str, cause: str, message: str, *args: Any) -> None:
+        # One ERROR line per distinct cause: a broken template in a group of 10,000 alerts is one problem.
+        key = (macro, cause)
+        if key in self._reported_failures:
+            log.debug(message, *args)
+            return
+        if len(self._reported_failures) >= 1000:
+            self._reported_failures.clear()
+        self._reported_failures.add(key)
+        log.error(message, *args)
+
+
+def _check_status(status: str) -> None:
+    if status not in ("firing", "resolved"):
+        raise ValueError(f'status: expected "firing" or "resolved", got {status!r}')
+
+
+def plural(count: int, *forms: str) -> str:
+    """The word form for `count`: Russian rules with three forms (one, few, many), English with two (one, other)."""
+    if len(forms) == 2:
+        return forms[0] if count == 1 else forms[1]
+    if len(forms) != 3:
+        raise TypeError("plural needs two forms (English) or three (Russian: 1, 2, 5)")
+    tens, ones = count % 100, count % 10
+    if ones == 1 and tens != 11:
+        return forms[0]
+    if 2 <= ones <= 4 and not 12 <= tens <= 14:
+        return forms[1]
+    return forms[2]
+
+
+def matchers(labels: dict[str, str]) -> str:
+    """Alertmanager's matcher list for exactly these labels, alertname first as its own UI writes it."""
+    names = sorted(labels, key=lambda name: (name != "alertname", name))
+    return "{" + ",".join(f'{name}="{_matcher_value(labels[name])}"' for name in names) + "}"
+
+
+def _matcher_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + CUT_MARK
+
+
+def _without_blank_lines(text: str) -> str:
+    # Blank lines separate blocks in a message: inside a block they would blur where one alert ends.
+    return "\n".join(line.rstrip() for line in text.strip().splitlines() if line.strip())
+
+
+def tidy_lines(text: str) -> str:
+    """Template output with each line stripped and empty lines dropped, so templates need not mind whitespace."""
+    return "\n".join(stripped for stripped in (line.strip() for line in text.split("\n")) if stripped)
+
+
+_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _http_url(value: str) -> str:
+    """`value` when it is an http(s) URL Telegram will take as a link, else ""."""
+    value = value.strip()
+    if not value or len(value) > URL_LIMIT or _NOT_IN_URL.search(value):
+        return ""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return ""
+    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+
+
+def _base_url(value: str | None) -> str:
+    return _http_url(value or "").rstrip("/")
+
+
+def _configured_base_url(name: str, value: str | None) -> str:
+    if not value:
+        return ""
+    base = _base_url(value)
+    if not base:
+        raise ValueError(f"{name}: expected an http:// or https:// URL, got {value!r}")
+    return base
+
+
+def _read_template(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise TemplateProblem(str(path), None, f"cannot read the template: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise TemplateProblem(str(path), None, f"not UTF-8 text: {err}") from None
+
+
+def _template_position(err: BaseException) -> tuple[str, int | None]:
+    """The template file and line where `err` was raised: the innermost template frame of its traceback."""
+    where, line = "", None
+    trace = err.__traceback__
+    while trace is not None:
+        template = trace.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            where = template.filename or template.name or ""
+            line = template.get_corresponding_lineno(trace.tb_lineno)
+        trace = trace.tb_next
+    return where, line
+
+
+# --- composing messages
+
+def compose(header: str, blocks: Sequence[str], limit: int = MESSAGE_LIMIT) -> tuple[str, int]:
+    """One message: the header, then as many blocks as fit in order; returns the text and the blocks used (>= 1).
+
+    The first block is always used: if it does not fit beside the header (BLOCK_LIMIT rules that out), it is cut
+    between lines.
+    """
+    if not blocks:
+        raise ValueError("a message needs at least one block")
+    header = _bounded_header(header, limit)
+    used = message_length(header)
+    parts = [header]
+    for block in blocks:
+        size = len(BLOCK_SEPARATOR) + message_length(block)
+        if used + size > limit:
+            break
+        parts.append(block)
+        used += size
+    if len(parts) == 1:
+        parts.append(fit_lines(blocks[0], limit - used - len(BLOCK_SEPARATOR)))
+    return BLOCK_SEPARATOR.join(parts), len(parts) - 1
+
+
+def _bounded_header(header: str, limit: int) -> str:
+    # Headers from Renderer fit in HEADER_LIMIT; one from elsewhere must still leave the first block room.
+    return fit_lines(header, limit // 2)
+
+
+def _greedy_starts(header_size: int, sizes: Sequence[int], limit: int) -> list[int]:
+    """Where each message starts when `compose` packs blocks of these sizes one message after another."""
+    starts = []
+    index = 0
+    while index < len(sizes):
+        starts.append(index)
+        used = header_size + len(BLOCK_SEPARATOR) + sizes[index]  # the first block always goes in
+        index += 1
+        while index < len(sizes) and used + len(BLOCK_SEPARATOR) + sizes[index] <= limit:
+            used += len(BLOCK_SEPARATOR) + sizes[index]
+            index += 1
+    return starts
+
+
+def cap_blocks(header: str, blocks: list[str], max_messages: int, more: Callable[[int], str],
+               limit: int = MESSAGE_LIMIT) -> list[str]:
+    """The blocks to store for one group and status so that composing them takes at most `max_messages` messages.
+
+    All of them if they fit; otherwise the first k and then `more(len(blocks) - k)`, with k as large as possible.
+    `header` should be the longest header any of those messages will carry (a continued one, with the full count).
+    """
+    if max_messages < 1:
+        raise ValueError("max_messages must be at least 1")
+    sizes = [message_length(block) for block in blocks]
+    header_size = message_length(_bounded_header(header, limit))
+    starts = _greedy_starts(header_size, sizes, limit)
+    if len(starts) <= max_messages:
+        return list(blocks)
+    # Greedy packing fills the first max_messages - 1 messages the same way whatever comes after them, so only
+    # the last message changes: it takes blocks from its start on and then the "and N more" block.
+    last_start = starts[max_messages - 1]
+    used = header_size
+    end = last_start
+    while end < len(blocks) and used + len(BLOCK_SEPARATOR) + sizes[end] <= limit:
+        used += len(BLOCK_SEPARATOR) + sizes[end]
+        end += 1
+    kept = end
+    while True:
+        tail = more(len(blocks) - kept)
+        room = limit - header_size - sum(len(BLOCK_SEPARATOR) + size for size in sizes[last_start:kept])
+        if kept == last_start or len(BLOCK_SEPARATOR) + message_length(tail) <= room:
+            return blocks[:kept] + [tail]
+        kept -= 1
+
+
+# --- HTML checks and plain text
+
+_TOKEN = re.compile(r"<[^<>]*>|&[^&<>\s;]*;?|[<>]")
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-zA-Z][a-zA-Z0-9-]*(?:=\"[^\"]*\"|='[^']*')?)*)\s*>")
+_HREF = re.compile(r"""\bhref=(?:"([^"]*)"|'([^']*)')""")
+_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
+
+
+def markup_problem(line: str) -> str:
+    """Why Telegram would refuse this one line of HTML (a tag it does not know, unbalanced tags, a bare & or <),
+    or "" when it is fine."""
+    stack: list[str] = []
+    for token in _TOKEN.finditer(line):
+        text = token.group()
+        if text.startswith("&"):
+            if not _ENTITY.fullmatch(text):
+                return f"{text[:20]!r} is neither an entity Telegram knows nor an escaped &"
+            continue
+        tag = _TAG.fullmatch(text)
+        if tag is None:
+            return f"{text[:40]!r} is not a tag (text needs &lt; and &gt; for < and >)"
+        closing, name = tag.group(1), tag.group(2).lower()
+        if name not in TELEGRAM_TAGS:
+            return f"<{name}> is not a tag Telegram accepts"
+        if name == "a" and not closing:
+            href = _HREF.search(tag.group(3))
+            if href is None or not _http_url(html.unescape(href.group(1) or href.group(2))):
+                return "a link needs an http:// or https:// href (Telegram refuses other links)"
+        if not closing:
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            return f"</{name}> closes a tag that is not open"
+    if stack:
+        return f"<{stack[-1]}> is not closed on the same line"
+    return ""
+
+
+class _VisibleText(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.links: list[tuple[str, int]] = []  # open <a>: its href and where its text starts
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append((dict(attrs).get("href") or "", len(self.parts)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self.links:
+            self._close_link()
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+    def _close_link(self) -> None:
+        href, start = self.links.pop()
+        if href and href != "".join(self.parts[start:]).strip():
+            self.parts.append(f" ({href})")
+
+    def text(self) -> str:
+        while self.links:
+            self._close_link()
+        return "".join(self.parts)
+
+
+def html_to_text(text: str) -> str:
+    """Plain text of Telegram HTML: tags removed, links as "text (URL)", entities unescaped."""
+    parser = _VisibleText()
+    parser.feed(text)
+    parser.close()
+    return parser.text()
+
+
+def fit_lines(text: str, limit: int) -> str:
+    """`text` when it fits in `limit`; else its first lines and a "…", cut between lines so tags stay balanced.
+
+    A line that does not fit is replaced by its visible text, cut to the room left.
+    """
+    if message_length(text) <= limit:
+        return text
+    room = limit - len("\n" + CUT_MARK)
+    kept: list[str] = []
+    used = 0
+    for line in text.split("\n"):
+        size = message_length(line) + (1 if kept else 0)
+        if used + size <= room:
+            kept.append(line)
+            used += size
+            continue
+        free = limit - used - (1 if kept else 0)
+        if not kept or free >= 40:  # a few words of the line say more than a bare "…"
+            kept.append(_plain_prefix(line, free))
+            return "\n".join(kept)
+        break
+    kept.append(CUT_MARK)
+    return "\n".join(kept)
+
+
+def _plain_prefix(line: str, limit: int) -> str:
+    """The escaped visible text of one line of HTML, cut to fit in `limit` with a closing "…"."""
+    pieces = []
+    used = len(CUT_MARK)
+    for char in html_to_text(line):
+        piece = html.escape(char, quote=False)
+        size = message_length(piece)
+        if used + size > limit:
+            break
+        pieces.append(piece)
+        used += size
+    return "".join(pieces).rstrip() + CUT_MARK

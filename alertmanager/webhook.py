@@ -1,0 +1,170 @@
+"""Alertmanager's webhook payload (version 4), read strictly: a `Notification` or a `PayloadError`.
+
+Every field the receiver relies on is checked, and a problem names the field's path inside the JSON
+(``alerts[3].labels.site``), so the answer tells whoever wrote the payload exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+# Alertmanager writes this for a firing alert's endsAt: "no end yet".
+_ZERO_TIME_PREFIX = "0001-01-01"
+
+
+class PayloadError(Exception):
+    """The body is not a usable webhook payload; `reason` is a short token for metrics."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: str  # "firing" or "resolved": the per-alert status is the one to act on
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    generator_url: str
+    fingerprint: str
+
+    @property
+    def firing(self) -> bool:
+        return self.status == "firing"
+
+
+@dataclass(frozen=True)
+class Notification:
+    receiver: str
+    status: str
+    group_key: str
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    external_url: str
+    truncated_alerts: int
+    alerts: tuple[Alert, ...]
+
+
+def parse_body(body: bytes) -> Notification:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PayloadError("bad_json", f"the body is not JSON: {err}") from None
+    return parse_notification(document)
+
+
+def parse_notification(document: Any) -> Notification:
+    if not isinstance(document, dict):
+        raise PayloadError("bad_payload", "expected a JSON object (Alertmanager's webhook payload)")
+    version = document.get("version")
+    if version != "4":
+        raise PayloadError("wrong_version", f'version: expected "4" (Alertmanager\'s webhook payload), got {version!r}')
+    alerts = _field(document, "alerts", list, "a list of alerts")
+    return Notification(
+        receiver=_field(document, "receiver", str, "a string"),
+        status=_status(document, "status"),
+        group_key=_field(document, "groupKey", str, "a string"),
+        group_labels=_string_map(document, "groupLabels", required=False),
+        common_labels=_string_map(document, "commonLabels", required=False),
+        common_annotations=_string_map(document, "commonAnnotations", required=False),
+        external_url=_optional_string(document, "externalURL"),
+        truncated_alerts=_count(document, "truncatedAlerts"),
+        alerts=tuple(_alert(raw, f"alerts[{index}]") for index, raw in enumerate(alerts)),
+    )
+
+
+def _alert(raw: Any, path: str) -> Alert:
+    if not isinstance(raw, dict):
+        raise PayloadError("bad_payload", f"{path}: expected an object (an alert)")
+    labels = _string_map(raw, "labels", path=path)
+    return Alert(
+        status=_status(raw, "status", path),
+        labels=labels,
+        annotations=_string_map(raw, "annotations", path=path, required=False),
+        starts_at=_time(raw, "startsAt", path),
+        ends_at=_time(raw, "endsAt", path, required=False),
+        generator_url=_optional_string(raw, "generatorURL", path),
+        fingerprint=_optional_string(raw, "fingerprint", path) or label_fingerprint(labels),
+    )
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """A stable id for an alert whose sender left out the fingerprint (hand-written payloads, tests)."""
+    text = "\x00".join(f"{k}\x01{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _where(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _field(document: dict[str, Any], key: str, kind: type, what: str, path: str = "") -> Any:
+    if key not in document:
+        raise PayloadError("bad_payload", f"{_where(path, key)}: missing (expected {what})")
+    value = document[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PayloadError("bad_payload", f"{_where(path, key)}: expected {what}, got {type(value).__name__}")
+    return value
+
+
+def _status(document: dict[str, Any], key: str, path: str = "") -> str:
+    value = _field(document, key, str, '"firing" or "resolved"', path)
+    if value not in ("firing", "resolved"):
+        raise PayloadError("bad_payload", f'{_where(path, key)}: expected "firing" or "resolved", got {value!r}')
+    return value
+
+
+def _optional_string(document: dict[str, Any], key: str, path: str = "") -> str:
+    if document.get(key) is None:
+        return ""
+    return _field(document, key, str, "a string", path)
+
+
+def _count(document: dict[str, Any], key: str) -> int:
+    value = document.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise PayloadError("bad_payload", f"{key}: expected a count (an integer of 0 or more)")
+    return value
+
+
+def _string_map(document: dict[str, Any], key: str, path: str = "", required: bool = True) -> dict[str, str]:
+    if not required and document.get(key) is None:
+        return {}
+    value = _field(document, key, dict, "an object of strings", path)
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise PayloadError("bad_payload", f"{_where(path, key)}.{name}: expected a string, got {type(item).__name__}")
+    return value
+
+
+def _time(document: dict[str, Any], key: str, path: str, required: bool = True) -> datetime | None:
+    if not required and not document.get(key):
+        return None
+    text = _field(document, key, str, "an RFC 3339 time", path)
+    if text.startswith(_ZERO_TIME_PREFIX):
+        return None
+    try:
+        # Alertmanager writes nanoseconds; Python reads at most microseconds.
+        stamp = _trim_fraction(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise PayloadError("bad_payload", f"{_where(path, key)}: expected an RFC 3339 time, got {text[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def _trim_fraction(stamp: str) -> str:
+    if "." not in stamp:
+        return stamp
+    head, rest = stamp.split(".", 1)
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{head}.{rest[:min(digits, 6)].ljust(6, '0')}{rest[digits:]}"
