@@ -244,3 +244,99 @@ def pushgateway(tmp_path):
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def fake_telegram():
+    """A fake Telegram Bot API on a loopback port (see simulators/telegram.py)."""
+    from simulators.telegram import FakeTelegram
+
+    fakes: list[FakeTelegram] = []
+
+    def start(**options) -> FakeTelegram:
+        fake = FakeTelegram(**options).start()
+        fakes.append(fake)
+        return fake
+
+    yield start
+    for fake in fakes:
+        fake.stop()
+
+
+@pytest.fixture
+def receiver_app(tmp_path):
+    """Builds receiver apps in this process (`create_app`), each stopped (sender included) afterwards."""
+    from alertmanager.app import create_app, receiver_of
+    from alertmanager.config import load_receiver_config
+
+    apps = []
+
+    def build(config_path: Path, **options):
+        app = create_app(load_receiver_config(config_path), **options)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        receiver_of(app).close()
+
+
+@pytest.fixture
+def receiver_process(tmp_path):
+    """Starts `sitewatch-receiver run` processes; kills what is left by pid afterwards."""
+    from receiver_kit import ReceiverProcess
+
+    started: list[ReceiverProcess] = []
+
+    def start(config: Path, *extra_args: str) -> ReceiverProcess:
+        process = ReceiverProcess(config, tmp_path / f"receiver-{len(started)}.log", extra_args).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def alertmanager(tmp_path):
+    """Starts Debian's Alertmanager on loopback with the given config text; returns its URL."""
+    binary = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+    if not Path(binary).exists():
+        pytest.fail("prometheus-alertmanager is not installed: run 'make test', which installs Debian's package")
+    processes: list[subprocess.Popen] = []
+
+    def start(config_text: str) -> str:
+        port = free_port()
+        config = tmp_path / f"alertmanager-{port}.yml"
+        config.write_text(config_text, encoding="utf-8")
+        data = tmp_path / f"alertmanager-{port}-data"
+        data.mkdir()
+        log_path = tmp_path / f"alertmanager-{port}.log"
+        # --cluster.listen-address= turns clustering off: no gossip port, nothing leaves loopback.
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.path={data}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready():
+            if process.poll() is not None:
+                raise AssertionError(f"alertmanager exited: {log_path.read_text()}")
+            try:
+                return http_get(url + "/-/ready", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 30, what="Alertmanager to be ready")
+        return url
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

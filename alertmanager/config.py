@@ -1,0 +1,226 @@
+"""The receiver's config file: Telegram bots, routes (name -> bot and chat), webhook auth and the outbox.
+
+It is read and validated like the exporter's config (same validators, same secrets, same error shape:
+``FILE: routes.duty.chat_id: expected ...``), and nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from exporter import schema as s
+from exporter.config import ConfigError
+from exporter.config.push import http_url
+from exporter.config.yamlfile import YamlError, read_yaml
+from exporter.secrets import KeySource, SecretError, SecretValue, secrets_in
+
+log = logging.getLogger("sitewatch.receiver")
+
+PUBLIC_API_URL = "https://api.telegram.org"
+ROUTE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
+ROUTE_NAME_TEXT = "a route name of letters, digits, '.', '_' or '-' (it becomes part of the URL /alert/<route>)"
+LANGUAGES = ("ru", "en")
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Telegram's limits (Bot FAQ): about one message a second per chat, 20 a minute per group, 30 a second per bot."""
+
+    chat_interval: float = 1.0
+    group_per_minute: int = 20
+    bot_per_second: int = 30
+
+
+@dataclass(frozen=True)
+class Bot:
+    name: str
+    token: SecretValue
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    bot: str
+    chat_id: int | str  # a number, or "@channelname"
+    thread_id: int | None = None
+    send_resolved: bool = True
+    silent_resolved: bool = False
+    language: str = "ru"
+    template_file: Path | None = None
+    timezone: ZoneInfo | None = None
+    max_messages: int = 5
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    source: Path
+    bots: dict[str, Bot]
+    routes: dict[str, Route]
+    outbox_path: Path
+    api_url: str = PUBLIC_API_URL
+    request_timeout: float = 10.0
+    proxy: str | None = None
+    senders: int = 4
+    max_retry_interval: float = 60.0
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    bearer_token: SecretValue | None = None
+    basic_auth: tuple[str, SecretValue] | None = None
+    max_age: float = 86400.0
+    dedup_window: float = 600.0
+    max_body: int = 16 * 1024 * 1024
+    grafana_url: str | None = None
+    alertmanager_url: str | None = None
+    timezone: ZoneInfo | None = None
+
+    @property
+    def auth_required(self) -> bool:
+        return self.bearer_token is not None or self.basic_auth is not None
+
+
+def _chat_id(value: Any, path: str) -> int | str:
+    # Accept a number written either way: Alertmanager's own telegram_configs refuse a quoted chat id,
+    # and users trip over it.
+    expected = "a chat id: a number such as -1001234567890, or a channel's @username"
+    if isinstance(value, bool):
+        raise s.Invalid(path, expected, value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        if text.startswith("@") and len(text) > 1:
+            return text
+    raise s.Invalid(path, expected, value)
+
+
+_ROUTE = s.struct({
+    "bot": s.Field(s.string(what="the name of a bot from the bots section"), required=True),
+    "chat_id": s.Field(_chat_id, required=True),
+    "thread_id": s.Field(s.integer(1), default=None),
+    "send_resolved": s.Field(s.boolean(), default=True),
+    "silent_resolved": s.Field(s.boolean(), default=False),
+    "language": s.Field(s.choice(*LANGUAGES), default="ru"),
+    "template": s.Field(s.existing_file("a Jinja template file")),
+    "timezone": s.Field(s.timezone()),
+    "max_messages": s.Field(s.integer(1, 50), default=5),
+})
+_TOP = s.struct({
+    "telegram": s.Field(s.struct({
+        "api_url": s.Field(http_url("the Bot API's base URL, such as https://api.telegram.org"),
+                           default=PUBLIC_API_URL),
+        "timeout": s.Field(s.duration(minimum=0.5, maximum=120), default=10.0),
+        "proxy": s.Field(http_url("a proxy URL such as http://proxy.local:3128")),
+        "senders": s.Field(s.integer(1, 32), default=4),
+        "max_retry_interval": s.Field(s.duration(minimum=0.1, maximum=3600), default=60.0),
+        "rate_limits": s.Field(s.struct({
+            "chat_interval": s.Field(s.duration(minimum=0, maximum=60), default=RateLimits.chat_interval),
+            "group_per_minute": s.Field(s.integer(1, 10000), default=RateLimits.group_per_minute),
+            "bot_per_second": s.Field(s.integer(1, 10000), default=RateLimits.bot_per_second),
+        })),
+    })),
+    "bots": s.Field(s.mapping_of(s.string(ROUTE_NAME, "a bot name of letters, digits, '.', '_' or '-'"),
+                                 s.struct({"token": s.Field(s.secret(), required=True)}),
+                                 what="a mapping of bot names to {token: ...}"), required=True),
+    "routes": s.Field(s.mapping_of(s.string(ROUTE_NAME, ROUTE_NAME_TEXT), _ROUTE,
+                                   what="a mapping of route names to {bot, chat_id, ...}"), required=True),
+    "auth": s.Field(s.struct({
+        "bearer_token": s.Field(s.secret()),
+        "basic_auth": s.Field(s.struct({
+            "username": s.Field(s.string(), required=True),
+            "password": s.Field(s.secret(), required=True),
+        })),
+    })),
+    "outbox": s.Field(s.struct({
+        "path": s.Field(s.string(what="a path for the outbox database file"), default="sitewatch-receiver.db"),
+        "max_age": s.Field(s.duration(minimum=60, maximum=30 * 86400), default=86400.0),
+        "dedup_window": s.Field(s.duration(minimum=0, maximum=86400), default=600.0),
+    })),
+    "webhook": s.Field(s.struct({
+        "max_body": s.Field(s.size(minimum=1024), default=16 * 1024 * 1024),
+    })),
+    "links": s.Field(s.struct({
+        "grafana_url": s.Field(http_url("Grafana's base URL, such as https://grafana.example.ru")),
+        "alertmanager_url": s.Field(http_url("Alertmanager's base URL, such as https://alertmanager.example.ru")),
+    })),
+    "timezone": s.Field(s.timezone()),
+    "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
+})
+
+
+def load_receiver_config(path: str | os.PathLike[str], key_file: str | None = None) -> ReceiverConfig:
+    """Reads, validates and resolves (tokens included) the receiver config at `path`; raises ConfigError."""
+    file = Path(path)
+    try:
+        raw = read_yaml(file)
+    except YamlError as err:
+        raise ConfigError(file, str(err)) from None
+    folder = s.config_folder.set(file.parent)
+    try:
+        top = _TOP(raw, "")
+        config = _build(file, top)
+    except s.Invalid as err:
+        raise ConfigError(file, err.describe()) from None
+    finally:
+        s.config_folder.reset(folder)
+    key_source = KeySource(key_file, str(file.parent / top["key_file"]) if top["key_file"] else None)
+    for secret in secrets_in(top):
+        try:
+            secret.resolve(file.parent, key_source)
+        except SecretError as err:
+            raise ConfigError(file, f"{secret.path}: {err}") from None
+        if secret.kind == "plain":
+            log.warning("event=plain_secret file=%s path=%s hint=%s", file, secret.path,
+                        "write it as {env: NAME}, {file: path} or an enc: value from 'sitewatch-exporter encrypt'")
+    return config
+
+
+def _build(file: Path, top: dict[str, Any]) -> ReceiverConfig:
+    bots = {name: Bot(name, options["token"]) for name, options in top["bots"].items()}
+    if not bots:
+        raise s.Invalid("bots", "at least one bot")
+    if not top["routes"]:
+        raise s.Invalid("routes", "at least one route")
+    routes = {}
+    for name, options in top["routes"].items():
+        if options["bot"] not in bots:
+            raise s.Invalid(f"routes.{name}.bot", f"one of the bots defined in bots ({', '.join(bots)})",
+                            options["bot"])
+        routes[name] = Route(
+            name=name, bot=options["bot"], chat_id=options["chat_id"], thread_id=options["thread_id"],
+            send_resolved=options["send_resolved"], silent_resolved=options["silent_resolved"],
+            language=options["language"],
+            template_file=Path(options["template"]) if options["template"] else None,
+            timezone=options["timezone"] or top["timezone"], max_messages=options["max_messages"])
+    telegram = top["telegram"] or {}
+    limits = telegram.get("rate_limits") or {}
+    auth = top["auth"] or {}
+    outbox = top["outbox"] or {}
+    links = top["links"] or {}
+    basic = auth.get("basic_auth")
+    outbox_path = Path(outbox.get("path") or "sitewatch-receiver.db").expanduser()
+    return ReceiverConfig(
+        source=file,
+        bots=bots,
+        routes=routes,
+        outbox_path=outbox_path if outbox_path.is_absolute() else file.parent / outbox_path,
+        api_url=(telegram.get("api_url") or PUBLIC_API_URL).rstrip("/"),
+        request_timeout=telegram.get("timeout") or 10.0,
+        proxy=telegram.get("proxy"),
+        senders=telegram.get("senders") or 4,
+        max_retry_interval=telegram.get("max_retry_interval") or 60.0,
+        rate_limits=RateLimits(**{k: v for k, v in limits.items() if v is not None}),
+        bearer_token=auth.get("bearer_token"),
+        basic_auth=(basic["username"], basic["password"]) if basic else None,
+        max_age=outbox.get("max_age") or 86400.0,
+        dedup_window=outbox["dedup_window"] if outbox.get("dedup_window") is not None else 600.0,
+        max_body=(top["webhook"] or {}).get("max_body") or 16 * 1024 * 1024,
+        grafana_url=links.get("grafana_url"),
+        alertmanager_url=links.get("alertmanager_url"),
+        timezone=top["timezone"],
+    )

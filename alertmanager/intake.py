@@ -1,0 +1,83 @@
+"""From one webhook to outbox batches: pick each alert's route, render its block, cap huge groups.
+
+An alert's ``telegram_route`` label picks its route (one Alertmanager receiver can serve many chats, as
+the seed's monitor sent each device to its own chat); without it the webhook's path decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from alertmanager.config import ReceiverConfig
+from alertmanager.outbox import Chat, NewBatch, NewItem
+from alertmanager.render import GroupInfo, Renderer, cap_blocks
+from alertmanager.webhook import Alert, Notification
+
+log = logging.getLogger("sitewatch.receiver")
+
+ROUTE_LABEL = "telegram_route"
+STATUSES = ("firing", "resolved")
+
+
+@dataclass
+class Intake:
+    batches: list[NewBatch] = field(default_factory=list)
+    dedup_key: str = ""
+    unknown_routes: dict[str, int] = field(default_factory=dict)  # label value -> alerts sent to the path's route
+    alerts: dict[tuple[str, str], int] = field(default_factory=dict)  # (route, status) -> alerts
+
+
+def dedup_key(path_route: str, notification: Notification) -> str:
+    """Alertmanager HA peers send the same notification: same route, group and alert states."""
+    states = sorted(f"{alert.fingerprint}:{alert.status}" for alert in notification.alerts)
+    text = "\x00".join([path_route, notification.group_key, *states])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def take_in(notification: Notification, path_route: str, config: ReceiverConfig,
+            renderers: dict[str, Renderer]) -> Intake:
+    intake = Intake(dedup_key=dedup_key(path_route, notification))
+    routed: dict[str, list[Alert]] = {}
+    for alert in notification.alerts:
+        name = alert.labels.get(ROUTE_LABEL) or path_route
+        if name not in config.routes:
+            intake.unknown_routes[name] = intake.unknown_routes.get(name, 0) + 1
+            name = path_route
+        route = config.routes[name]
+        if alert.status == "resolved" and not route.send_resolved:
+            continue
+        routed.setdefault(name, []).append(alert)
+    group = GroupInfo.from_notification(notification)
+    for name, alerts in routed.items():
+        route = config.routes[name]
+        renderer = renderers[name]
+        items: list[NewItem] = []
+        for status in STATUSES:
+            these = [alert for alert in alerts if alert.status == status]
+            if not these:
+                continue
+            intake.alerts[(name, status)] = len(these)
+            items.extend(_items(these, status, group, renderer, route.max_messages))
+        if notification.truncated_alerts and name == path_route:
+            # Alertmanager's max_alerts dropped some: say so rather than pretend the group was whole.
+            items.append(NewItem(notification.status, "", "",
+                                 renderer.more(notification.status, notification.truncated_alerts, group)))
+        if items:
+            chat = Chat(route.bot, str(route.chat_id), route.thread_id)
+            intake.batches.append(NewBatch(route=name, chat=chat, info=group.to_json(), items=items))
+    return intake
+
+
+def _items(alerts: list[Alert], status: str, group: GroupInfo, renderer: Renderer, max_messages: int) -> list[NewItem]:
+    blocks = [renderer.alert_block(alert, group) for alert in alerts]
+    header = renderer.header(status, len(alerts), [group], continued=True)  # the longest header any part gets
+    kept = cap_blocks(header, blocks, max_messages, lambda count: renderer.more(status, count, group))
+    capped = len(kept) != len(blocks) or kept[-1] != blocks[-1]
+    shown = len(kept) - 1 if capped else len(kept)
+    items = [NewItem(status, alert.fingerprint, alert.starts_at.isoformat() if alert.starts_at else "", block)
+             for alert, block in zip(alerts[:shown], kept[:shown])]
+    if capped:
+        items.append(NewItem(status, "", "", kept[-1]))
+    return items

@@ -1,0 +1,83 @@
+"""The receiver's own metrics: deliveries, give-ups, webhooks, Telegram calls and the outbox's depth.
+
+Each app gets its own registry, so tests can run several receivers in one process. The outbox figures are
+read from the database at scrape time, so every process sharing one outbox reports the same depth.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from alertmanager.outbox import Outbox
+from exporter import __version__
+
+WEBHOOK_RESULTS = ("accepted", "duplicate", "unauthorized", "unknown_route", "too_large", "bad_json",
+                   "bad_payload", "wrong_version", "outbox_error")
+FAILURE_REASONS = ("expired", "forbidden", "chat_not_found", "rejected")
+
+
+class _OutboxCollector(Collector):
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+
+    def collect(self):
+        count, oldest = self.outbox.depth()
+        waiting = GaugeMetricFamily("sitewatch_receiver_outbox_messages",
+                                    "Alert notifications waiting in the outbox to be sent to Telegram.")
+        waiting.add_metric([], count)
+        age = GaugeMetricFamily("sitewatch_receiver_outbox_oldest_age_seconds",
+                                "Age of the oldest alert notification waiting in the outbox (0 when empty).")
+        age.add_metric([], max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+        yield waiting
+        yield age
+
+
+class ReceiverMetrics:
+    def __init__(self, outbox: Outbox, routes: list[str]):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sent = Counter("sitewatch_receiver_messages_sent", "Messages Telegram accepted.", ["route"], registry=r)
+        self.failed = Counter("sitewatch_receiver_messages_failed",
+                              "Alert notifications given up (dead-lettered), by reason.", ["route", "reason"],
+                              registry=r)
+        self.webhooks = Counter("sitewatch_receiver_webhooks", "Webhook requests, by result.", ["result"], registry=r)
+        self.webhook_duration = Histogram("sitewatch_receiver_webhook_duration_seconds",
+                                          "Time to answer a webhook (render and commit to the outbox).",
+                                          buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+                                          registry=r)
+        self.alerts_queued = Counter("sitewatch_receiver_alerts_queued", "Alerts stored in the outbox.",
+                                     ["route", "status"], registry=r)
+        self.alerts_cancelled = Counter("sitewatch_receiver_alerts_cancelled",
+                                        "Firing alerts dropped unsent because they resolved while waiting.",
+                                        ["route"], registry=r)
+        self.route_fallbacks = Counter("sitewatch_receiver_route_fallbacks",
+                                       "Alerts whose telegram_route label named an unknown route; sent to the "
+                                       "webhook's route instead.", registry=r)
+        self.telegram_requests = Counter("sitewatch_receiver_telegram_requests", "Bot API calls, by result.",
+                                         ["method", "result"], registry=r)
+        self.telegram_duration = Histogram("sitewatch_receiver_telegram_request_duration_seconds",
+                                           "Bot API call latency.", ["method"],
+                                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                           registry=r)
+        self.sender_active = Gauge("sitewatch_receiver_sender_active",
+                                   "1 while this process is the outbox's one sender.", registry=r)
+        self.route_usable = Gauge("sitewatch_receiver_route_usable",
+                                  "1 when the start-up check found the route's bot able to post to its chat, "
+                                  "0 when it found a problem.", ["route"], registry=r)
+        Gauge("sitewatch_receiver_build_info", "The receiver's version.", ["version"],
+              registry=r).labels(__version__).set(1)
+        r.register(_OutboxCollector(outbox))
+        for route in routes:  # every series exists from the start, so rate() and absent() behave
+            self.sent.labels(route)
+            for reason in FAILURE_REASONS:
+                self.failed.labels(route, reason)
+        for result in WEBHOOK_RESULTS:
+            self.webhooks.labels(result)
+
+    def observe_telegram(self, method: str, result: str, seconds: float) -> None:
+        self.telegram_requests.labels(method, result).inc()
+        self.telegram_duration.labels(method).observe(seconds)

@@ -1,0 +1,389 @@
+"""The durable outbox (SQLite in WAL mode): alert notifications wait here until Telegram has accepted them.
+
+A webhook's alerts are committed before the webhook is answered, so an answered alert survives a crash.
+Each alert becomes an *item* (its rendered block) in the queue of one chat; the sender claims a run of
+items, sends them as one message and deletes them only after Telegram said yes. Several processes may
+share one database: writes are serialised by SQLite, and a lease row makes sure only one sends.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    route TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    info TEXT NOT NULL,
+    firing_sent INTEGER NOT NULL DEFAULT 0,
+    resolved_sent INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id INTEGER NOT NULL,
+    route TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    block TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    claimed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS items_by_queue ON items (queue, id);
+CREATE INDEX IF NOT EXISTS items_by_alert ON items (queue, fingerprint);
+CREATE INDEX IF NOT EXISTS items_by_age ON items (created_at);
+CREATE TABLE IF NOT EXISTS queues (
+    queue TEXT PRIMARY KEY,
+    bot TEXT NOT NULL,
+    chat_id TEXT NOT NULL,
+    thread_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS migrations (
+    bot TEXT NOT NULL,
+    old_chat TEXT NOT NULL,
+    new_chat TEXT NOT NULL,
+    migrated_at REAL NOT NULL,
+    PRIMARY KEY (bot, old_chat)
+);
+CREATE TABLE IF NOT EXISTS dedup (
+    key TEXT PRIMARY KEY,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    route TEXT NOT NULL,
+    chat_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    status TEXT NOT NULL,
+    block TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    dead_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sender_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Chat:
+    """Where a queue's messages go."""
+
+    bot: str
+    chat_id: str
+    thread_id: int | None
+
+    @property
+    def queue(self) -> str:
+        return f"{self.bot}|{self.chat_id}|{self.thread_id or ''}"
+
+    @property
+    def api_chat_id(self) -> int | str:
+        return int(self.chat_id) if self.chat_id.lstrip("-").isdigit() else self.chat_id
+
+    @property
+    def is_group(self) -> bool:
+        # Groups, supergroups and channels have negative ids (channels may also go by @name).
+        return self.chat_id.startswith("-") or self.chat_id.startswith("@")
+
+
+@dataclass(frozen=True)
+class NewItem:
+    status: str
+    fingerprint: str  # "" for the "and N more" block: it stands for no single alert
+    starts_at: str
+    block: str
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """One alert group's alerts for one route, ready to be stored."""
+
+    route: str
+    chat: Chat
+    info: str  # GroupInfo as JSON, for the message headers
+    items: Sequence[NewItem]
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    batch_id: int
+    route: str
+    status: str
+    fingerprint: str
+    block: str
+    created_at: float
+    info: str
+    sent_before: int  # items of the same batch and status already delivered
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    duplicate: bool = False
+    queued: int = 0
+    cancelled: int = 0
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    route: str
+    count: int
+
+
+class Outbox:
+    """One SQLite outbox file. Thread-safe: every thread gets its own connection."""
+
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time, busy_timeout: float = 10.0):
+        self.path = Path(path)
+        self.clock = clock
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection().executescript(_SCHEMA)  # commits by itself
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit reaches the disk before the webhook is answered, so even a power cut loses
+            # nothing that Alertmanager was told is safe.
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    class _Transaction:
+        def __init__(self, db: sqlite3.Connection):
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, kind, value, traceback) -> None:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def _write(self) -> "Outbox._Transaction":
+        return Outbox._Transaction(self._connection())
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # --- webhooks -------------------------------------------------------------------------------------
+
+    def resolve_chat(self, chat: Chat) -> Chat:
+        """The chat as it is now: a group that became a supergroup is followed to its new id."""
+        row = self._connection().execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
+                                         (chat.bot, chat.chat_id)).fetchone()
+        return Chat(chat.bot, row[0], chat.thread_id) if row else chat
+
+    def enqueue(self, batches: Iterable[NewBatch], dedup_key: str | None = None,
+                dedup_window: float = 0.0) -> EnqueueResult:
+        """Stores a webhook's batches in one transaction; returns only after the commit.
+
+        A resolved alert whose firing item still waits (unclaimed) in the same chat cancels it: neither
+        is sent. The same `dedup_key` seen within `dedup_window` seconds stores nothing.
+        """
+        now = self.clock()
+        queued = cancelled = 0
+        with self._write() as db:
+            if dedup_key is not None and dedup_window > 0:
+                row = db.execute("SELECT seen_at FROM dedup WHERE key = ?", (dedup_key,)).fetchone()
+                if row is not None and now - row[0] < dedup_window:
+                    return EnqueueResult(duplicate=True)
+                db.execute("INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)", (dedup_key, now))
+            for batch in batches:
+                chat = batch.chat
+                migrated = db.execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
+                                      (chat.bot, chat.chat_id)).fetchone()
+                if migrated:
+                    chat = Chat(chat.bot, migrated[0], chat.thread_id)
+                db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
+                           (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
+                rows = []
+                for item in batch.items:
+                    if item.status == "resolved" and item.fingerprint:
+                        gone = db.execute(
+                            "DELETE FROM items WHERE queue = ? AND fingerprint = ? AND starts_at = ? "
+                            "AND status = 'firing' AND claimed = 0", (chat.queue, item.fingerprint, item.starts_at))
+                        if gone.rowcount:
+                            cancelled += gone.rowcount
+                            continue
+                    rows.append(item)
+                if not rows:
+                    continue
+                batch_id = db.execute("INSERT INTO batches (route, received_at, info) VALUES (?, ?, ?)",
+                                      (batch.route, now, batch.info)).lastrowid
+                db.executemany(
+                    "INSERT INTO items (batch_id, route, queue, status, fingerprint, starts_at, block, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(batch_id, batch.route, chat.queue, item.status, item.fingerprint, item.starts_at, item.block,
+                      now) for item in rows])
+                queued += len(rows)
+        return EnqueueResult(queued=queued, cancelled=cancelled)
+
+    # --- the sender -----------------------------------------------------------------------------------
+
+    def waiting_queues(self) -> list[tuple[str, int]]:
+        """(queue, id of its first item) for every queue with items and none being sent, oldest first."""
+        rows = self._connection().execute(
+            "SELECT queue, MIN(id) FROM items GROUP BY queue HAVING MAX(claimed) = 0 ORDER BY MIN(id)").fetchall()
+        return [(queue, head) for queue, head in rows]
+
+    def chat(self, queue: str) -> Chat | None:
+        row = self._connection().execute("SELECT bot, chat_id, thread_id FROM queues WHERE queue = ?",
+                                         (queue,)).fetchone()
+        return Chat(row[0], row[1], row[2]) if row else None
+
+    def peek(self, queue: str, limit: int = 500) -> list[Item]:
+        rows = self._connection().execute(
+            "SELECT items.id, items.batch_id, items.route, items.status, items.fingerprint, items.block, "
+            "items.created_at, batches.info, "
+            "CASE items.status WHEN 'firing' THEN batches.firing_sent ELSE batches.resolved_sent END "
+            "FROM items JOIN batches ON batches.id = items.batch_id "
+            "WHERE items.queue = ? ORDER BY items.id LIMIT ?", (queue, limit)).fetchall()
+        return [Item(*row) for row in rows]
+
+    def claim(self, ids: Sequence[int]) -> bool:
+        """Marks items as being sent; False if any of them is gone (cancelled meanwhile) or already claimed."""
+        with self._write() as db:
+            marks = ",".join("?" * len(ids))
+            changed = db.execute(f"UPDATE items SET claimed = 1 WHERE claimed = 0 AND id IN ({marks})", ids).rowcount
+            if changed != len(ids):
+                db.execute(f"UPDATE items SET claimed = 0 WHERE id IN ({marks})", ids)
+                return False
+        return True
+
+    def release(self, ids: Sequence[int]) -> None:
+        with self._write() as db:
+            db.execute(f"UPDATE items SET claimed = 0 WHERE id IN ({','.join('?' * len(ids))})", ids)
+
+    def mark_sent(self, items: Sequence[Item]) -> None:
+        with self._write() as db:
+            db.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(items))})", [i.id for i in items])
+            for item in items:
+                column = "firing_sent" if item.status == "firing" else "resolved_sent"
+                db.execute(f"UPDATE batches SET {column} = {column} + 1 WHERE id = ?", (item.batch_id,))
+
+    def dead_letter(self, items: Sequence[Item], chat: Chat, reason: str, detail: str) -> list[DeadLetters]:
+        with self._write() as db:
+            return self._bury(db, [i.id for i in items], chat, reason, detail)
+
+    def dead_letter_queue(self, chat: Chat, reason: str, detail: str) -> list[DeadLetters]:
+        """Gives up on everything waiting for a chat (the bot was blocked, the chat is gone)."""
+        with self._write() as db:
+            ids = [row[0] for row in db.execute("SELECT id FROM items WHERE queue = ?", (chat.queue,))]
+            return self._bury(db, ids, chat, reason, detail)
+
+    def expire(self, max_age: float) -> list[tuple[Chat, list[DeadLetters]]]:
+        """Gives up on unclaimed items older than `max_age` seconds."""
+        cutoff = self.clock() - max_age
+        buried = []
+        with self._write() as db:
+            queues = [row[0] for row in db.execute(
+                "SELECT DISTINCT queue FROM items WHERE created_at < ? AND claimed = 0", (cutoff,))]
+            for queue in queues:
+                chat = self._chat_in(db, queue)
+                ids = [row[0] for row in db.execute(
+                    "SELECT id FROM items WHERE queue = ? AND created_at < ? AND claimed = 0", (queue, cutoff))]
+                buried.append((chat, self._bury(db, ids, chat, "expired",
+                                                f"not delivered within {max_age:g}s")))
+        return buried
+
+    def _chat_in(self, db: sqlite3.Connection, queue: str) -> Chat:
+        row = db.execute("SELECT bot, chat_id, thread_id FROM queues WHERE queue = ?", (queue,)).fetchone()
+        return Chat(row[0], row[1], row[2]) if row else Chat("?", queue, None)
+
+    def _bury(self, db: sqlite3.Connection, ids: Sequence[int], chat: Chat, reason: str,
+              detail: str) -> list[DeadLetters]:
+        if not ids:
+            return []
+        now = self.clock()
+        counts: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            marks = ",".join("?" * len(part))
+            rows = db.execute(f"SELECT route, status, block, created_at FROM items WHERE id IN ({marks})",
+                              part).fetchall()
+            db.executemany("INSERT INTO dead_letters (route, chat_id, reason, detail, status, block, created_at, "
+                           "dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(route, chat.chat_id, reason, detail, status, block, created, now)
+                            for route, status, block, created in rows])
+            db.execute(f"DELETE FROM items WHERE id IN ({marks})", part)
+            for route, *_ in rows:
+                counts[route] = counts.get(route, 0) + 1
+        return [DeadLetters(route, count) for route, count in counts.items()]
+
+    def migrate(self, old: Chat, new_chat_id: str) -> Chat:
+        """Follows a group that became a supergroup: remembers the new id and moves the waiting items."""
+        new = Chat(old.bot, new_chat_id, old.thread_id)
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO migrations (bot, old_chat, new_chat, migrated_at) VALUES (?, ?, ?, ?)",
+                       (old.bot, old.chat_id, new_chat_id, self.clock()))
+            # A chain (A -> B, then B -> C) must lead straight to the newest id.
+            db.execute("UPDATE migrations SET new_chat = ? WHERE bot = ? AND new_chat = ?",
+                       (new_chat_id, old.bot, old.chat_id))
+            db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
+                       (new.queue, new.bot, new.chat_id, new.thread_id))
+            db.execute("UPDATE items SET queue = ? WHERE queue = ?", (new.queue, old.queue))
+        return new
+
+    def reset_claims(self) -> int:
+        """Frees items left claimed by a sender that died mid-send; they will be sent (again)."""
+        with self._write() as db:
+            return db.execute("UPDATE items SET claimed = 0 WHERE claimed = 1").rowcount
+
+    def tidy(self, dedup_window: float, keep_dead_letters: float = 7 * 86400) -> None:
+        """Drops what no longer matters: old de-duplication keys, emptied batches, old dead letters."""
+        now = self.clock()
+        with self._write() as db:
+            db.execute("DELETE FROM dedup WHERE seen_at < ?", (now - max(dedup_window, 1.0),))
+            db.execute("DELETE FROM batches WHERE received_at < ? AND NOT EXISTS "
+                       "(SELECT 1 FROM items WHERE items.batch_id = batches.id)", (now - 3600,))
+            db.execute("DELETE FROM dead_letters WHERE dead_at < ?", (now - keep_dead_letters,))
+
+    # --- one sender per database ------------------------------------------------------------------------
+
+    def hold_lease(self, owner: str, ttl: float) -> bool:
+        """Takes or renews the sender lease; True while `owner` is the one sender of this database."""
+        now = self.clock()
+        with self._write() as db:
+            row = db.execute("SELECT owner, expires_at FROM sender_lease WHERE id = 1").fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return False
+            db.execute("INSERT OR REPLACE INTO sender_lease (id, owner, expires_at) VALUES (1, ?, ?)",
+                       (owner, now + ttl))
+        return True
+
+    def drop_lease(self, owner: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM sender_lease WHERE id = 1 AND owner = ?", (owner,))
+
+    # --- what /metrics shows ------------------------------------------------------------------------------
+
+    def depth(self) -> tuple[int, float | None]:
+        """(items waiting, creation time of the oldest) — across every process sharing the file."""
+        count, oldest = self._connection().execute("SELECT COUNT(*), MIN(created_at) FROM items").fetchone()
+        return count, oldest
+
+    def dead_letter_rows(self, limit: int = 50) -> list[dict[str, object]]:
+        rows = self._connection().execute(
+            "SELECT route, chat_id, reason, detail, status, block, created_at, dead_at FROM dead_letters "
+            "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        keys = ("route", "chat_id", "reason", "detail", "status", "block", "created_at", "dead_at")
+        return [dict(zip(keys, row)) for row in rows]

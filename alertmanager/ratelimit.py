@@ -1,0 +1,67 @@
+"""Telegram's sending limits, kept on our side so a storm queues here instead of bouncing off 429s.
+
+About one message a second per chat, twenty a minute per group, thirty a second per bot (Bot FAQ); a 429's
+``retry_after`` holds a chat back for as long as Telegram asked.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Callable
+
+from alertmanager.config import RateLimits
+
+GROUP_WINDOW = 60.0
+BOT_WINDOW = 1.0
+
+
+class RateLimiter:
+    def __init__(self, limits: RateLimits, clock: Callable[[], float] = time.monotonic):
+        self.limits = limits
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last_by_chat: dict[tuple[str, str], float] = {}
+        self._group_sends: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._bot_sends: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._held_until: dict[tuple[str, str], float] = {}
+
+    def ready_at(self, bot: str, chat_id: str, is_group: bool) -> float:
+        """The earliest moment a message to this chat is within every limit."""
+        with self._lock:
+            now = self.clock()
+            key = (bot, chat_id)
+            moments = [now, self._held_until.get(key, now)]
+            last = self._last_by_chat.get(key)
+            if last is not None:
+                moments.append(last + self.limits.chat_interval)
+            if is_group:
+                sends = _trimmed(self._group_sends[key], now - GROUP_WINDOW)
+                if len(sends) >= self.limits.group_per_minute:
+                    moments.append(sends[len(sends) - self.limits.group_per_minute] + GROUP_WINDOW)
+            bot_sends = _trimmed(self._bot_sends[bot], now - BOT_WINDOW)
+            if len(bot_sends) >= self.limits.bot_per_second:
+                moments.append(bot_sends[len(bot_sends) - self.limits.bot_per_second] + BOT_WINDOW)
+            return max(moments)
+
+    def record(self, bot: str, chat_id: str, is_group: bool) -> None:
+        """Counts a message about to be sent (counted before the call, so parallel senders see it)."""
+        with self._lock:
+            now = self.clock()
+            self._last_by_chat[(bot, chat_id)] = now
+            if is_group:
+                self._group_sends[(bot, chat_id)].append(now)
+            self._bot_sends[bot].append(now)
+
+    def hold(self, bot: str, chat_id: str, seconds: float) -> None:
+        """Telegram said "retry after": nothing more to this chat until then."""
+        with self._lock:
+            key = (bot, chat_id)
+            self._held_until[key] = max(self._held_until.get(key, 0.0), self.clock() + seconds)
+
+
+def _trimmed(sends: collections.deque[float], since: float) -> collections.deque[float]:
+    while sends and sends[0] <= since:
+        sends.popleft()
+    return sends

@@ -1,0 +1,272 @@
+"""Delivers the outbox to Telegram: per-chat order, Telegram's rate limits, retries, and give-ups that say why.
+
+A few worker threads share the chats: a chat is worked on by one thread at a time (its order is kept),
+different chats go out in parallel up to the bot's limit. Only the process holding the outbox's lease
+sends, so several server processes on one database never send twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from typing import Callable
+
+from alertmanager.config import ReceiverConfig
+from alertmanager.digest import Message, build_message, next_run
+from alertmanager.metrics import ReceiverMetrics
+from alertmanager.outbox import Chat, DeadLetters, Outbox
+from alertmanager.ratelimit import RateLimiter
+from alertmanager.render import Renderer, html_to_text
+from alertmanager.telegram import ApiAnswer, BotApi
+
+log = logging.getLogger("sitewatch.receiver")
+
+LEASE_TTL = 5.0
+MAINTENANCE_EVERY = 10.0
+# Another process may add to the outbox without waking our threads; look for its work this often.
+POLL_INTERVAL = 0.5
+GIVE_UP_HINTS = {
+    "forbidden": "add the bot to the chat again (or unblock it) and check routes.{route}.chat_id",
+    "chat_not_found": "check routes.{route}.chat_id and that the bot was added to that chat",
+    "rejected": "Telegram refused this message; see the detail",
+    "expired": "Telegram could not be reached for too long; see the earlier warnings for the cause",
+}
+
+
+class Sender:
+    def __init__(self, config: ReceiverConfig, outbox: Outbox, renderers: dict[str, Renderer],
+                 fallback_renderer: Renderer, metrics: ReceiverMetrics, *, dry_run: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.outbox = outbox
+        self.renderers = renderers
+        self.fallback_renderer = fallback_renderer
+        self.metrics = metrics
+        self.dry_run = dry_run
+        self.clock = clock
+        self.apis = {name: BotApi(config.api_url, bot.token, config.request_timeout, config.proxy,
+                                  observe=metrics.observe_telegram)
+                     for name, bot in config.bots.items()}
+        self.limiter = RateLimiter(config.rate_limits, clock)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wakeup = threading.Condition()
+        self._busy: set[str] = set()
+        self._retry_at: dict[str, tuple[float, int]] = {}  # queue -> (when, attempts so far)
+        self._trouble: dict[str, str] = {}  # queue -> the failure last logged for it
+        self._chats: dict[str, Chat] = {}
+        self._active = False
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- life cycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._keep_lease, name="receiver-lease", daemon=True)]
+        self._threads += [threading.Thread(target=self._work, name=f"receiver-sender-{n}", daemon=True)
+                          for n in range(self.config.senders)]
+        for thread in self._threads:
+            thread.start()
+
+    def wake(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._active:
+            try:
+                self.outbox.drop_lease(self.owner)
+            except Exception as err:  # the database may be the reason we stop
+                log.warning("event=lease_not_dropped error=%r", str(err))
+        self._active = False
+        self.metrics.sender_active.set(0)
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def _keep_lease(self) -> None:
+        next_maintenance = 0.0
+        while not self._stopping.is_set():
+            try:
+                held = self.outbox.hold_lease(self.owner, LEASE_TTL)
+            except Exception as err:
+                log.error("event=outbox_unavailable file=%s error=%r", self.outbox.path, str(err))
+                held = False
+            if held and not self._active:
+                freed = self.outbox.reset_claims()
+                log.info("event=sender_active file=%s owner=%s resumed=%d", self.outbox.path, self.owner, freed)
+            elif not held and self._active:
+                log.warning("event=sender_lease_lost file=%s owner=%s", self.outbox.path, self.owner)
+            with self._wakeup:
+                self._active = held
+                self._wakeup.notify_all()
+            self.metrics.sender_active.set(1 if held else 0)
+            if held and time.monotonic() >= next_maintenance:
+                next_maintenance = time.monotonic() + MAINTENANCE_EVERY
+                self._maintain()
+            self._stopping.wait(LEASE_TTL / 4)
+
+    def _maintain(self) -> None:
+        try:
+            for chat, buried in self.outbox.expire(self.config.max_age):
+                self._report_give_up(chat, buried, "expired", f"not delivered within {self.config.max_age:g}s")
+            self.outbox.tidy(self.config.dedup_window)
+        except Exception as err:
+            log.error("event=outbox_maintenance_failed file=%s error=%r", self.outbox.path, str(err))
+
+    # --- choosing what to send next -----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            picked = self._pick()
+            if picked is None:
+                continue
+            queue, chat = picked
+            try:
+                self._deliver(queue, chat)
+            except Exception:
+                log.exception("event=send_failed queue=%s", queue)
+                self._back_off(queue)
+            finally:
+                with self._wakeup:
+                    self._busy.discard(queue)
+                    self._wakeup.notify_all()
+
+    def _pick(self) -> tuple[str, Chat] | None:
+        with self._wakeup:
+            if not self._active or self._stopping.is_set():
+                self._wakeup.wait(POLL_INTERVAL)
+                return None
+            try:
+                waiting = self.outbox.waiting_queues()
+            except Exception as err:
+                log.error("event=outbox_unavailable file=%s error=%r", self.outbox.path, str(err))
+                self._wakeup.wait(1.0)
+                return None
+            now = self.clock()
+            soonest = now + POLL_INTERVAL
+            for queue, _head in waiting:
+                if queue in self._busy:
+                    continue
+                chat = self._chat(queue)
+                if chat is None:
+                    continue
+                ready = max(self.limiter.ready_at(chat.bot, chat.chat_id, chat.is_group),
+                            self._retry_at.get(queue, (0.0, 0))[0])
+                if ready <= self.clock():
+                    self._busy.add(queue)
+                    self.limiter.record(chat.bot, chat.chat_id, chat.is_group)
+                    return queue, chat
+                soonest = min(soonest, ready)
+            self._wakeup.wait(max(0.002, soonest - now))
+            return None
+
+    def _chat(self, queue: str) -> Chat | None:
+        chat = self._chats.get(queue)
+        if chat is None:
+            chat = self.outbox.chat(queue)
+            if chat is not None:
+                self._chats[queue] = chat
+        return chat
+
+    # --- sending one message --------------------------------------------------------------------------
+
+    def _deliver(self, queue: str, chat: Chat) -> None:
+        items = self.outbox.peek(queue)
+        if not items:
+            return
+        run = next_run(items)
+        route_name = run[0].route
+        message = build_message(run, self.renderers.get(route_name, self.fallback_renderer))
+        if not self.outbox.claim([item.id for item in message.items]):
+            return  # a resolved alert cancelled part of it meanwhile: compose again
+        route = self.config.routes.get(route_name)
+        silent = message.status == "resolved" and route is not None and route.silent_resolved
+        answer = self._send(chat, message.text, "HTML", silent)
+        if answer.kind == "parse_error":
+            log.warning("event=html_rejected route=%s chat=%s detail=%r action=resend_as_plain_text",
+                        route_name, chat.chat_id, answer.description)
+            answer = self._send(chat, html_to_text(message.text), None, silent)
+        self._settle(queue, chat, message, answer)
+
+    def _send(self, chat: Chat, text: str, parse_mode: str | None, silent: bool) -> ApiAnswer:
+        if self.dry_run:
+            log.info("event=dry_run chat=%s thread=%s silent=%s text=%r", chat.chat_id, chat.thread_id or "",
+                     silent, text)
+            return ApiAnswer(True)
+        params: dict[str, object] = {"chat_id": chat.api_chat_id, "text": text,
+                                     "link_preview_options": {"is_disabled": True}}
+        if parse_mode:
+            params["parse_mode"] = parse_mode
+        if chat.thread_id:
+            params["message_thread_id"] = chat.thread_id
+        if silent:
+            params["disable_notification"] = True
+        api = self.apis.get(chat.bot)
+        if api is None:  # a bot removed from the config while its messages still wait
+            return ApiAnswer(False, error_code=401, description=f"no bot named {chat.bot!r} in the config")
+        return api.call("sendMessage", params)
+
+    def _settle(self, queue: str, chat: Chat, message: Message, answer: ApiAnswer) -> None:
+        ids = [item.id for item in message.items]
+        kind = answer.kind
+        if kind == "ok":
+            self.outbox.mark_sent(message.items)
+            self.metrics.sent.labels(message.route).inc()
+            self._recovered(queue, chat, message.route)
+        elif kind == "migrated":
+            self.outbox.release(ids)
+            new = self.outbox.migrate(chat, str(answer.migrate_to_chat_id))
+            self._chats.pop(queue, None)
+            log.warning("event=chat_migrated route=%s old_chat=%s new_chat=%s hint=%r", message.route,
+                        chat.chat_id, new.chat_id,
+                        f"the group became a supergroup; the new id is remembered, but set "
+                        f"routes.{message.route}.chat_id to {new.chat_id}")
+        elif kind == "rate_limited":
+            self.outbox.release(ids)
+            self.limiter.hold(chat.bot, chat.chat_id, answer.retry_after or 1.0)
+            log.info("event=rate_limited route=%s chat=%s retry_after=%s", message.route, chat.chat_id,
+                     answer.retry_after)
+        elif kind in ("forbidden", "chat_not_found"):
+            self.outbox.release(ids)
+            buried = self.outbox.dead_letter_queue(chat, kind, answer.description)
+            self._retry_at.pop(queue, None)
+            self._report_give_up(chat, buried, kind, answer.description)
+        elif kind in ("rejected", "parse_error"):
+            buried = self.outbox.dead_letter(message.items, chat, "rejected", answer.description)
+            self._report_give_up(chat, buried, "rejected", answer.description)
+        else:
+            self.outbox.release(ids)
+            attempts = self._back_off(queue)
+            cause = answer.network_error or f"HTTP {answer.error_code} {answer.description}".strip()
+            if self._trouble.get(queue) != kind:
+                self._trouble[queue] = kind
+                log.warning("event=telegram_unavailable route=%s chat=%s kind=%s cause=%r attempt=%d "
+                            "action=retry_with_backoff", message.route, chat.chat_id, kind, cause, attempts)
+
+    def _back_off(self, queue: str) -> int:
+        attempts = self._retry_at.get(queue, (0.0, 0))[1] + 1
+        delay = min(2.0 ** (attempts - 1), self.config.max_retry_interval) * random.uniform(0.8, 1.2)
+        self._retry_at[queue] = (self.clock() + delay, attempts)
+        return attempts
+
+    def _recovered(self, queue: str, chat: Chat, route: str) -> None:
+        attempts = self._retry_at.pop(queue, (0.0, 0))[1]
+        if self._trouble.pop(queue, None) is not None:
+            log.info("event=telegram_recovered route=%s chat=%s failed_attempts=%d", route, chat.chat_id, attempts)
+
+    def _report_give_up(self, chat: Chat, buried: list[DeadLetters], reason: str, detail: str) -> None:
+        for dead in buried:
+            self.metrics.failed.labels(dead.route, reason).inc(dead.count)
+            log.error("event=dead_letter route=%s chat=%s reason=%s alerts=%d detail=%r hint=%r", dead.route,
+                      chat.chat_id, reason, dead.count, detail, GIVE_UP_HINTS[reason].format(route=dead.route))
