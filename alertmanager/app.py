@@ -30,7 +30,7 @@ from alertmanager.sender import Sender
 from alertmanager.webhook import PayloadError, parse_body
 
 log = logging.getLogger("sitewatch.receiver")
-EXTENSION = "sitewatch_receiver"
+EXTENSION = "sitewatch-receiver"
 
 
 class Receiver:

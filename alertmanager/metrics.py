@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Counter, Gauge,
+                               Histogram)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -71,6 +72,8 @@ class ReceiverMetrics:
         Gauge("sitewatch_receiver_build_info", "The receiver's version.", ["version"],
               registry=r).labels(__version__).set(1)
         r.register(_OutboxCollector(outbox))
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(standard)
         for route in routes:  # every series exists from the start, so rate() and absent() behave
             self.sent.labels(route)
             for reason in FAILURE_REASONS:

@@ -44,3 +44,34 @@ def _values(node):
             yield from _values(value)
     else:
         yield node
+
+
+def test_the_example_receiver_config_is_valid_and_keeps_tokens_out_of_the_file(monkeypatch):
+    from alertmanager.config import load_receiver_config
+
+    monkeypatch.setenv("SITEWATCH_DUTY_BOT_TOKEN", "123:example-token")
+    monkeypatch.setenv("SITEWATCH_RECEIVER_TOKEN", "example-webhook-token")
+    config = load_receiver_config(ROOT / "alertmanager" / "receiver.yml")
+    assert set(config.routes) == {"duty", "kkt", "info"}
+    assert config.routes["kkt"].thread_id == 42
+    assert all(bot.token.kind != "plain" for bot in config.bots.values())
+    assert config.bearer_token is not None and config.bearer_token.kind != "plain"
+
+
+def test_the_example_alertmanager_config_passes_amtool_and_posts_to_the_receivers_routes():
+    import shutil
+    import subprocess
+
+    import yaml
+
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool is not installed: run 'make test', which installs prometheus-alertmanager")
+    path = ROOT / "alertmanager" / "alertmanager.yml"
+    result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    routes = set(yaml.safe_load((ROOT / "alertmanager" / "receiver.yml").read_text(encoding="utf-8"))["routes"])
+    for receiver in yaml.safe_load(path.read_text(encoding="utf-8"))["receivers"]:
+        for webhook in receiver["webhook_configs"]:
+            assert webhook["url"].rsplit("/alert/", 1)[1] in routes
+            assert "credentials_file" in webhook["http_config"]["authorization"]

@@ -15,7 +15,8 @@ CONTRACT = ROOT.parent / "shared" / "metrics-contract.md"
 
 def names_in_code() -> set[str]:
     found: set[str] = set()
-    for path in [*(ROOT / "exporter").rglob("*.py"), *(ROOT / "pusher").rglob("*.py")]:
+    for path in [*(ROOT / "exporter").rglob("*.py"), *(ROOT / "pusher").rglob("*.py"),
+                 *(ROOT / "alertmanager").rglob("*.py")]:
         found |= {SUFFIXES.sub("", name) for name in re.findall(r'"(sitewatch_[a-z0-9_]*[a-z0-9])"', path.read_text())}
     return found
 
@@ -42,7 +43,7 @@ def contract_section(title: str) -> set[str]:
 
 
 @pytest.mark.skipif(not CONTRACT.exists(), reason="the shared metric contract is not beside the project")
-@pytest.mark.parametrize("section", ["Every check", "Network"])
+@pytest.mark.parametrize("section", ["Every check", "Network", "Pushing and receiving"])
 def test_contract_metrics_are_exposed_under_their_contract_names(section):
     missing = contract_section(section) - names_in_code()
     assert not missing, f"contract metrics not exposed: {sorted(missing)}"

@@ -223,3 +223,28 @@ def test_two_receivers_on_one_outbox_have_one_sender(tmp_path, fake_telegram, re
     wait_for(lambda: receiver_of(standby).sender.active, 10, "the standby to take over")
     send(standby, "duty", [alert(site="shop-99")], group_key="late")
     wait_for(lambda: "shop-99" in sites_in(fake.messages(GROUP_CHAT)), 10, "the late alert")
+
+
+def test_a_ten_thousand_alert_group_is_split_into_readable_messages_with_a_summary(tmp_path, fake_telegram,
+                                                                                   receiver_app):
+    fake = fake_telegram()
+    config = write_receiver_config(tmp_path, fake.url, routes=f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    max_messages: 8
+""", telegram_extra="  rate_limits: {chat_interval: 0s, group_per_minute: 1000}")
+    app = receiver_app(config)
+    started = time.monotonic()
+    body = payload([alert(site=f"shop-{n}") for n in range(10_000)], group_key="huge")
+    body["groupLabels"] = {"alertname": "SiteDown"}  # as Alertmanager sends a group spanning many sites
+    body["commonLabels"] = {"alertname": "SiteDown", "severity": "critical"}
+    assert app.test_client().post("/alert/duty", json=body, headers=AUTH).status_code == 200
+    accepted = time.monotonic() - started
+    wait_for(lambda: metric(app, "sitewatch_receiver_outbox_messages") == 0, 30, "the group to be sent")
+    messages = fake.messages(GROUP_CHAT)
+    assert len(messages) == 8  # every one passed the fake's HTML and 4096-character checks
+    shown = sites_in(messages)
+    assert shown == [f"shop-{n}" for n in range(len(shown))]  # the first alerts, in order, none twice
+    assert f"и ещё {10_000 - len(shown):,}".replace(",", "\u00a0") in messages[-1].text
+    assert accepted < 10, f"a 10,000-alert webhook took {accepted:.1f}s to accept"
