@@ -138,7 +138,7 @@ _TOP = s.struct({
     })),
     "outbox": s.Field(s.struct({
         "path": s.Field(s.string(what="a path for the outbox database file"), default="sitewatch-receiver.db"),
-        "max_age": s.Field(s.duration(minimum=60, maximum=30 * 86400), default=86400.0),
+        "max_age": s.Field(s.duration(minimum=1, maximum=30 * 86400), default=86400.0),
         "dedup_window": s.Field(s.duration(minimum=0, maximum=86400), default=600.0),
     })),
     "webhook": s.Field(s.struct({

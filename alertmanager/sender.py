@@ -112,7 +112,8 @@ class Sender:
                 self._wakeup.notify_all()
             self.metrics.sender_active.set(1 if held else 0)
             if held and time.monotonic() >= next_maintenance:
-                next_maintenance = time.monotonic() + MAINTENANCE_EVERY
+                # A short max_age (seconds, in tests) is honoured without a busy loop on a long one.
+                next_maintenance = time.monotonic() + min(MAINTENANCE_EVERY, self.config.max_age / 2)
                 self._maintain()
             self._stopping.wait(LEASE_TTL / 4)
 

@@ -55,7 +55,7 @@ def payload(alerts: list[dict], group_key: str | None = None, receiver: str = "t
 
 
 def write_receiver_config(folder: Path, api_url: str, *, routes: str | None = None, extra: str = "",
-                          telegram_extra: str = "", outbox: str | None = None) -> Path:
+                          telegram_extra: str = "", outbox: str | None = None, outbox_extra: str = "") -> Path:
     """A receiver config with one bot and the routes `duty` (a group) and `other`, tuned for tests."""
     (folder / "bot.token").write_text(BOT_TOKEN + "\n", encoding="utf-8")
     (folder / "webhook.token").write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
@@ -82,6 +82,7 @@ auth:
   bearer_token: {{file: webhook.token}}
 outbox:
   path: {outbox or folder / 'outbox.db'}
+{outbox_extra}
 timezone: Europe/Moscow
 {extra}
 """

@@ -248,3 +248,19 @@ def test_a_ten_thousand_alert_group_is_split_into_readable_messages_with_a_summa
     assert shown == [f"shop-{n}" for n in range(len(shown))]  # the first alerts, in order, none twice
     assert f"и ещё {10_000 - len(shown):,}".replace(",", "\u00a0") in messages[-1].text
     assert accepted < 10, f"a 10,000-alert webhook took {accepted:.1f}s to accept"
+
+
+def test_an_alert_undeliverable_for_longer_than_max_age_is_given_up_with_an_error(tmp_path, fake_telegram,
+                                                                                  receiver_app, caplog):
+    fake = fake_telegram()
+    fake.set_mode("500")
+    app = receiver_app(write_receiver_config(tmp_path, fake.url, outbox_extra="  max_age: 2s"))
+    with caplog.at_level(logging.ERROR, logger="sitewatch.receiver"):
+        send(app, "duty", [alert(site="shop-1")])
+        wait_for(lambda: metric(app, "sitewatch_receiver_messages_failed_total", route="duty",
+                                reason="expired") == 1, 10, "the alert to expire")
+    assert "reason=expired" in caplog.text and "route=duty" in caplog.text
+    assert metric(app, "sitewatch_receiver_outbox_messages") == 0
+    fake.set_mode(None)
+    time.sleep(1.5)
+    assert fake.messages() == []

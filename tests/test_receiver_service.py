@@ -59,6 +59,10 @@ receivers:
     assert resolved.disable_notification  # route "other" has silent_resolved
     metrics = receiver.metrics()
     assert value_of_metric(metrics, "sitewatch_receiver_webhooks_total", result="accepted") >= 2
+    # The start-up check asked Telegram about both routes' chats.
+    assert value_of_metric(metrics, "sitewatch_receiver_route_usable", route="duty") == 1
+    assert value_of_metric(metrics, "sitewatch_receiver_route_usable", route="other") == 1
+    assert "event=telegram_check" in receiver.log_text()
     assert BOT_TOKEN not in receiver.log_text() and WEBHOOK_TOKEN not in receiver.log_text()
 
 
