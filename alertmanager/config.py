@@ -6,7 +6,6 @@ It is read and validated like the exporter's config (same validators, same secre
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +14,10 @@ from zoneinfo import ZoneInfo
 
 from exporter import schema as s
 from exporter.config import ConfigError
+from exporter.config.loader import resolve_secrets
 from exporter.config.push import http_url
 from exporter.config.yamlfile import YamlError, read_yaml
-from exporter.secrets import KeySource, SecretError, SecretValue, secrets_in
-
-log = logging.getLogger("sitewatch.receiver")
+from exporter.secrets import KeySource, SecretValue, secrets_in
 
 PUBLIC_API_URL = "https://api.telegram.org"
 ROUTE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
@@ -169,14 +167,7 @@ def load_receiver_config(path: str | os.PathLike[str], key_file: str | None = No
     finally:
         s.config_folder.reset(folder)
     key_source = KeySource(key_file, str(file.parent / top["key_file"]) if top["key_file"] else None)
-    for secret in secrets_in(top):
-        try:
-            secret.resolve(file.parent, key_source)
-        except SecretError as err:
-            raise ConfigError(file, f"{secret.path}: {err}") from None
-        if secret.kind == "plain":
-            log.warning("event=plain_secret file=%s path=%s hint=%s", file, secret.path,
-                        "write it as {env: NAME}, {file: path} or an enc: value from 'sitewatch-exporter encrypt'")
+    resolve_secrets(file, list(secrets_in(top)), key_source)
     return config
 
 

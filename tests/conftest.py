@@ -125,13 +125,45 @@ def start_exporter(tmp_path):
                 exporter.process.wait()
 
 
+class Daemons:
+    """Prometheus-family servers a fixture started: each waited for on its /-/ready, each stopped by pid."""
+
+    def __init__(self):
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, name: str, args: list[str], log_path: Path, port: int) -> str:
+        process = subprocess.Popen(args, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready():
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited: {log_path.read_text()}")
+            try:
+                return http_get(url + "/-/ready", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 30, what=f"{name} to be ready")
+        return url
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @pytest.fixture
 def prometheus(tmp_path):
     """Starts Debian's Prometheus on a loopback port, scraping the given targets every second."""
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(binary).exists():
         pytest.fail("prometheus is not installed: run 'make test', which installs Debian's package")
-    processes: list[subprocess.Popen] = []
+    daemons = Daemons()
 
     def start(targets: list[str], honor_labels: bool = False) -> str:
         port = free_port()
@@ -143,33 +175,13 @@ def prometheus(tmp_path):
             f"  - job_name: sitewatch\n    honor_labels: {str(honor_labels).lower()}\n"
             f"    static_configs: [{{targets: [{target_list}]}}]\n",
             encoding="utf-8")
-        log = (tmp_path / "prometheus.log").open("w")
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT)
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready():
-            if process.poll() is not None:
-                raise AssertionError(f"prometheus exited: {(tmp_path / 'prometheus.log').read_text()}")
-            try:
-                return http_get(url + "/-/ready", timeout=1)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 30, what="Prometheus to be ready")
-        return url
+        return daemons.start("Prometheus", [binary, f"--config.file={config}",
+                                            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                            f"--web.listen-address=127.0.0.1:{port}"],
+                             tmp_path / "prometheus.log", port)
 
     yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    daemons.stop_all()
 
 
 def value_of_metric(text: str, name: str, **labels: str) -> float | None:
@@ -304,7 +316,7 @@ def alertmanager(tmp_path):
     binary = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
     if not Path(binary).exists():
         pytest.fail("prometheus-alertmanager is not installed: run 'make test', which installs Debian's package")
-    processes: list[subprocess.Popen] = []
+    daemons = Daemons()
 
     def start(config_text: str) -> str:
         port = free_port()
@@ -312,31 +324,10 @@ def alertmanager(tmp_path):
         config.write_text(config_text, encoding="utf-8")
         data = tmp_path / f"alertmanager-{port}-data"
         data.mkdir()
-        log_path = tmp_path / f"alertmanager-{port}.log"
         # --cluster.listen-address= turns clustering off: no gossip port, nothing leaves loopback.
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.path={data}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready():
-            if process.poll() is not None:
-                raise AssertionError(f"alertmanager exited: {log_path.read_text()}")
-            try:
-                return http_get(url + "/-/ready", timeout=1)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 30, what="Alertmanager to be ready")
-        return url
+        return daemons.start("Alertmanager", [binary, f"--config.file={config}", f"--storage.path={data}",
+                                              f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                             tmp_path / f"alertmanager-{port}.log", port)
 
     yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    daemons.stop_all()

@@ -106,7 +106,12 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
         raise ConfigError(file, err.describe()) from None
     finally:
         s.config_folder.reset(folder)
-    key_source = KeySource(key_file, _relative(file, top.get("key_file")))
+    resolve_secrets(file, secrets, KeySource(key_file, _relative(file, top.get("key_file"))))
+    return Config(source=file, sites=sites, push=top["push"])
+
+
+def resolve_secrets(file: Path, secrets: list[SecretValue], key_source: KeySource) -> None:
+    """Reads every secret of a config file; a secret that cannot be read is a ConfigError with its path."""
     for secret in secrets:
         try:
             secret.resolve(file.parent, key_source)
@@ -115,7 +120,6 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
         if secret.kind == "plain":
             log.warning("event=plain_secret file=%s path=%s hint=%s", file, secret.path,
                         "write it as {env: NAME}, {file: path} or an enc: value from 'sitewatch-exporter encrypt'")
-    return Config(source=file, sites=sites, push=top["push"])
 
 
 def _relative(config_file: Path, other: str | None) -> str | None:
