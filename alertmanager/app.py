@@ -8,6 +8,7 @@ itself cannot be written, so Alertmanager keeps the alerts and retries).
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hmac
 import logging
 import sqlite3
@@ -24,10 +25,11 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from alertmanager.config import ReceiverConfig
 from alertmanager.intake import take_in
 from alertmanager.metrics import ReceiverMetrics
-from alertmanager.outbox import Outbox
+from alertmanager.outbox import Outbox, Webhook
 from alertmanager.render import Renderer
 from alertmanager.sender import Sender
 from alertmanager.webhook import PayloadError, parse_body
+from alertmanager.writer import OutboxWriter
 
 log = logging.getLogger("sitewatch.receiver")
 EXTENSION = "sitewatch-receiver"
@@ -41,6 +43,7 @@ class Receiver:
         self.renderers = {name: renderer_for(config, route.language, route.template_file, route.timezone)
                           for name, route in config.routes.items()}
         self.outbox = Outbox(config.outbox_path)
+        self.writer = OutboxWriter(self.outbox)
         self.metrics = ReceiverMetrics(self.outbox, list(config.routes))
         self.sender = Sender(config, self.outbox, self.renderers, renderer_for(config, "ru", None, config.timezone),
                              self.metrics, dry_run=dry_run)
@@ -59,6 +62,7 @@ class Receiver:
 
     def close(self) -> None:
         self.sender.stop()
+        self.writer.close()
         self.outbox.close()
 
 
@@ -108,14 +112,14 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
                 receiver.complain(f"payload:{err.reason}", "event=webhook_refused reason=%s route=%s detail=%r",
                                   err.reason, route, err.message)
                 return refuse(400, err.reason, err.message)
-            intake = take_in(notification, route, config, receiver.renderers)
+            intake = take_in(notification, route, config)
             for label_route, count in intake.unknown_routes.items():
                 metrics.route_fallbacks.inc(count)
                 receiver.complain(f"label:{label_route}", "event=unknown_label_route telegram_route=%r alerts=%d "
                                   "sent_to=%s", label_route, count, route)
             try:
-                stored = receiver.outbox.enqueue(intake.batches, intake.dedup_key, config.dedup_window)
-            except sqlite3.Error as err:
+                stored = receiver.writer.store(Webhook(tuple(intake.batches), intake.dedup_key, config.dedup_window))
+            except (sqlite3.Error, concurrent.futures.TimeoutError) as err:
                 log.error("event=outbox_write_failed file=%s error=%r action=answer_503_so_alertmanager_retries",
                           receiver.outbox.path, str(err))
                 return refuse(503, "outbox_error", "the outbox cannot be written; Alertmanager will retry")

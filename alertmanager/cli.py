@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                      help=f"where to listen (default {DEFAULT_LISTEN}; e.g. 127.0.0.1:9816)")
     run.add_argument("--threads", type=int, default=16, help="web server threads (default 16)")
+    run.add_argument("--web.max-connections", dest="max_connections", type=int, default=1000,
+                     help="open connections served at once (default 1000; Alertmanager keeps one per "
+                          "notification in flight, so a flush of many groups opens many)")
     run.add_argument("--dry-run", action="store_true",
                      help="write messages to the log instead of sending them to Telegram (demos)")
     check = commands.add_parser("check-config", help="validate the config, then ask Telegram about every bot "
@@ -101,7 +104,8 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
         threading.Thread(target=_check_at_start, args=(config, receiver), daemon=True).start()
     try:
         server = waitress.create_server(app, host=host or "0.0.0.0", port=port, threads=args.threads,
-                                        ident="sitewatch-receiver", clear_untrusted_proxy_headers=True)
+                                        connection_limit=args.max_connections, ident="sitewatch-receiver",
+                                        clear_untrusted_proxy_headers=True)
     except OSError as err:
         receiver.close()
         sys.stderr.write(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}\n")
@@ -111,6 +115,9 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # waitress warns on every request that waits for a free thread; in a storm that is thousands of lines
+    # saying one thing, which sitewatch_receiver_webhook_duration_seconds already shows.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     log.info("event=listening address=%s:%s outbox=%s routes=%s dry_run=%s", host or "0.0.0.0",
              server.effective_port, config.outbox_path, ",".join(config.routes), args.dry_run)
     print(f"sitewatch receiver: POST http://{host or 'localhost'}:{server.effective_port}/alert/<route>",

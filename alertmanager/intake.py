@@ -1,4 +1,4 @@
-"""From one webhook to outbox batches: pick each alert's route, render its block, cap huge groups.
+"""From one webhook to outbox batches: pick each alert's route; rendering waits until the message is composed.
 
 An alert's ``telegram_route`` label picks its route (one Alertmanager receiver can serve many chats, as
 the seed's monitor sent each device to its own chat); without it the webhook's path decides.
@@ -7,15 +7,12 @@ the seed's monitor sent each device to its own chat); without it the webhook's p
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 
 from alertmanager.config import ReceiverConfig
 from alertmanager.outbox import Chat, NewBatch, NewItem
-from alertmanager.render import GroupInfo, Renderer, cap_blocks
+from alertmanager.render import GroupInfo
 from alertmanager.webhook import Alert, Notification
-
-log = logging.getLogger("sitewatch.receiver")
 
 ROUTE_LABEL = "telegram_route"
 STATUSES = ("firing", "resolved")
@@ -36,8 +33,7 @@ def dedup_key(path_route: str, notification: Notification) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def take_in(notification: Notification, path_route: str, config: ReceiverConfig,
-            renderers: dict[str, Renderer]) -> Intake:
+def take_in(notification: Notification, path_route: str, config: ReceiverConfig) -> Intake:
     intake = Intake(dedup_key=dedup_key(path_route, notification))
     routed: dict[str, list[Alert]] = {}
     for alert in notification.alerts:
@@ -49,35 +45,21 @@ def take_in(notification: Notification, path_route: str, config: ReceiverConfig,
         if alert.status == "resolved" and not route.send_resolved:
             continue
         routed.setdefault(name, []).append(alert)
-    group = GroupInfo.from_notification(notification)
+    group = GroupInfo.from_notification(notification).to_json()
     for name, alerts in routed.items():
         route = config.routes[name]
-        renderer = renderers[name]
         items: list[NewItem] = []
         for status in STATUSES:
             these = [alert for alert in alerts if alert.status == status]
-            if not these:
-                continue
-            intake.alerts[(name, status)] = len(these)
-            items.extend(_items(these, status, group, renderer, route.max_messages))
+            if these:
+                intake.alerts[(name, status)] = len(these)
+                items.extend(NewItem(status, alert.fingerprint, alert.starts_at.isoformat() if alert.starts_at else "",
+                                     alert.to_json()) for alert in these)
         if notification.truncated_alerts and name == path_route:
             # Alertmanager's max_alerts dropped some: say so rather than pretend the group was whole.
-            items.append(NewItem(notification.status, "", "",
-                                 renderer.more(notification.status, notification.truncated_alerts, group)))
+            items.append(NewItem(notification.status, "", "", "", summary=notification.truncated_alerts))
         if items:
             chat = Chat(route.bot, str(route.chat_id), route.thread_id)
-            intake.batches.append(NewBatch(route=name, chat=chat, info=group.to_json(), items=items))
+            intake.batches.append(NewBatch(route=name, chat=chat, info=group, items=items,
+                                           max_messages=route.max_messages))
     return intake
-
-
-def _items(alerts: list[Alert], status: str, group: GroupInfo, renderer: Renderer, max_messages: int) -> list[NewItem]:
-    blocks = [renderer.alert_block(alert, group) for alert in alerts]
-    header = renderer.header(status, len(alerts), [group], continued=True)  # the longest header any part gets
-    kept = cap_blocks(header, blocks, max_messages, lambda count: renderer.more(status, count, group))
-    capped = len(kept) != len(blocks) or kept[-1] != blocks[-1]
-    shown = len(kept) - 1 if capped else len(kept)
-    items = [NewItem(status, alert.fingerprint, alert.starts_at.isoformat() if alert.starts_at else "", block)
-             for alert, block in zip(alerts[:shown], kept[:shown])]
-    if capped:
-        items.append(NewItem(status, "", "", kept[-1]))
-    return items

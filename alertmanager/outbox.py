@@ -1,8 +1,10 @@
 """The durable outbox (SQLite in WAL mode): alert notifications wait here until Telegram has accepted them.
 
 A webhook's alerts are committed before the webhook is answered, so an answered alert survives a crash.
-Each alert becomes an *item* (its rendered block) in the queue of one chat; the sender claims a run of
-items, sends them as one message and deletes them only after Telegram said yes. Several processes may
+Each alert becomes an *item* (the alert as received) in the queue of one chat; the sender renders and
+claims a run of items, sends them as one message and deletes them only after Telegram said yes. Rendering
+waits until sending, so a storm costs the webhook only a commit, and alerts that never need a message
+(cancelled, summed up as "and N more") are never rendered. Several processes may
 share one database: writes are serialised by SQLite, and a lease row makes sure only one sends.
 """
 
@@ -21,8 +23,11 @@ CREATE TABLE IF NOT EXISTS batches (
     route TEXT NOT NULL,
     received_at REAL NOT NULL,
     info TEXT NOT NULL,
+    max_messages INTEGER NOT NULL,
     firing_sent INTEGER NOT NULL DEFAULT 0,
-    resolved_sent INTEGER NOT NULL DEFAULT 0
+    resolved_sent INTEGER NOT NULL DEFAULT 0,
+    firing_messages INTEGER NOT NULL DEFAULT 0,
+    resolved_messages INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,10 +37,12 @@ CREATE TABLE IF NOT EXISTS items (
     status TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     starts_at TEXT NOT NULL,
-    block TEXT NOT NULL,
+    alert TEXT NOT NULL,
+    summary INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     claimed INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS items_by_batch ON items (batch_id, status);
 CREATE INDEX IF NOT EXISTS items_by_queue ON items (queue, id);
 CREATE INDEX IF NOT EXISTS items_by_alert ON items (queue, fingerprint);
 CREATE INDEX IF NOT EXISTS items_by_age ON items (created_at);
@@ -63,7 +70,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL,
     detail TEXT NOT NULL,
     status TEXT NOT NULL,
-    block TEXT NOT NULL,
+    alert TEXT NOT NULL,
     created_at REAL NOT NULL,
     dead_at REAL NOT NULL
 );
@@ -100,9 +107,10 @@ class Chat:
 @dataclass(frozen=True)
 class NewItem:
     status: str
-    fingerprint: str  # "" for the "and N more" block: it stands for no single alert
+    fingerprint: str  # "" for a summary: it stands for no single alert
     starts_at: str
-    block: str
+    alert: str  # the alert as JSON (`Alert.to_json`); "" for a summary
+    summary: int = 0  # > 0: "and this many more" (alerts Alertmanager's max_alerts left out)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,16 @@ class NewBatch:
     chat: Chat
     info: str  # GroupInfo as JSON, for the message headers
     items: Sequence[NewItem]
+    max_messages: int = 5  # the most messages this group may become; the rest is summed up
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """What one webhook stores: its batches, and the key that recognises a copy of it."""
+
+    batches: Sequence[NewBatch]
+    dedup_key: str | None = None
+    dedup_window: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,10 +140,13 @@ class Item:
     route: str
     status: str
     fingerprint: str
-    block: str
+    alert: str
+    summary: int
     created_at: float
     info: str
     sent_before: int  # items of the same batch and status already delivered
+    messages_before: int  # messages that carried them
+    max_messages: int
 
 
 @dataclass(frozen=True)
@@ -194,55 +215,67 @@ class Outbox:
 
     def enqueue(self, batches: Iterable[NewBatch], dedup_key: str | None = None,
                 dedup_window: float = 0.0) -> EnqueueResult:
-        """Stores a webhook's batches in one transaction; returns only after the commit.
+        """Stores one webhook's batches; returns only after the commit."""
+        return self.enqueue_many([Webhook(tuple(batches), dedup_key, dedup_window)])[0]
+
+    def enqueue_many(self, webhooks: Sequence[Webhook]) -> list[EnqueueResult]:
+        """Stores several webhooks in one transaction (one commit, one fsync); returns after the commit.
 
         A resolved alert whose firing item still waits (unclaimed) in the same chat cancels it: neither
-        is sent. The same `dedup_key` seen within `dedup_window` seconds stores nothing.
+        is sent. A webhook whose `dedup_key` was seen within its `dedup_window` stores nothing.
         """
         now = self.clock()
-        queued = cancelled = 0
         with self._write() as db:
-            if dedup_key is not None and dedup_window > 0:
-                row = db.execute("SELECT seen_at FROM dedup WHERE key = ?", (dedup_key,)).fetchone()
-                if row is not None and now - row[0] < dedup_window:
-                    return EnqueueResult(duplicate=True)
-                db.execute("INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)", (dedup_key, now))
-            for batch in batches:
-                chat = batch.chat
-                migrated = db.execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
-                                      (chat.bot, chat.chat_id)).fetchone()
-                if migrated:
-                    chat = Chat(chat.bot, migrated[0], chat.thread_id)
-                db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
-                           (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
-                rows = []
-                for item in batch.items:
-                    if item.status == "resolved" and item.fingerprint:
-                        gone = db.execute(
-                            "DELETE FROM items WHERE queue = ? AND fingerprint = ? AND starts_at = ? "
-                            "AND status = 'firing' AND claimed = 0", (chat.queue, item.fingerprint, item.starts_at))
-                        if gone.rowcount:
-                            cancelled += gone.rowcount
-                            continue
-                    rows.append(item)
-                if not rows:
-                    continue
-                batch_id = db.execute("INSERT INTO batches (route, received_at, info) VALUES (?, ?, ?)",
-                                      (batch.route, now, batch.info)).lastrowid
-                db.executemany(
-                    "INSERT INTO items (batch_id, route, queue, status, fingerprint, starts_at, block, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(batch_id, batch.route, chat.queue, item.status, item.fingerprint, item.starts_at, item.block,
-                      now) for item in rows])
-                queued += len(rows)
+            return [self._store(db, webhook, now) for webhook in webhooks]
+
+    def _store(self, db: sqlite3.Connection, webhook: Webhook, now: float) -> EnqueueResult:
+        if webhook.dedup_key is not None and webhook.dedup_window > 0:
+            row = db.execute("SELECT seen_at FROM dedup WHERE key = ?", (webhook.dedup_key,)).fetchone()
+            if row is not None and now - row[0] < webhook.dedup_window:
+                return EnqueueResult(duplicate=True)
+            db.execute("INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)", (webhook.dedup_key, now))
+        queued = cancelled = 0
+        for batch in webhook.batches:
+            chat = batch.chat
+            migrated = db.execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
+                                  (chat.bot, chat.chat_id)).fetchone()
+            if migrated:
+                chat = Chat(chat.bot, migrated[0], chat.thread_id)
+            db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
+                       (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
+            rows = []
+            for item in batch.items:
+                if item.status == "resolved" and item.fingerprint:
+                    gone = db.execute(
+                        "DELETE FROM items WHERE queue = ? AND fingerprint = ? AND starts_at = ? "
+                        "AND status = 'firing' AND claimed = 0", (chat.queue, item.fingerprint, item.starts_at))
+                    if gone.rowcount:
+                        cancelled += gone.rowcount
+                        continue
+                rows.append(item)
+            if not rows:
+                continue
+            batch_id = db.execute("INSERT INTO batches (route, received_at, info, max_messages) VALUES (?, ?, ?, ?)",
+                                  (batch.route, now, batch.info, batch.max_messages)).lastrowid
+            db.executemany(
+                "INSERT INTO items (batch_id, route, queue, status, fingerprint, starts_at, alert, summary, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(batch_id, batch.route, chat.queue, item.status, item.fingerprint, item.starts_at, item.alert,
+                  item.summary, now) for item in rows])
+            queued += len(rows)
         return EnqueueResult(queued=queued, cancelled=cancelled)
 
     # --- the sender -----------------------------------------------------------------------------------
 
     def waiting_queues(self) -> list[tuple[str, int]]:
-        """(queue, id of its first item) for every queue with items and none being sent, oldest first."""
+        """(queue, id of its first item) for every queue with items, oldest first.
+
+        One index look-up per chat, not a scan of the items: the sender asks often, the outbox may hold
+        tens of thousands of items in a storm.
+        """
         rows = self._connection().execute(
-            "SELECT queue, MIN(id) FROM items GROUP BY queue HAVING MAX(claimed) = 0 ORDER BY MIN(id)").fetchall()
+            "SELECT queue, head FROM (SELECT queue, (SELECT MIN(items.id) FROM items WHERE items.queue = "
+            "queues.queue) AS head FROM queues) WHERE head IS NOT NULL ORDER BY head").fetchall()
         return [(queue, head) for queue, head in rows]
 
     def chat(self, queue: str) -> Chat | None:
@@ -250,11 +283,14 @@ class Outbox:
                                          (queue,)).fetchone()
         return Chat(row[0], row[1], row[2]) if row else None
 
-    def peek(self, queue: str, limit: int = 500) -> list[Item]:
+    def peek(self, queue: str, limit: int = 100) -> list[Item]:
+        """The first items of a queue: more than one message can carry (a block is at least ~150 characters)."""
         rows = self._connection().execute(
-            "SELECT items.id, items.batch_id, items.route, items.status, items.fingerprint, items.block, "
-            "items.created_at, batches.info, "
-            "CASE items.status WHEN 'firing' THEN batches.firing_sent ELSE batches.resolved_sent END "
+            "SELECT items.id, items.batch_id, items.route, items.status, items.fingerprint, items.alert, "
+            "items.summary, items.created_at, batches.info, "
+            "CASE items.status WHEN 'firing' THEN batches.firing_sent ELSE batches.resolved_sent END, "
+            "CASE items.status WHEN 'firing' THEN batches.firing_messages ELSE batches.resolved_messages END, "
+            "batches.max_messages "
             "FROM items JOIN batches ON batches.id = items.batch_id "
             "WHERE items.queue = ? ORDER BY items.id LIMIT ?", (queue, limit)).fetchall()
         return [Item(*row) for row in rows]
@@ -273,12 +309,27 @@ class Outbox:
         with self._write() as db:
             db.execute(f"UPDATE items SET claimed = 0 WHERE id IN ({','.join('?' * len(ids))})", ids)
 
-    def mark_sent(self, items: Sequence[Item]) -> None:
+    def waiting_in_batch(self, batch_id: int, status: str) -> int:
+        """Items of one group and status still waiting (for the "and N more" of its last message)."""
+        return self._connection().execute("SELECT COUNT(*) FROM items WHERE batch_id = ? AND status = ?",
+                                          (batch_id, status)).fetchone()[0]
+
+    def mark_sent(self, items: Sequence[Item], summed_up: Sequence[int] = ()) -> None:
+        """Telegram took the message: its items are done, and so are the rest of the groups `summed_up`
+        (batch ids) in its "and N more"."""
         with self._write() as db:
             db.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(items))})", [i.id for i in items])
+            status = items[0].status
+            sent, messages = ("firing_sent", "firing_messages") if status == "firing" else \
+                ("resolved_sent", "resolved_messages")
+            per_batch: dict[int, int] = {}
             for item in items:
-                column = "firing_sent" if item.status == "firing" else "resolved_sent"
-                db.execute(f"UPDATE batches SET {column} = {column} + 1 WHERE id = ?", (item.batch_id,))
+                per_batch[item.batch_id] = per_batch.get(item.batch_id, 0) + 1
+            for batch_id, count in per_batch.items():
+                db.execute(f"UPDATE batches SET {sent} = {sent} + ?, {messages} = {messages} + 1 WHERE id = ?",
+                           (count, batch_id))
+            for batch_id in summed_up:
+                db.execute("DELETE FROM items WHERE batch_id = ? AND status = ? AND claimed = 0", (batch_id, status))
 
     def dead_letter(self, items: Sequence[Item], chat: Chat, reason: str, detail: str) -> list[DeadLetters]:
         with self._write() as db:
@@ -318,12 +369,12 @@ class Outbox:
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
             marks = ",".join("?" * len(part))
-            rows = db.execute(f"SELECT route, status, block, created_at FROM items WHERE id IN ({marks})",
+            rows = db.execute(f"SELECT route, status, alert, created_at FROM items WHERE id IN ({marks})",
                               part).fetchall()
-            db.executemany("INSERT INTO dead_letters (route, chat_id, reason, detail, status, block, created_at, "
+            db.executemany("INSERT INTO dead_letters (route, chat_id, reason, detail, status, alert, created_at, "
                            "dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           [(route, chat.chat_id, reason, detail, status, block, created, now)
-                            for route, status, block, created in rows])
+                           [(route, chat.chat_id, reason, detail, status, alert, created, now)
+                            for route, status, alert, created in rows])
             db.execute(f"DELETE FROM items WHERE id IN ({marks})", part)
             for route, *_ in rows:
                 counts[route] = counts.get(route, 0) + 1
@@ -383,7 +434,7 @@ class Outbox:
 
     def dead_letter_rows(self, limit: int = 50) -> list[dict[str, object]]:
         rows = self._connection().execute(
-            "SELECT route, chat_id, reason, detail, status, block, created_at, dead_at FROM dead_letters "
+            "SELECT route, chat_id, reason, detail, status, alert, created_at, dead_at FROM dead_letters "
             "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        keys = ("route", "chat_id", "reason", "detail", "status", "block", "created_at", "dead_at")
+        keys = ("route", "chat_id", "reason", "detail", "status", "alert", "created_at", "dead_at")
         return [dict(zip(keys, row)) for row in rows]

@@ -15,6 +15,8 @@ from alertmanager.config import RateLimits
 
 GROUP_WINDOW = 60.0
 BOT_WINDOW = 1.0
+# Requests reach Telegram a little after they are counted here; a margin keeps their arrivals in the window.
+BOT_MARGIN = 0.1
 
 
 class RateLimiter:
@@ -40,19 +42,35 @@ class RateLimiter:
                 sends = _trimmed(self._group_sends[key], now - GROUP_WINDOW)
                 if len(sends) >= self.limits.group_per_minute:
                     moments.append(sends[len(sends) - self.limits.group_per_minute] + GROUP_WINDOW)
-            bot_sends = _trimmed(self._bot_sends[bot], now - BOT_WINDOW)
+            bot_sends = _trimmed(self._bot_sends[bot], now - BOT_WINDOW - BOT_MARGIN)
             if len(bot_sends) >= self.limits.bot_per_second:
-                moments.append(bot_sends[len(bot_sends) - self.limits.bot_per_second] + BOT_WINDOW)
+                moments.append(bot_sends[len(bot_sends) - self.limits.bot_per_second] + BOT_WINDOW + BOT_MARGIN)
             return max(moments)
 
+    def reserve(self, bot: str) -> None:
+        """Takes one of the bot's sends for this second as soon as a chat is picked, so the sender threads
+        picking other chats meanwhile see it."""
+        with self._lock:
+            self._bot_sends[bot].append(self.clock())
+
     def record(self, bot: str, chat_id: str, is_group: bool) -> None:
-        """Counts a message about to be sent (counted before the call, so parallel senders see it)."""
+        """Counts a message to this chat as its request leaves."""
         with self._lock:
             now = self.clock()
             self._last_by_chat[(bot, chat_id)] = now
             if is_group:
                 self._group_sends[(bot, chat_id)].append(now)
-            self._bot_sends[bot].append(now)
+
+    def answered(self, bot: str, chat_id: str, is_group: bool) -> None:
+        """The request came back: Telegram saw it no later than now. Measuring the next gap from here keeps
+        it at least `chat_interval` wide even when a busy machine delayed this request on its way out."""
+        with self._lock:
+            now = self.clock()
+            key = (bot, chat_id)
+            self._last_by_chat[key] = now
+            sends = self._group_sends.get(key)
+            if is_group and sends:
+                sends[-1] = now
 
     def hold(self, bot: str, chat_id: str, seconds: float) -> None:
         """Telegram said "retry after": nothing more to this chat until then."""

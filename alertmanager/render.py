@@ -10,7 +10,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, tzinfo
 from datetime import timezone as dt_timezone
@@ -478,51 +478,6 @@ def compose(header: str, blocks: Sequence[str], limit: int = MESSAGE_LIMIT) -> t
 def _bounded_header(header: str, limit: int) -> str:
     # Headers from Renderer fit in HEADER_LIMIT; one from elsewhere must still leave the first block room.
     return fit_lines(header, limit // 2)
-
-
-def _greedy_starts(header_size: int, sizes: Sequence[int], limit: int) -> list[int]:
-    """Where each message starts when `compose` packs blocks of these sizes one message after another."""
-    starts = []
-    index = 0
-    while index < len(sizes):
-        starts.append(index)
-        used = header_size + len(BLOCK_SEPARATOR) + sizes[index]  # the first block always goes in
-        index += 1
-        while index < len(sizes) and used + len(BLOCK_SEPARATOR) + sizes[index] <= limit:
-            used += len(BLOCK_SEPARATOR) + sizes[index]
-            index += 1
-    return starts
-
-
-def cap_blocks(header: str, blocks: list[str], max_messages: int, more: Callable[[int], str],
-               limit: int = MESSAGE_LIMIT) -> list[str]:
-    """The blocks to store for one group and status so that composing them takes at most `max_messages` messages.
-
-    All of them if they fit; otherwise the first k and then `more(len(blocks) - k)`, with k as large as possible.
-    `header` should be the longest header any of those messages will carry (a continued one, with the full count).
-    """
-    if max_messages < 1:
-        raise ValueError("max_messages must be at least 1")
-    sizes = [message_length(block) for block in blocks]
-    header_size = message_length(_bounded_header(header, limit))
-    starts = _greedy_starts(header_size, sizes, limit)
-    if len(starts) <= max_messages:
-        return list(blocks)
-    # Greedy packing fills the first max_messages - 1 messages the same way whatever comes after them, so only
-    # the last message changes: it takes blocks from its start on and then the "and N more" block.
-    last_start = starts[max_messages - 1]
-    used = header_size
-    end = last_start
-    while end < len(blocks) and used + len(BLOCK_SEPARATOR) + sizes[end] <= limit:
-        used += len(BLOCK_SEPARATOR) + sizes[end]
-        end += 1
-    kept = end
-    while True:
-        tail = more(len(blocks) - kept)
-        room = limit - header_size - sum(len(BLOCK_SEPARATOR) + size for size in sizes[last_start:kept])
-        if kept == last_start or len(BLOCK_SEPARATOR) + message_length(tail) <= room:
-            return blocks[:kept] + [tail]
-        kept -= 1
 
 
 # --- HTML checks and plain text

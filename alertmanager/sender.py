@@ -30,6 +30,7 @@ LEASE_TTL = 5.0
 MAINTENANCE_EVERY = 10.0
 # Another process may add to the outbox without waking our threads; look for its work this often.
 POLL_INTERVAL = 0.5
+RESCAN_EVERY = 0.02
 GIVE_UP_HINTS = {
     "forbidden": "add the bot to the chat again (or unblock it) and check routes.{route}.chat_id",
     "chat_not_found": "check routes.{route}.chat_id and that the bot was added to that chat",
@@ -59,6 +60,9 @@ class Sender:
         self._retry_at: dict[str, tuple[float, int]] = {}  # queue -> (when, attempts so far)
         self._trouble: dict[str, str] = {}  # queue -> the failure last logged for it
         self._chats: dict[str, Chat] = {}
+        self._waiting: list[tuple[str, int]] = []  # the outbox's queues as last scanned
+        self._scanned_at = float("-inf")
+        self._stale = True
         self._active = False
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -73,8 +77,11 @@ class Sender:
             thread.start()
 
     def wake(self) -> None:
+        """New items were stored: one idle worker looks (waking all of them on every webhook of a storm
+        would have each rescan the outbox for nothing)."""
         with self._wakeup:
-            self._wakeup.notify_all()
+            self._stale = True
+            self._wakeup.notify()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -141,22 +148,28 @@ class Sender:
             finally:
                 with self._wakeup:
                     self._busy.discard(queue)
-                    self._wakeup.notify_all()
+                    self._stale = True
+                    self._wakeup.notify()
 
     def _pick(self) -> tuple[str, Chat] | None:
         with self._wakeup:
             if not self._active or self._stopping.is_set():
                 self._wakeup.wait(POLL_INTERVAL)
                 return None
-            try:
-                waiting = self.outbox.waiting_queues()
-            except Exception as err:
-                log.error("event=outbox_unavailable file=%s error=%r", self.outbox.path, str(err))
-                self._wakeup.wait(1.0)
-                return None
             now = self.clock()
-            soonest = now + POLL_INTERVAL
-            for queue, _head in waiting:
+            # Rescan when something changed (at most every RESCAN_EVERY: a storm's webhooks share a
+            # scan), and every POLL_INTERVAL for what other processes stored.
+            due = self._scanned_at + (RESCAN_EVERY if self._stale else POLL_INTERVAL)
+            if now >= due:
+                try:
+                    self._waiting = self.outbox.waiting_queues()
+                except Exception as err:
+                    log.error("event=outbox_unavailable file=%s error=%r", self.outbox.path, str(err))
+                    self._wakeup.wait(1.0)
+                    return None
+                self._scanned_at, self._stale = now, False
+            soonest = self._scanned_at + (RESCAN_EVERY if self._stale else POLL_INTERVAL)
+            for index, (queue, _head) in enumerate(self._waiting):
                 if queue in self._busy:
                     continue
                 chat = self._chat(queue)
@@ -166,10 +179,11 @@ class Sender:
                             self._retry_at.get(queue, (0.0, 0))[0])
                 if ready <= self.clock():
                     self._busy.add(queue)
-                    self.limiter.record(chat.bot, chat.chat_id, chat.is_group)
+                    self.limiter.reserve(chat.bot)
+                    del self._waiting[index]  # until the next scan says it still has items
                     return queue, chat
                 soonest = min(soonest, ready)
-            self._wakeup.wait(max(0.002, soonest - now))
+            self._wakeup.wait(max(0.002, soonest - self.clock()))
             return None
 
     def _chat(self, queue: str) -> Chat | None:
@@ -188,7 +202,8 @@ class Sender:
             return
         run = next_run(items)
         route_name = run[0].route
-        message = build_message(run, self.renderers.get(route_name, self.fallback_renderer))
+        message = build_message(run, self.renderers.get(route_name, self.fallback_renderer),
+                                self.outbox.waiting_in_batch)
         if not self.outbox.claim([item.id for item in message.items]):
             return  # a resolved alert cancelled part of it meanwhile: compose again
         route = self.config.routes.get(route_name)
@@ -216,13 +231,19 @@ class Sender:
         api = self.apis.get(chat.bot)
         if api is None:  # a bot removed from the config while its messages still wait
             return ApiAnswer(False, error_code=401, description=f"no bot named {chat.bot!r} in the config")
-        return api.call("sendMessage", params)
+        # Counted as the request leaves, not when the chat was picked: under load the two can be far
+        # apart, and Telegram measures the gaps between requests as they arrive.
+        self.limiter.record(chat.bot, chat.chat_id, chat.is_group)
+        try:
+            return api.call("sendMessage", params)
+        finally:
+            self.limiter.answered(chat.bot, chat.chat_id, chat.is_group)
 
     def _settle(self, queue: str, chat: Chat, message: Message, answer: ApiAnswer) -> None:
         ids = [item.id for item in message.items]
         kind = answer.kind
         if kind == "ok":
-            self.outbox.mark_sent(message.items)
+            self.outbox.mark_sent(message.items, message.summed_up)
             self.metrics.sent.labels(message.route).inc()
             self._recovered(queue, chat, message.route)
         elif kind == "migrated":

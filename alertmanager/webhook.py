@@ -39,6 +39,18 @@ class Alert:
     def firing(self) -> bool:
         return self.status == "firing"
 
+    def to_json(self) -> str:
+        """The alert as the outbox keeps it until its message is composed."""
+        return json.dumps({"status": self.status, "labels": self.labels, "annotations": self.annotations,
+                           "startsAt": self.starts_at.isoformat() if self.starts_at else "",
+                           "endsAt": self.ends_at.isoformat() if self.ends_at else "",
+                           "generatorURL": self.generator_url, "fingerprint": self.fingerprint},
+                          ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Alert":
+        return _alert(json.loads(text), "alert")
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -146,7 +158,7 @@ def _string_map(document: dict[str, Any], key: str, path: str = "", required: bo
 
 
 def _time(document: dict[str, Any], key: str, path: str, required: bool = True) -> datetime | None:
-    if not required and not document.get(key):
+    if not document.get(key) and (not required or document.get(key) == ""):
         return None
     text = _field(document, key, str, "an RFC 3339 time", path)
     if text.startswith(_ZERO_TIME_PREFIX):

@@ -264,3 +264,23 @@ def test_an_alert_undeliverable_for_longer_than_max_age_is_given_up_with_an_erro
     fake.set_mode(None)
     time.sleep(1.5)
     assert fake.messages() == []
+
+
+def test_a_big_group_within_its_cap_arrives_whole_each_alert_once_in_order(tmp_path, fake_telegram, receiver_app):
+    fake = fake_telegram()
+    config = write_receiver_config(tmp_path, fake.url, routes=f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    max_messages: 50
+""", telegram_extra="  rate_limits: {chat_interval: 0s, group_per_minute: 10000, bot_per_second: 10000}")
+    app = receiver_app(config)
+    body = payload([alert(site=f"shop-{n}") for n in range(500)], group_key="big")
+    body["groupLabels"] = {"alertname": "SiteDown"}
+    body["commonLabels"] = {"alertname": "SiteDown", "severity": "critical"}
+    assert app.test_client().post("/alert/duty", json=body, headers=AUTH).status_code == 200
+    wait_for(lambda: metric(app, "sitewatch_receiver_outbox_messages") == 0, 60, "the group to be sent")
+    messages = fake.messages(GROUP_CHAT)
+    assert sites_in(messages) == [f"shop-{n}" for n in range(500)]
+    assert "и ещё" not in messages[-1].text
+    assert len(messages) <= 50
