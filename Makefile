@@ -32,6 +32,7 @@ bench: venv debs
 	$(PY) bench/atol_read.py
 	$(PY) bench/shtrih_read.py
 	$(PY) bench/pushgateway_fleet.py
+	$(PY) bench/receiver_storm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
