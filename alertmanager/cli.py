@@ -16,6 +16,7 @@ from alertmanager.preflight import check_telegram
 from alertmanager.render import TemplateProblem
 from alertmanager.telegram import BotApi
 from exporter import __version__, logsetup
+from exporter.commandline import add_config_options, with_default_command
 from exporter.config import ConfigError
 from exporter.server import parse_listen_address
 
@@ -32,15 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sitewatch-receiver {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--config", "-c", required=True, help="the receiver config (YAML)")
-        sub.add_argument("--key-file", help="key file for enc: values (default: $SITEWATCH_KEY or "
-                                            "$SITEWATCH_KEY_FILE)")
-        sub.add_argument("--log.level", dest="log_level", default="info",
-                         choices=["debug", "info", "warning", "error"])
-
     run = commands.add_parser("run", help="serve POST /alert/<route>, /metrics, /-/healthy, /-/ready (default)")
-    common(run)
+    add_config_options(run, "receiver config")
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                      help=f"where to listen (default {DEFAULT_LISTEN}; e.g. 127.0.0.1:9816)")
     run.add_argument("--threads", type=int, default=16, help="web server threads (default 16)")
@@ -51,15 +45,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="write messages to the log instead of sending them to Telegram (demos)")
     check = commands.add_parser("check-config", help="validate the config, then ask Telegram about every bot "
                                                      "and route; exit 0 only if all can be used")
-    common(check)
+    add_config_options(check, "receiver config")
     check.add_argument("--offline", action="store_true", help="only validate the file and its templates")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
-        argv.insert(0, "run")
+    argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from exporter import __version__, logsetup, oneshot, secrets
+from exporter.commandline import add_config_options, with_default_command
 from exporter.config import ConfigError, load_config
 
 DEFAULT_LISTEN = ":9815"
@@ -26,25 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sitewatch-exporter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--config", "-c", required=True, help="the site config (YAML)")
-        sub.add_argument("--key-file", help="key file for enc: values (default: $SITEWATCH_KEY or "
-                                            "$SITEWATCH_KEY_FILE)")
-        sub.add_argument("--log.level", dest="log_level", default="info",
-                         choices=["debug", "info", "warning", "error"])
-
     run = commands.add_parser("run", help="serve /metrics and run the checks on their schedule (default)")
-    common(run)
+    add_config_options(run, "site config")
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                      help=f"where to serve /metrics (default {DEFAULT_LISTEN}; e.g. 127.0.0.1:9815)")
 
     check = commands.add_parser("check", help="run every check once, print a table; exit 0 only if all pass")
-    common(check)
+    add_config_options(check, "site config")
     check.add_argument("--site", help="only this site's checks")
     check.add_argument("--format", choices=["table", "json"], default="table")
 
     validate = commands.add_parser("validate", help="only validate the config")
-    common(validate)
+    add_config_options(validate, "site config")
 
     encrypt = commands.add_parser("encrypt", help="turn a secret read from standard input into an enc: value")
     encrypt.add_argument("--key-file", help="key file (default: $SITEWATCH_KEY or $SITEWATCH_KEY_FILE)")
@@ -53,9 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
-        argv.insert(0, "run")
+    argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
