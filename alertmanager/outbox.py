@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -212,11 +212,6 @@ class Outbox:
         row = self._connection().execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
                                          (chat.bot, chat.chat_id)).fetchone()
         return Chat(chat.bot, row[0], chat.thread_id) if row else chat
-
-    def enqueue(self, batches: Iterable[NewBatch], dedup_key: str | None = None,
-                dedup_window: float = 0.0) -> EnqueueResult:
-        """Stores one webhook's batches; returns only after the commit."""
-        return self.enqueue_many([Webhook(tuple(batches), dedup_key, dedup_window)])[0]
 
     def enqueue_many(self, webhooks: Sequence[Webhook]) -> list[EnqueueResult]:
         """Stores several webhooks in one transaction (one commit, one fsync); returns after the commit.

@@ -53,11 +53,6 @@ class ApiAnswer:
             return "server_error"
         return "rejected"
 
-    @property
-    def transient(self) -> bool:
-        """Worth trying again later: the network, Telegram's own trouble, or a bad token an operator may fix."""
-        return self.kind in ("network", "server_error", "unauthorized")
-
 
 @dataclass
 class BotApi:
