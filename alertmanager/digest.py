@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from alertmanager.outbox import Item
-from alertmanager.render import BLOCK_SEPARATOR, MESSAGE_LIMIT, GroupInfo, Renderer, compose, message_length
+from alertmanager.render import BLOCK_SEPARATOR, GroupInfo, Renderer, compose
+from alertmanager.telegram_html import MESSAGE_LIMIT, message_length
 from alertmanager.webhook import Alert
 
 

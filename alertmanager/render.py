@@ -9,12 +9,10 @@ from __future__ import annotations
 import html
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, tzinfo
 from datetime import timezone as dt_timezone
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -23,30 +21,25 @@ from zoneinfo import ZoneInfo
 import jinja2
 from jinja2.runtime import Macro
 
+from alertmanager.telegram_html import (CUT_MARK, MESSAGE_LIMIT, fit_lines, html_to_text, http_url, markup_problem,
+                                         message_length)
 from alertmanager.webhook import Alert, Notification
 
 log = logging.getLogger("sitewatch.receiver")
 
-MESSAGE_LIMIT = 4096  # Telegram's limit for one message's text
 BLOCK_LIMIT = 3000  # the most one alert block may take, so header + one block always fit
 BLOCK_SEPARATOR = "\n\n"
 # A header longer than this could leave no room for a block of BLOCK_LIMIT.
 HEADER_LIMIT = MESSAGE_LIMIT - BLOCK_LIMIT - len(BLOCK_SEPARATOR)
 DESCRIPTION_LIMIT = 1000
 SUMMARY_LIMIT = 500
-# Longer links are not worth a message's room (and are usually a label gone wrong).
-URL_LIMIT = 2048
 DIGEST_ALERTNAMES = 5  # alert names a digest header lists before "and N more"
-CUT_MARK = "…"
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 MACROS = ("alert", "header", "more")
 # Labels with a place of their own in the built-in block; the values arrive under these names.
 NOTABLE_LABELS = ("alertname", "severity", "site", "client", "check", "kkt", "catalog", "reason", "instance")
 
-# What Telegram's HTML parse mode accepts; anything else makes it refuse the whole message.
-TELEGRAM_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "span",
-                           "tg-spoiler", "tg-emoji", "blockquote"})
 
 
 @dataclass(frozen=True)
@@ -64,11 +57,6 @@ LANGUAGES = {
     "ru": Language("\u00a0", "%d.%m.%Y %H:%M:%S %Z", ("д", "ч", "мин", "с"), " "),
     "en": Language(",", "%Y-%m-%d %H:%M:%S %Z", ("d", "h", "m", "s"), ""),
 }
-
-
-def message_length(text: str) -> int:
-    """UTF-16 code units of the HTML as written: Telegram counts UTF-16 after parsing, which is never longer."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 @dataclass(frozen=True)
@@ -226,7 +214,7 @@ class Renderer:
             url = base + "/#/alerts"
             if group.group_labels:
                 url += "?filter=" + quote(matchers(group.group_labels), safe="")
-            url = _http_url(url)
+            url = http_url(url)
         values = TemplateValues(status=status, firing=status == "firing", count=count, url=url)
         return fit_lines(self._render("more", values), BLOCK_LIMIT)
 
@@ -263,7 +251,7 @@ class Renderer:
         alertmanager = self.alertmanager_url or _base_url(group.external_url)
         silence = ""
         if alertmanager and labels:
-            silence = _http_url(alertmanager + "/#/silences/new?filter=" + quote(matchers(labels), safe=""))
+            silence = http_url(alertmanager + "/#/silences/new?filter=" + quote(matchers(labels), safe=""))
         values.update(
             status=alert.status, firing=alert.firing, labels=dict(labels), annotations=dict(notes),
             fingerprint=alert.fingerprint,
@@ -273,9 +261,9 @@ class Renderer:
             ends_at_text=self.time_text(alert.ends_at) if not alert.firing else "",
             duration_text=duration,
             dashboard_url=self._dashboard_url(notes.get("dashboard_url") or notes.get("dashboard") or ""),
-            runbook_url=_http_url(notes.get("runbook_url") or notes.get("runbook") or ""),
+            runbook_url=http_url(notes.get("runbook_url") or notes.get("runbook") or ""),
             silence_url=silence,
-            source_url=_http_url(alert.generator_url),
+            source_url=http_url(alert.generator_url),
         )
         return values
 
@@ -289,8 +277,8 @@ class Renderer:
             return ""
         if not parts.scheme and not parts.netloc:
             # A path like "/d/abc?var-site=x" is on the configured Grafana; without one there is no link.
-            return _http_url(f"{self.grafana_url}/{value.lstrip('/')}") if self.grafana_url else ""
-        return _http_url(value)
+            return http_url(f"{self.grafana_url}/{value.lstrip('/')}") if self.grafana_url else ""
+        return http_url(value)
 
     # --- templates
 
@@ -401,23 +389,10 @@ def tidy_lines(text: str) -> str:
     return "\n".join(stripped for stripped in (line.strip() for line in text.split("\n")) if stripped)
 
 
-_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
-
-
-def _http_url(value: str) -> str:
-    """`value` when it is an http(s) URL Telegram will take as a link, else ""."""
-    value = value.strip()
-    if not value or len(value) > URL_LIMIT or _NOT_IN_URL.search(value):
-        return ""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return ""
-    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
 
 
 def _base_url(value: str | None) -> str:
-    return _http_url(value or "").rstrip("/")
+    return http_url(value or "").rstrip("/")
 
 
 def _configured_base_url(name: str, value: str | None) -> str:
@@ -478,115 +453,3 @@ def compose(header: str, blocks: Sequence[str], limit: int = MESSAGE_LIMIT) -> t
 def _bounded_header(header: str, limit: int) -> str:
     # Headers from Renderer fit in HEADER_LIMIT; one from elsewhere must still leave the first block room.
     return fit_lines(header, limit // 2)
-
-
-# --- HTML checks and plain text
-
-_TOKEN = re.compile(r"<[^<>]*>|&[^&<>\s;]*;?|[<>]")
-_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-zA-Z][a-zA-Z0-9-]*(?:=\"[^\"]*\"|='[^']*')?)*)\s*>")
-_HREF = re.compile(r"""\bhref=(?:"([^"]*)"|'([^']*)')""")
-_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
-
-
-def markup_problem(line: str) -> str:
-    """Why Telegram would refuse this one line of HTML (a tag it does not know, unbalanced tags, a bare & or <),
-    or "" when it is fine."""
-    stack: list[str] = []
-    for token in _TOKEN.finditer(line):
-        text = token.group()
-        if text.startswith("&"):
-            if not _ENTITY.fullmatch(text):
-                return f"{text[:20]!r} is neither an entity Telegram knows nor an escaped &"
-            continue
-        tag = _TAG.fullmatch(text)
-        if tag is None:
-            return f"{text[:40]!r} is not a tag (text needs &lt; and &gt; for < and >)"
-        closing, name = tag.group(1), tag.group(2).lower()
-        if name not in TELEGRAM_TAGS:
-            return f"<{name}> is not a tag Telegram accepts"
-        if name == "a" and not closing:
-            href = _HREF.search(tag.group(3))
-            if href is None or not _http_url(html.unescape(href.group(1) or href.group(2))):
-                return "a link needs an http:// or https:// href (Telegram refuses other links)"
-        if not closing:
-            stack.append(name)
-        elif not stack or stack.pop() != name:
-            return f"</{name}> closes a tag that is not open"
-    if stack:
-        return f"<{stack[-1]}> is not closed on the same line"
-    return ""
-
-
-class _VisibleText(HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.links: list[tuple[str, int]] = []  # open <a>: its href and where its text starts
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.links.append((dict(attrs).get("href") or "", len(self.parts)))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self.links:
-            self._close_link()
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    def _close_link(self) -> None:
-        href, start = self.links.pop()
-        if href and href != "".join(self.parts[start:]).strip():
-            self.parts.append(f" ({href})")
-
-    def text(self) -> str:
-        while self.links:
-            self._close_link()
-        return "".join(self.parts)
-
-
-def html_to_text(text: str) -> str:
-    """Plain text of Telegram HTML: tags removed, links as "text (URL)", entities unescaped."""
-    parser = _VisibleText()
-    parser.feed(text)
-    parser.close()
-    return parser.text()
-
-
-def fit_lines(text: str, limit: int) -> str:
-    """`text` when it fits in `limit`; else its first lines and a "…", cut between lines so tags stay balanced.
-
-    A line that does not fit is replaced by its visible text, cut to the room left.
-    """
-    if message_length(text) <= limit:
-        return text
-    room = limit - len("\n" + CUT_MARK)
-    kept: list[str] = []
-    used = 0
-    for line in text.split("\n"):
-        size = message_length(line) + (1 if kept else 0)
-        if used + size <= room:
-            kept.append(line)
-            used += size
-            continue
-        free = limit - used - (1 if kept else 0)
-        if not kept or free >= 40:  # a few words of the line say more than a bare "…"
-            kept.append(_plain_prefix(line, free))
-            return "\n".join(kept)
-        break
-    kept.append(CUT_MARK)
-    return "\n".join(kept)
-
-
-def _plain_prefix(line: str, limit: int) -> str:
-    """The escaped visible text of one line of HTML, cut to fit in `limit` with a closing "…"."""
-    pieces = []
-    used = len(CUT_MARK)
-    for char in html_to_text(line):
-        piece = html.escape(char, quote=False)
-        size = message_length(piece)
-        if used + size > limit:
-            break
-        pieces.append(piece)
-        used += size
-    return "".join(pieces).rstrip() + CUT_MARK

@@ -21,7 +21,8 @@ from alertmanager.digest import Message, build_message, next_run
 from alertmanager.metrics import ReceiverMetrics
 from alertmanager.outbox import Chat, DeadLetters, Outbox
 from alertmanager.ratelimit import RateLimiter
-from alertmanager.render import Renderer, html_to_text
+from alertmanager.render import Renderer
+from alertmanager.telegram_html import html_to_text
 from alertmanager.telegram import ApiAnswer, BotApi
 
 log = logging.getLogger("sitewatch.receiver")

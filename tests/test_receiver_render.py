@@ -13,16 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alertmanager.render import (
-    BLOCK_LIMIT,
-    MESSAGE_LIMIT,
-    GroupInfo,
-    Renderer,
-    TemplateProblem,
-    compose,
-    html_to_text,
-    message_length,
-)
+from alertmanager.render import BLOCK_LIMIT, GroupInfo, Renderer, TemplateProblem, compose
+from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
 from alertmanager.webhook import parse_notification
 
 MOSCOW = ZoneInfo("Europe/Moscow")
