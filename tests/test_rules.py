@@ -1,0 +1,137 @@
+"""Alert rules: promtool syntax check and unit tests, and their agreement with the metric docs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_DIR = ROOT / "prometheus" / "rules"
+TESTS_DIR = ROOT / "prometheus" / "tests"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
+ALERTS_DOC = ROOT / "docs" / "alerts.md"
+CONTRACT = ROOT.parent / "shared" / "metrics-contract.md"
+
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
+TEST_FILES = sorted(TESTS_DIR.glob("*.test.yml"))
+SEVERITIES = {"info", "warning", "critical", "none"}
+METRIC_IN_EXPR = re.compile(r"\b(sitewatch_[a-z0-9_]+|push_time_seconds)\b")
+# Rules on site data carry the freshness gate; these four are about the pipeline itself.
+UNGATED = {"SiteNotReporting", "SitePushFailing", "ExporterDown", "Watchdog"}
+GATE = 'unless on(site) (time() - push_time_seconds{job="sitewatch"} > 180)'
+
+
+def promtool() -> str:
+    binary = shutil.which("promtool") or "/usr/bin/promtool"
+    if not Path(binary).exists():
+        pytest.fail("promtool is not installed: run 'make test', which installs Debian's package")
+    return binary
+
+
+def alerting_rules() -> list[dict]:
+    rules = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    rules.append({**rule, "_file": path.name})
+    return rules
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_there_are_rules_and_tests():
+    assert {p.name for p in RULE_FILES} >= {"site.yml", "kodeks.yml", "kkt.yml"}
+    assert TEST_FILES
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_promtool_check_rules(path):
+    result = run([promtool(), "check", "rules", str(path)])
+    assert result.returncode == 0, f"promtool check rules {path.name}:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+def test_promtool_test_rules(path):
+    result = run([promtool(), "test", "rules", str(path)])
+    assert result.returncode == 0, f"promtool test rules {path.name}:\n{result.stdout}\n{result.stderr}"
+
+
+def test_every_alert_has_a_unit_test():
+    tested = set()
+    for path in TEST_FILES:
+        for test in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            for case in test.get("alert_rule_test", []):
+                tested.add(case["alertname"])
+    missing = sorted({rule["alert"] for rule in alerting_rules()} - tested)
+    assert not missing, f"alerts without an alert_rule_test: {missing}"
+
+
+def test_every_severity_variant_fires_in_a_test():
+    fired = set()
+    for path in TEST_FILES:
+        for test in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            for case in test.get("alert_rule_test", []):
+                for alert in case.get("exp_alerts") or []:
+                    fired.add((case["alertname"], alert["exp_labels"].get("severity")))
+    missing = sorted({(r["alert"], r["labels"]["severity"]) for r in alerting_rules()} - fired)
+    assert not missing, f"(alert, severity) never expected to fire in a test: {missing}"
+
+
+def test_rule_metrics_are_documented():
+    documented = set(re.findall(r"`([a-z_:][a-z0-9_:]*)`", METRICS_DOC.read_text(encoding="utf-8")))
+    used = {m for rule in alerting_rules() for m in METRIC_IN_EXPR.findall(rule["expr"])}
+    assert used, "no metric found in the rule expressions"
+    undocumented = sorted(used - documented - {"push_time_seconds"})
+    assert not undocumented, f"metrics used by rules but missing from docs/metrics.md: {undocumented}"
+
+
+def test_contract_metrics_are_alerted_on_or_explained():
+    if not CONTRACT.exists():
+        pytest.skip(f"{CONTRACT} not present")
+    contract = set(re.findall(r"`((?:sitewatch_|push_)[a-z0-9_]+)`", CONTRACT.read_text(encoding="utf-8")))
+    used = set()
+    for rule in alerting_rules():
+        used |= set(re.findall(r"\b((?:sitewatch_|push_)[a-z0-9_]+)\b", rule["expr"]))
+    doc = ALERTS_DOC.read_text(encoding="utf-8")
+    match = re.search(r"^## Metrics no alert uses\s*$(.*?)(?=^## |\Z)", doc, re.M | re.S)
+    assert match, "docs/alerts.md has no section 'Metrics no alert uses'"
+    explained = {}
+    for line in match.group(1).splitlines():
+        names = re.findall(r"`((?:sitewatch_|push_)[a-z0-9_]+)`", line)
+        reason = re.sub(r"`[^`]*`|[|,\s-]", "", line)
+        for name in names:
+            if reason:
+                explained[name] = line
+    missing = sorted(contract - used - set(explained))
+    assert not missing, f"contract metrics neither used by a rule nor explained in docs/alerts.md: {missing}"
+
+
+@pytest.mark.parametrize("rule", alerting_rules(), ids=lambda r: f"{r['alert']}-{r['labels']['severity']}")
+def test_rule_labels_and_annotations(rule):
+    assert rule["labels"]["severity"] in SEVERITIES
+    for key in ("summary", "description", "runbook", "dashboard"):
+        assert rule["annotations"].get(key, "").strip(), f"{rule['alert']}: annotation {key} missing"
+    anchor = rule["alert"].lower()
+    assert rule["annotations"]["runbook"].endswith("docs/alerts.md#" + anchor)
+    assert re.search(r"^## " + re.escape(rule["alert"]) + r"\s*$", ALERTS_DOC.read_text(encoding="utf-8"), re.M), \
+        f"docs/alerts.md has no section '## {rule['alert']}' (the runbook anchor)"
+    # Russian text: summary and description contain Cyrillic
+    assert re.search("[А-Яа-яЁё]", rule["annotations"]["summary"] + rule["annotations"]["description"])
+
+
+@pytest.mark.parametrize("rule", alerting_rules(), ids=lambda r: f"{r['alert']}-{r['labels']['severity']}")
+def test_site_data_alerts_carry_the_freshness_gate(rule):
+    expr = " ".join(rule["expr"].split())
+    if rule["alert"] in UNGATED:
+        assert GATE not in expr
+        return
+    assert expr.endswith(GATE), f"{rule['alert']}: expression does not end with the freshness gate"
+    assert rule.get("keep_firing_for"), f"{rule['alert']}: no keep_firing_for"
