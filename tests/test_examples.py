@@ -52,7 +52,7 @@ def test_the_example_receiver_config_is_valid_and_keeps_tokens_out_of_the_file(m
     monkeypatch.setenv("SITEWATCH_DUTY_BOT_TOKEN", "123:example-token")
     monkeypatch.setenv("SITEWATCH_RECEIVER_TOKEN", "example-webhook-token")
     config = load_receiver_config(ROOT / "alertmanager" / "receiver.yml")
-    assert set(config.routes) == {"duty", "kkt", "info"}
+    assert set(config.routes) == {"duty", "kkt", "info", "kodeks-spb", "pos", "watchdog"}
     assert config.routes["kkt"].thread_id == 42
     assert all(bot.token.kind != "plain" for bot in config.bots.values())
     assert config.bearer_token is not None and config.bearer_token.kind != "plain"
