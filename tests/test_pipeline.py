@@ -1,0 +1,403 @@
+"""The whole alerting path on real binaries, all on loopback.
+
+A site with a fake Кодекс server (a catalog whose main page is broken), a simulated Mitsu register (its
+ФН expires in 2 days, its oldest unsent document is 25 days old) and a PC that never answers (an address
+in a network namespace) is checked by `sitewatch-pusher`, which pushes to Debian's Pushgateway. Debian's
+Prometheus scrapes it and evaluates the project's rules; Debian's Alertmanager routes with the project's
+alertmanager.yml; `sitewatch-receiver` delivers to a fake Telegram.
+
+Time is compressed, the rules and the routing are otherwise the project's own:
+
+- every rule's `for:` is divided by 60 (2m -> 2s, 5m -> 5s, 10m -> 10s, SiteNotReporting's 1m -> 1s),
+  which keeps the order the rules were written for (PcUnreachable fires before KodeksMainPageError, so
+  the inhibition has its source in place first);
+- the freshness gate's 180 s becomes 12 s (the pusher pushes every 5 s, the shortest interval it
+  accepts, instead of every 60 s);
+- `keep_firing_for: 10m` becomes 25 s: well past the gate plus SiteNotReporting's `for:`, as in
+  production (600 s against 180 s + 60 s), so a site that goes silent is covered by SiteNotReporting
+  before its frozen alerts could resolve;
+- Prometheus re-sends firing alerts every second (`--rules.alert.resend-delay=1s`, 1m by default): an
+  alert evaluated before Prometheus has its Alertmanager in place is dropped, and would otherwise only
+  be sent again a minute later;
+- Alertmanager's group_wait / group_interval / repeat_interval become 1s / 2s / 1h, and the nightly mute
+  of info alerts is dropped (it may be night now).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, Daemons, free_port, http_get, wait_until, write_config
+from receiver_kit import write_receiver_config
+from simulators.kodeks import PASSWORD, USERNAME, Catalog, FakeKodeksServer, Scenario
+from simulators.mitsu import MitsuScenario, MitsuTcpSimulator
+
+SITE = "shop-e2e"
+PUSH_INTERVAL = "5s"  # the shortest the pusher accepts
+STALE_AFTER = 12  # seconds: the freshness gate and SiteNotReporting's threshold (180 s in the rules)
+KEEP_FIRING_FOR = "25s"
+FOR_DIVISOR = 60
+
+CHATS = {
+    "duty": -1002000000001,
+    "kkt": -1002000000002,
+    "info": -1002000000003,
+    "watchdog": -1002000000004,
+    "kodeks-spb": -1002000000005,
+    "pos": -1002000000006,
+}
+KKT_THREAD = 77
+RULES = ROOT / "prometheus" / "rules"
+ALERTMANAGER_YML = ROOT / "alertmanager" / "alertmanager.yml"
+
+
+# --- the project's configs, time-compressed ---
+
+def seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.fullmatch(r"(?:\d+[smhd])+", duration) and re.findall(r"(\d+)([smhd])", duration)
+    if not parts:
+        raise ValueError(f"unexpected duration {duration!r}")
+    return sum(int(number) * units[unit] for number, unit in parts)
+
+
+def compressed_rules(folder: Path) -> list[Path]:
+    gate = 'push_time_seconds{job="sitewatch"} > 180'
+    written = []
+    for source in sorted(RULES.glob("*.yml")):
+        document = yaml.safe_load(source.read_text(encoding="utf-8"))
+        gates = 0
+        for group in document["groups"]:
+            for rule in group["rules"]:
+                if "for" in rule:
+                    rule["for"] = f"{max(1, seconds(rule['for']) // FOR_DIVISOR)}s"
+                if "keep_firing_for" in rule:
+                    rule["keep_firing_for"] = KEEP_FIRING_FOR
+                gates += rule["expr"].count(gate)
+                rule["expr"] = rule["expr"].replace(gate, gate.replace("180", str(STALE_AFTER)))
+        assert gates, f"{source.name}: no freshness gate found to compress; the test needs updating"
+        target = folder / source.name
+        target.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        written.append(target)
+    return written
+
+
+def compressed_alertmanager_config(receiver_url: str, token_file: Path) -> str:
+    document = yaml.safe_load(ALERTMANAGER_YML.read_text(encoding="utf-8"))
+    timings = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"}
+
+    def shorten(route: dict) -> None:
+        for key, value in timings.items():
+            if key in route:
+                route[key] = value
+        route.pop("mute_time_intervals", None)
+        for child in route.get("routes", []):
+            shorten(child)
+
+    shorten(document["route"])
+    webhooks = 0
+    for receiver in document["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            path = urllib.parse.urlsplit(webhook["url"]).path
+            assert path.startswith("/alert/"), webhook["url"]
+            webhook["url"] = receiver_url + path
+            webhook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+            webhooks += 1
+    assert webhooks == len(CHATS), "every receiver route of alertmanager.yml needs a chat in this test"
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+
+
+def receiver_routes() -> str:
+    lines = []
+    for route, chat in CHATS.items():
+        lines += [f"  {route}:", "    bot: main", f"    chat_id: {chat}"]
+        if route == "kkt":
+            lines.append(f"    thread_id: {KKT_THREAD}")
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def site_config(path: Path, gateway: str, void_address: str, kodeks_url: str, mitsu_port: int) -> Path:
+    return write_config(path, f"""
+push: {{gateway: "{gateway}"}}
+defaults: {{interval: 2s, timeout: 2s, failure_threshold: 1, success_threshold: 1, jitter: 0}}
+sites:
+  - id: {SITE}
+    labels: {{client: romashka}}
+    timezone: Europe/Moscow
+    checks:
+      - name: pc
+        ping: {{host: {void_address}, count: 1, timeout: 500ms}}
+      - name: kodeks
+        kodeks: {{url: "{kodeks_url}", username: {USERNAME}, password: {{env: KODEKS_E2E_PASSWORD}}}}
+      - name: till-1
+        interval: 2s
+        kkt: {{driver: mitsu, port: "tcp://127.0.0.1:{mitsu_port}"}}
+""")
+
+
+def local_time(days: float, with_time: bool) -> str:
+    moment = datetime.now() + timedelta(days=days)
+    return moment.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
+
+
+def firing(message) -> bool:
+    return message.text.lstrip().startswith("🔥")
+
+
+def resolved(message) -> bool:
+    return message.text.lstrip().startswith("✅")
+
+
+# --- the running pipeline ---
+
+@dataclass
+class Pipeline:
+    tmp_path: Path
+    telegram: object
+    kodeks: FakeKodeksServer
+    mitsu: MitsuTcpSimulator
+    prometheus_url: str
+    alertmanager_url: str
+    receiver: object
+    pusher: subprocess.Popen
+    pusher_log: Path
+    stopped: list = field(default_factory=list)
+
+    def messages(self, route: str):
+        return self.telegram.messages(CHATS[route])
+
+    def all_messages(self):
+        return {route: self.messages(route) for route in CHATS}
+
+    def prometheus_alerts(self) -> list[dict]:
+        status, body = http_get(self.prometheus_url + "/api/v1/alerts", timeout=5)
+        return json.loads(body)["data"]["alerts"] if status == 200 else []
+
+    def prometheus_firing(self, alertname: str) -> list[dict]:
+        return [a for a in self.prometheus_alerts()
+                if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
+
+    def alertmanager_alerts(self) -> list[dict]:
+        status, body = http_get(self.alertmanager_url + "/api/v2/alerts", timeout=5)
+        return json.loads(body) if status == 200 else []
+
+    def stop_pusher(self) -> None:
+        if self.pusher.poll() is None:
+            self.pusher.send_signal(signal.SIGTERM)
+            try:
+                self.pusher.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.pusher.kill()
+                self.pusher.wait()
+
+    def report(self) -> str:
+        """What every stage holds, for assertion messages."""
+        chats = {route: [m.text[:160] for m in messages] for route, messages in self.all_messages().items()}
+        prometheus = sorted((a["labels"].get("alertname"), a["state"]) for a in self.prometheus_alerts())
+        alertmanager = sorted((a["labels"].get("alertname"), a["status"]["state"],
+                               bool(a["status"].get("inhibitedBy"))) for a in self.alertmanager_alerts())
+        return (f"\nchats: {json.dumps(chats, ensure_ascii=False, indent=1)}\nprometheus: {prometheus}"
+                f"\nalertmanager (name, state, inhibited): {alertmanager}"
+                f"\npusher log tail: {self.pusher_log.read_text(errors='replace')[-1500:]}"
+                f"\nreceiver log tail: {self.receiver.log_text()[-1500:]}")
+
+    def wait(self, predicate, timeout: float, what: str):
+        try:
+            return wait_until(predicate, timeout, interval=0.2, what=what)
+        except AssertionError as err:
+            raise AssertionError(f"{err}{self.report()}") from None
+
+
+@pytest.fixture
+def pipeline(tmp_path, void_address, pushgateway, alertmanager, receiver_process, fake_telegram):
+    """Starts every stage with the broken site; yields a Pipeline; stops what it started itself."""
+    prometheus_binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(prometheus_binary).exists():
+        pytest.fail("prometheus is not installed: run 'make test', which installs Debian's package")
+
+    telegram = fake_telegram()
+    for route, chat in CHATS.items():
+        if route == "kkt":
+            telegram.add_chat(chat, type="supergroup", is_forum=True)
+        else:
+            telegram.add_chat(chat, type="group")
+    receiver_folder = tmp_path / "receiver"
+    receiver_folder.mkdir()
+    receiver = receiver_process(write_receiver_config(receiver_folder, telegram.url, routes=receiver_routes()))
+    alertmanager_url = alertmanager(compressed_alertmanager_config(receiver.url,
+                                                                   receiver_folder / "webhook.token"))
+    gateway = pushgateway()
+
+    rules_folder = tmp_path / "rules"
+    rules_folder.mkdir()
+    rule_files = compressed_rules(rules_folder)
+    prometheus_port = free_port()
+    prometheus_config = write_config(tmp_path / "prometheus-e2e.yml", yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in rule_files],
+        "alerting": {"alertmanagers": [{"static_configs": [
+            {"targets": [alertmanager_url.removeprefix("http://")]}]}]},
+        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
+                            "static_configs": [{"targets": [gateway.removeprefix("http://")]}]}],
+    }, sort_keys=False))
+    daemons = Daemons()
+    kodeks = FakeKodeksServer(Scenario(catalogs=[Catalog("/docs"), Catalog("/docs2", main_page_problem=True)],
+                                       licence_until="31.12.2030")).start()
+    mitsu = MitsuTcpSimulator(MitsuScenario(
+        fn_expiry=local_time(2, with_time=False),
+        unsent=5, first_unsent_number=60, first_unsent=local_time(-25, with_time=True))).start()
+    pusher = None
+    try:
+        prometheus_url = daemons.start("Prometheus", [
+            prometheus_binary, f"--config.file={prometheus_config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
+            tmp_path / "prometheus-e2e.log", prometheus_port)
+        config = site_config(tmp_path / "site.yml", gateway, void_address, kodeks.url, mitsu.port)
+        pusher_log = tmp_path / "pusher.log"
+        pusher = subprocess.Popen(
+            [sys.executable, "-m", "pusher.cli", "--config", str(config), "--interval", PUSH_INTERVAL],
+            stdout=pusher_log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            env={**os.environ, "KODEKS_E2E_PASSWORD": PASSWORD})
+        time.sleep(1)
+        if pusher.poll() is not None:
+            pytest.fail(f"sitewatch-pusher exited with {pusher.returncode}: {pusher_log.read_text()}")
+        running = Pipeline(tmp_path, telegram, kodeks, mitsu, prometheus_url, alertmanager_url, receiver,
+                           pusher, pusher_log)
+        yield running
+    finally:
+        if pusher is not None and pusher.poll() is None:
+            pusher.send_signal(signal.SIGTERM)
+            try:
+                pusher.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pusher.kill()
+                pusher.wait()
+        daemons.stop_all()
+        mitsu.stop()
+        kodeks.stop()
+
+
+def texts(messages) -> str:
+    return "\n".join(m.text for m in messages)
+
+
+def wait_for_site_alerts(pipe: Pipeline) -> None:
+    """PcUnreachable in the duty chat, FnExpiring and FnUnsentDocuments in the kkt topic, all firing."""
+    def arrived():
+        duty = texts(m for m in pipe.messages("duty") if firing(m))
+        kkt = texts(m for m in pipe.messages("kkt") if firing(m))
+        return "PcUnreachable" in duty and "FnExpiring" in kkt and "FnUnsentDocuments" in kkt
+
+    pipe.wait(arrived, 60, "PcUnreachable in the duty chat and FnExpiring, FnUnsentDocuments in the kkt topic")
+
+
+def test_site_alerts_reach_their_chats_inhibited_ones_do_not_and_fixing_resolves(pipeline):
+    pipe = pipeline
+    started = time.monotonic()
+    wait_for_site_alerts(pipe)
+    fired_after = time.monotonic() - started
+
+    duty = [m for m in pipe.messages("duty") if firing(m) and "PcUnreachable" in m.text]
+    assert len(duty) == 1, pipe.report()
+    assert f"площадка {SITE}" in duty[0].text and "не отвечает на ping" in duty[0].text, duty[0].text
+    assert "клиент romashka" in duty[0].text
+
+    kkt = [m for m in pipe.messages("kkt") if firing(m)]
+    assert all(m.message_thread_id == KKT_THREAD for m in pipe.messages("kkt")), pipe.report()
+    kkt_text = texts(kkt)
+    assert f"площадка {SITE}" in kkt_text
+    assert re.search(rf"{SITE}: ФН 9999078902014447 истекает через [0-9]+\.[0-9] дн\.", kkt_text), kkt_text
+    assert re.search(rf"{SITE}: ККТ 065001234567890 не передаёт документы в ОФД 2[4-6] дн\.", kkt_text), kkt_text
+    assert "критично" in kkt_text
+    # Fn* go only to the topic, PcUnreachable only to duty.
+    duty_text = texts(pipe.messages("duty"))
+    assert "FnExpiring" not in duty_text and "FnUnsentDocuments" not in duty_text, pipe.report()
+    assert "PcUnreachable" not in kkt_text
+
+    # KodeksMainPageError fires in Prometheus, reaches Alertmanager, and is silenced there by PcUnreachable.
+    pipe.wait(lambda: pipe.prometheus_firing("KodeksMainPageError"), 30, "KodeksMainPageError to fire")
+
+    def inhibited_in_alertmanager():
+        return [a for a in pipe.alertmanager_alerts() if a["labels"].get("alertname") == "KodeksMainPageError"
+                and a["status"]["state"] == "suppressed" and a["status"].get("inhibitedBy")]
+
+    pipe.wait(inhibited_in_alertmanager, 15, "Alertmanager to hold KodeksMainPageError as inhibited")
+    time.sleep(4)  # two group intervals: had it not been inhibited, it would have been sent by now
+    everything = pipe.all_messages()
+    assert not any("KodeksMainPageError" in m.text for ms in everything.values() for m in ms), pipe.report()
+    assert not any("Kodeks" in m.text for ms in everything.values() for m in ms), pipe.report()
+    assert everything["kodeks-spb"] == [] and everything["pos"] == [], pipe.report()
+
+    # The register gets a fresh ФН and the OFD takes the documents: both alerts resolve in the topic.
+    pipe.mitsu.scenario.fn_expiry = local_time(300, with_time=False)
+    pipe.mitsu.scenario.unsent = 0
+    fixed_at = time.monotonic()
+
+    def resolved_in_topic():
+        done = texts(m for m in pipe.messages("kkt") if resolved(m))
+        return "FnExpiring" in done and "FnUnsentDocuments" in done
+
+    pipe.wait(resolved_in_topic, 60, "resolved FnExpiring and FnUnsentDocuments in the kkt topic")
+    resolved_after = time.monotonic() - fixed_at
+    done = [m for m in pipe.messages("kkt") if resolved(m)]
+    assert all(m.message_thread_id == KKT_THREAD for m in done)
+    assert "Восстановлено" in texts(done) or "восстановлени" in texts(done), texts(done)
+    assert f"площадка {SITE}" in texts(done)
+    # The PC is still unreachable: its alert does not resolve.
+    assert not any(resolved(m) and "PcUnreachable" in m.text for m in pipe.messages("duty")), pipe.report()
+    print(f"alerts delivered {fired_after:.1f}s after start, resolved {resolved_after:.1f}s after the fix")
+
+
+def test_a_silent_site_sends_one_site_not_reporting_and_no_storm_from_frozen_values(pipeline):
+    pipe = pipeline
+    wait_for_site_alerts(pipe)
+    pipe.wait(lambda: pipe.prometheus_firing("KodeksMainPageError"), 30, "KodeksMainPageError to fire")
+
+    # Let the chats settle: nothing new for 3 s.
+    def quiet():
+        count = sum(len(ms) for ms in pipe.all_messages().values())
+        time.sleep(3)
+        return count == sum(len(ms) for ms in pipe.all_messages().values())
+
+    pipe.wait(quiet, 30, "the chats to settle")
+    before = {route: len(ms) for route, ms in pipe.all_messages().items()}
+
+    pipe.stop_pusher()
+    stopped_at = time.monotonic()
+
+    def site_not_reporting():
+        return [m for m in pipe.messages("duty")[before["duty"]:] if firing(m) and "SiteNotReporting" in m.text]
+
+    [message] = pipe.wait(site_not_reporting, 40, "SiteNotReporting in the duty chat")
+    arrived_after = time.monotonic() - stopped_at
+    assert f"площадка {SITE}" in message.text and "не присылает данные" in message.text, message.text
+
+    # Past the freshness gate, SiteNotReporting's for:, and keep_firing_for of the frozen alerts, with margin:
+    # any alert the frozen values could raise, or resolve, would have been sent by then.
+    horizon = STALE_AFTER + seconds(KEEP_FIRING_FOR) + 10
+    time.sleep(max(0.0, stopped_at + horizon - time.monotonic()))
+
+    new = {route: ms[before[route]:] for route, ms in pipe.all_messages().items()}
+    new_firing = [(route, m.text[:120]) for route, ms in new.items() for m in ms if firing(m)]
+    assert new_firing == [("duty", message.text[:120])], f"firing messages after the stop: {new_firing}" \
+        + pipe.report()
+    assert len([m for m in new["duty"] if "SiteNotReporting" in m.text]) == 1, pipe.report()
+    # The frozen alerts are not resolved to the chats either: SiteNotReporting covers the site.
+    new_resolved = [(route, m.text[:120]) for route, ms in new.items() for m in ms if resolved(m)]
+    assert new_resolved == [], f"resolved messages after the stop: {new_resolved}" + pipe.report()
+    assert pipe.prometheus_firing("SiteNotReporting"), pipe.report()
+    print(f"SiteNotReporting delivered {arrived_after:.1f}s after the pusher stopped")
