@@ -8,6 +8,7 @@ declare -A wanted=(
   [prometheus-blackbox-exporter]=/usr/bin/prometheus-blackbox-exporter
   [fping]=/usr/bin/fping
   [iproute2]=/usr/sbin/ip
+  [docker-compose]=/usr/bin/docker-compose
 )
 missing=()
 for package in "${!wanted[@]}"; do

@@ -1,0 +1,329 @@
+"""docker-compose.yml, the Dockerfile and .env.example stay consistent with each other and with the repo.
+
+No Docker engine is needed: the files are parsed and checked structurally, and when Debian's
+docker-compose (1.29) is installed, `docker-compose config` validates and interpolates the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+# The service whose network namespace the others join, so prometheus.yml's and alertmanager.yml's
+# 127.0.0.1 addresses keep working; and which service answers each of those ports.
+NAMESPACE_OWNER = "prometheus"
+LOCAL_PORTS = {9090: "prometheus", 9093: "alertmanager", 9091: "pushgateway", 9816: "sitewatch-receiver"}
+# Host paths outside the repo that may be bind-mounted read-only.
+SYSTEM_MOUNTS = {"/usr/share/zoneinfo"}
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|(^|_)KEY$|CREDENTIAL", re.IGNORECASE)
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}; $$ is a literal $.
+VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+def services() -> dict[str, dict]:
+    return compose()["services"]
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep, f".env.example: not NAME=value: {line!r}"
+        values[name.strip()] = value.strip()
+    return values
+
+
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose's interpolation, enough for these files: the env's value, else the default."""
+    env = env or {}
+
+    def value(match: re.Match) -> str:
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        return argument if operator in (":-", "-") else ""
+
+    return VARIABLE.sub(value, text)
+
+
+def bind_mounts() -> list[tuple[str, str, str]]:
+    """(service, host path with defaults filled in, container path) of every bind mount."""
+    mounts = []
+    for name, service in services().items():
+        for volume in service.get("volumes", []):
+            assert isinstance(volume, str), f"{name}: use the short volume syntax (source:target[:mode])"
+            source, target = interpolate(volume).split(":")[:2]
+            if source.startswith((".", "/")):
+                mounts.append((name, source, target))
+    return mounts
+
+
+def env_names(node):
+    """Names of the {env: NAME} secrets of a sitewatch config."""
+    if isinstance(node, dict):
+        if set(node) == {"env"}:
+            yield node["env"]
+        for value in node.values():
+            yield from env_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from env_names(value)
+
+
+def test_every_image_is_pinned_to_a_version():
+    for name, service in services().items():
+        assert "image" in service, f"{name}: no image (a built service names its image and tag too)"
+        image = interpolate(service["image"])
+        _repository, sep, tag = image.rpartition(":")
+        assert sep and "/" not in tag and tag, f"{name}: image {image!r} has no tag"
+        assert tag != "latest", f"{name}: image {image!r} is not pinned"
+        assert re.search(r"\d", tag), f"{name}: image {image!r}: the tag is not a version"
+
+
+def test_every_service_restarts_and_has_a_healthcheck():
+    # Every image here can run a health probe: the prom/* images have busybox wget, grafana has wget,
+    # the sitewatch image has python. So no service is exempt.
+    for name, service in services().items():
+        assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
+        check = service.get("healthcheck")
+        assert check and not check.get("disable"), f"{name}: no healthcheck"
+        test = check["test"]
+        assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL"), f"{name}: healthcheck.test"
+        assert any("/-/healthy" in part or "/-/ready" in part or "/api/health" in part for part in test), \
+            f"{name}: the healthcheck asks no health endpoint"
+
+
+@pytest.mark.parametrize("service,source,target", bind_mounts(), ids=[f"{m[0]}:{m[1]}" for m in bind_mounts()])
+def test_bind_mounted_path_exists(service, source, target):
+    if source.startswith("/"):
+        assert source in SYSTEM_MOUNTS, f"{service}: host path {source} outside the repo"
+        return
+    path = (ROOT / source).resolve()
+    top = Path(source).parts[0]
+    if top == "grafana" and not (ROOT / "grafana").is_dir():
+        pytest.skip("grafana/ is not in the repo yet: its provisioning and dashboards mounts are not checked")
+    assert path.is_relative_to(ROOT), f"{service}: {source} is outside the repo"
+    assert path.exists(), f"{service}: bind-mounted {source} does not exist"
+
+
+def test_named_volumes_are_declared_and_used():
+    declared = set(compose().get("volumes") or {})
+    used = set()
+    for name, service in services().items():
+        for volume in service.get("volumes", []):
+            source = interpolate(volume).split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name}: volume {source} is not declared under volumes:"
+                used.add(source)
+    assert declared == used, f"declared but unused volumes: {sorted(declared - used)}"
+    for name in ("prometheus", "alertmanager", "pushgateway", "grafana", "sitewatch-receiver"):
+        assert any(not v.startswith((".", "/", "$")) for v in services()[name].get("volumes", [])), \
+            f"{name}: its data is on no named volume"
+
+
+def test_every_variable_is_in_env_example():
+    used = {match.group(1) for match in VARIABLE.finditer(COMPOSE_FILE.read_text(encoding="utf-8"))}
+    missing = used - set(env_example())
+    assert not missing, f"variables docker-compose.yml uses but .env.example lacks: {sorted(missing)}"
+
+
+def test_no_secret_is_written_inline():
+    for name, service in services().items():
+        environment = service.get("environment") or {}
+        assert isinstance(environment, dict), f"{name}: write environment as a mapping"
+        for key, value in environment.items():
+            if SECRET_NAME.search(key):
+                assert re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}", str(value)), \
+                    f"{name}: {key} must come from the environment (${{{key}}}), not be written here"
+                operator, argument = VARIABLE.fullmatch(str(value)).group(2, 3)
+                assert not argument or operator in (":?", "?"), \
+                    f"{name}: {key} has a default value: a secret must have none"
+    text = COMPOSE_FILE.read_text(encoding="utf-8") + ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert not re.search(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b", text), "a Telegram bot token is written out"
+    for key, value in env_example().items():
+        if SECRET_NAME.search(key) and value:
+            assert re.search(r"replace|change-me|example", value), \
+                f".env.example: {key} should be an obvious placeholder, not {value!r}"
+
+
+def test_shared_namespace_serves_the_configs_127_0_0_1_addresses():
+    all_services = services()
+    owner = all_services[NAMESPACE_OWNER]
+    assert "network_mode" not in owner
+    published = {int(str(port).rsplit(":", 2)[-1].split("/")[0]) for port in owner.get("ports", [])}
+    for port, name in LOCAL_PORTS.items():
+        if name != NAMESPACE_OWNER:
+            assert all_services[name].get("network_mode") == f"service:{NAMESPACE_OWNER}", \
+                f"{name} must share {NAMESPACE_OWNER}'s network namespace to be at 127.0.0.1:{port}"
+            assert "ports" not in all_services[name], f"{name}: publish its ports on {NAMESPACE_OWNER}"
+    for name, service in all_services.items():
+        if service.get("network_mode", "").startswith("service:"):
+            assert "ports" not in service, f"{name}: publish its ports on {NAMESPACE_OWNER}"
+    # Every 127.0.0.1 address the configs use is one of those services.
+    texts = [(ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"),
+             (ROOT / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8")]
+    ports = {int(port) for text in texts for port in re.findall(r"127\.0\.0\.1:(\d+)", text)}
+    assert ports, "the configs no longer use 127.0.0.1: revisit the shared network namespace"
+    assert ports <= set(LOCAL_PORTS), f"127.0.0.1 ports nothing in the namespace serves: {ports - set(LOCAL_PORTS)}"
+    assert {9090, 9093, 9091} <= published, "Prometheus, Alertmanager and the Pushgateway are published"
+    assert 9816 not in published, "the receiver's webhook is only for Alertmanager, over 127.0.0.1"
+
+
+def test_prometheus_service():
+    prometheus = services()["prometheus"]
+    assert "--web.enable-lifecycle" in prometheus["command"]
+    assert "./prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+
+
+def test_alertmanager_gets_the_webhook_token_file_it_reads():
+    alertmanager = services()["alertmanager"]
+    config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"))
+    files = {webhook["http_config"]["authorization"]["credentials_file"]
+             for receiver in config["receivers"] for webhook in receiver.get("webhook_configs", [])}
+    script = "\n".join(alertmanager["command"])
+    for path in files:
+        assert os.path.dirname(path) in alertmanager.get("tmpfs", []), f"{path} is not on a tmpfs"
+        assert f"> {path}" in script, f"the alertmanager command does not write {path}"
+    assert "$$SITEWATCH_RECEIVER_TOKEN" in script, "the token is expanded by the container, not by Compose"
+    assert "SITEWATCH_RECEIVER_TOKEN" in alertmanager["environment"]
+    assert any(v.startswith("./alertmanager/alertmanager.yml:") for v in alertmanager["volumes"])
+
+
+def test_pushgateway_persists_to_its_volume():
+    pushgateway = services()["pushgateway"]
+    persistence = [a for a in pushgateway["command"] if a.startswith("--persistence.file=")]
+    assert persistence, "no --persistence.file"
+    directory = os.path.dirname(persistence[0].split("=", 1)[1])
+    assert any(v.split(":")[1] == directory and not v.startswith((".", "/")) for v in pushgateway["volumes"])
+
+
+def test_grafana_service():
+    grafana = services()["grafana"]
+    environment = grafana["environment"]
+    assert environment["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert environment["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GF_SECURITY_ADMIN_PASSWORD")
+    targets = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"]}
+    assert targets.get("./grafana/provisioning") == "/etc/grafana/provisioning"
+    assert "./grafana/dashboards" in targets
+    if not (ROOT / "grafana" / "provisioning").is_dir():
+        pytest.skip("grafana/provisioning is not in the repo yet: the provisioning files are not checked")
+    # The provisioning files agree with the mounts: dashboards where the provider looks, and a data source
+    # URL that names a compose service (Grafana has its own network namespace: not 127.0.0.1).
+    for path in (ROOT / "grafana" / "provisioning" / "dashboards").glob("*.y*ml"):
+        for provider in yaml.safe_load(path.read_text(encoding="utf-8")).get("providers", []):
+            assert provider["options"]["path"] == targets["./grafana/dashboards"], \
+                f"{path.name}: dashboards path differs from the ./grafana/dashboards mount"
+    for path in (ROOT / "grafana" / "provisioning" / "datasources").glob("*.y*ml"):
+        for source in yaml.safe_load(path.read_text(encoding="utf-8")).get("datasources", []):
+            host = re.match(r"https?://([^:/]+)", source["url"]).group(1)
+            assert host in services(), f"{path.name}: {source['url']} is not a compose service"
+
+
+def test_receiver_has_its_config_tokens_and_outbox_volume():
+    receiver = services()["sitewatch-receiver"]
+    assert receiver.get("build"), "sitewatch-receiver is built from the Dockerfile"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in receiver["volumes"]}
+    config_in_container = next(a.split("=", 1)[1] for a in receiver["command"] if a.startswith("--config="))
+    assert mounts[config_in_container] == "./alertmanager/receiver.yml"
+    config = yaml.safe_load((ROOT / "alertmanager" / "receiver.yml").read_text(encoding="utf-8"))
+    for name in env_names(config):
+        assert name in receiver["environment"], f"receiver.yml reads {name}, the service does not pass it"
+    outbox_dir = os.path.dirname(config["outbox"]["path"])
+    assert outbox_dir in mounts and not mounts[outbox_dir].startswith((".", "/")), \
+        f"the outbox directory {outbox_dir} is not on a named volume"
+
+
+def test_exporter_can_ping_and_has_its_secrets():
+    exporter = services()["sitewatch-exporter"]
+    assert exporter.get("build"), "sitewatch-exporter is built from the Dockerfile"
+    assert exporter["sysctls"]["net.ipv4.ping_group_range"] == "0 2147483647"
+    assert "network_mode" not in exporter, "net.* sysctls need the container's own network namespace"
+    source = next(interpolate(v).split(":")[0] for v in exporter["volumes"]
+                  if v.split(":")[-2 if v.endswith((":ro", ":rw")) else -1] == "/etc/sitewatch/site.yml")
+    config = yaml.safe_load((ROOT / source).read_text(encoding="utf-8"))
+    for name in env_names(config):
+        assert name in exporter["environment"], f"{source} reads {name}, the service does not pass it"
+
+
+def test_dockerfile_pins_its_base_and_runs_unprivileged():
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    bases = [line.split()[1] for line in instructions if line.upper().startswith("FROM ")]
+    assert bases, "no FROM"
+    for base in bases:
+        tag = base.split("@")[0].rpartition(":")[2] if ":" in base.split("@")[0] else ""
+        assert "@sha256:" in base or (tag and tag != "latest" and re.search(r"\d", tag)), \
+            f"base image {base} is not pinned"
+    users = [line.split()[1] for line in instructions if line.upper().startswith("USER ")]
+    assert users and users[-1] not in ("root", "0", "0:0"), "the image must end as a non-root USER"
+    assert users[-1] == "sitewatch"
+    assert "pip install --no-cache-dir ." in text
+    exposed = {p for line in instructions if line.upper().startswith("EXPOSE ") for p in line.split()[1:]}
+    assert {"9815", "9816"} <= exposed
+    for line in instructions:
+        if line.upper().startswith(("ENV ", "ARG ")):
+            assert not SECRET_NAME.search(line.split(None, 1)[1].split("=")[0]), f"a secret in the image: {line}"
+
+
+def test_dockerignore_keeps_secrets_and_the_venv_out():
+    patterns = {line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")}
+    for pattern in (".env", ".venv", ".git"):
+        assert pattern in patterns, f".dockerignore lacks {pattern}"
+
+
+def _compose_env() -> dict[str, str]:
+    """The test's environment without the variables the compose file reads: .env.example alone decides."""
+    names = set(env_example()) | {m.group(1) for m in VARIABLE.finditer(COMPOSE_FILE.read_text(encoding="utf-8"))}
+    return {k: v for k, v in os.environ.items() if k not in names and not k.startswith("COMPOSE_")}
+
+
+def _docker_compose() -> str:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail("docker-compose is not installed: run `make test` (scripts/install-debs.sh installs "
+                    "Debian's docker-compose), or apt-get install docker-compose")
+    return binary
+
+
+def test_docker_compose_config_accepts_the_file():
+    result = subprocess.run(
+        [_docker_compose(), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "config"],
+        cwd=ROOT, env=_compose_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    assert set(resolved["services"]) == set(services())
+    example = env_example()
+    receiver = resolved["services"]["sitewatch-receiver"]
+    assert receiver["environment"]["SITEWATCH_RECEIVER_TOKEN"] == example["SITEWATCH_RECEIVER_TOKEN"]
+
+
+def test_docker_compose_config_refuses_missing_secrets(tmp_path):
+    empty = tmp_path / "empty.env"
+    empty.write_text("", encoding="utf-8")
+    result = subprocess.run(
+        [_docker_compose(), "-f", str(COMPOSE_FILE), "--env-file", str(empty), "config"],
+        cwd=ROOT, env=_compose_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0, "the file starts without its tokens and passwords"
+    assert "SITEWATCH_" in result.stderr or "GF_SECURITY_ADMIN_PASSWORD" in result.stderr or \
+        "SHOP_" in result.stderr, result.stderr
