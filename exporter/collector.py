@@ -13,7 +13,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.checks import CHECK_TYPES
+from exporter.checks.registry import CHECK_TYPES
 from exporter.state import CheckState
 
 Labels = dict[str, str]

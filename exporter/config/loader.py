@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from exporter.checks import CHECK_TYPES
+from exporter.checks.registry import CHECK_TYPES
 from exporter import schema as s
 from exporter.config.model import CheckConfig, Config, Schedule, Site
 from exporter.config.push import PUSH, RELAY
