@@ -14,7 +14,7 @@ from alertmanager.app import Receiver, create_app, receiver_of, renderer_for
 from alertmanager.config import ReceiverConfig, load_receiver_config
 from alertmanager.preflight import check_telegram
 from alertmanager.render import TemplateProblem
-from alertmanager.telegram import BotApi
+from alertmanager.telegram import bot_apis
 from exporter import __version__, logsetup
 from exporter.commandline import add_config_options, with_default_command
 from exporter.config import ConfigError
@@ -67,18 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_CONFIG
 
 
-def _apis(config: ReceiverConfig) -> dict[str, BotApi]:
-    return {name: BotApi(config.api_url, bot.token, config.request_timeout, config.proxy)
-            for name, bot in config.bots.items()}
-
-
 def _check_config(config: ReceiverConfig, offline: bool) -> int:
     for route in config.routes.values():
         renderer_for(config, route.language, route.template_file, route.timezone)  # loads and checks templates
     print(f"{config.source}: valid, {len(config.bots)} bot(s), {len(config.routes)} route(s)")
     if offline:
         return 0
-    findings = check_telegram(config, _apis(config))
+    findings = check_telegram(config, bot_apis(config))
     for finding in findings:
         print(f"{'ok ' if finding.ok else 'BAD'}  {finding.what}: {finding.detail}")
     return 0 if all(finding.ok for finding in findings) else EXIT_PROBLEM

@@ -207,12 +207,6 @@ class Outbox:
 
     # --- webhooks -------------------------------------------------------------------------------------
 
-    def resolve_chat(self, chat: Chat) -> Chat:
-        """The chat as it is now: a group that became a supergroup is followed to its new id."""
-        row = self._connection().execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
-                                         (chat.bot, chat.chat_id)).fetchone()
-        return Chat(chat.bot, row[0], chat.thread_id) if row else chat
-
     def enqueue_many(self, webhooks: Sequence[Webhook]) -> list[EnqueueResult]:
         """Stores several webhooks in one transaction (one commit, one fsync); returns after the commit.
 
@@ -231,11 +225,10 @@ class Outbox:
             db.execute("INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)", (webhook.dedup_key, now))
         queued = cancelled = 0
         for batch in webhook.batches:
-            chat = batch.chat
+            # A group that became a supergroup is followed to its new id.
             migrated = db.execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
-                                  (chat.bot, chat.chat_id)).fetchone()
-            if migrated:
-                chat = Chat(chat.bot, migrated[0], chat.thread_id)
+                                  (batch.chat.bot, batch.chat.chat_id)).fetchone()
+            chat = Chat(batch.chat.bot, migrated[0], batch.chat.thread_id) if migrated else batch.chat
             db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
                        (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
             rows = []
@@ -274,9 +267,7 @@ class Outbox:
         return [(queue, head) for queue, head in rows]
 
     def chat(self, queue: str) -> Chat | None:
-        row = self._connection().execute("SELECT bot, chat_id, thread_id FROM queues WHERE queue = ?",
-                                         (queue,)).fetchone()
-        return Chat(row[0], row[1], row[2]) if row else None
+        return _chat_of(self._connection(), queue)
 
     def peek(self, queue: str, limit: int = 100) -> list[Item]:
         """The first items of a queue: more than one message can carry (a block is at least ~150 characters)."""
@@ -344,16 +335,12 @@ class Outbox:
             queues = [row[0] for row in db.execute(
                 "SELECT DISTINCT queue FROM items WHERE created_at < ? AND claimed = 0", (cutoff,))]
             for queue in queues:
-                chat = self._chat_in(db, queue)
+                chat = _chat_of(db, queue) or Chat("?", queue, None)
                 ids = [row[0] for row in db.execute(
                     "SELECT id FROM items WHERE queue = ? AND created_at < ? AND claimed = 0", (queue, cutoff))]
                 buried.append((chat, self._bury(db, ids, chat, "expired",
                                                 f"not delivered within {max_age:g}s")))
         return buried
-
-    def _chat_in(self, db: sqlite3.Connection, queue: str) -> Chat:
-        row = db.execute("SELECT bot, chat_id, thread_id FROM queues WHERE queue = ?", (queue,)).fetchone()
-        return Chat(row[0], row[1], row[2]) if row else Chat("?", queue, None)
 
     def _bury(self, db: sqlite3.Connection, ids: Sequence[int], chat: Chat, reason: str,
               detail: str) -> list[DeadLetters]:
@@ -433,3 +420,8 @@ class Outbox:
             "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         keys = ("route", "chat_id", "reason", "detail", "status", "alert", "created_at", "dead_at")
         return [dict(zip(keys, row)) for row in rows]
+
+
+def _chat_of(db: sqlite3.Connection, queue: str) -> Chat | None:
+    row = db.execute("SELECT bot, chat_id, thread_id FROM queues WHERE queue = ?", (queue,)).fetchone()
+    return Chat(row[0], row[1], row[2]) if row else None

@@ -23,7 +23,7 @@ from alertmanager.outbox import Chat, DeadLetters, Outbox
 from alertmanager.ratelimit import RateLimiter
 from alertmanager.render import Renderer
 from alertmanager.telegram_html import html_to_text
-from alertmanager.telegram import ApiAnswer, BotApi
+from alertmanager.telegram import ApiAnswer, bot_apis
 
 log = logging.getLogger("sitewatch.receiver")
 
@@ -51,9 +51,7 @@ class Sender:
         self.metrics = metrics
         self.dry_run = dry_run
         self.clock = clock
-        self.apis = {name: BotApi(config.api_url, bot.token, config.request_timeout, config.proxy,
-                                  observe=metrics.observe_telegram)
-                     for name, bot in config.bots.items()}
+        self.apis = bot_apis(config, metrics.observe_telegram)
         self.limiter = RateLimiter(config.rate_limits, clock)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wakeup = threading.Condition()

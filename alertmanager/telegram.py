@@ -9,12 +9,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import requests
 
 from exporter import redaction
 from exporter.secrets import SecretValue
+
+if TYPE_CHECKING:
+    from alertmanager.config import ReceiverConfig
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,9 @@ def _read_answer(response: requests.Response) -> ApiAnswer:
         retry_after=float(retry_after) if isinstance(retry_after, (int, float)) else None,
         migrate_to_chat_id=int(migrate) if isinstance(migrate, int) else None,
     )
+
+
+def bot_apis(config: ReceiverConfig, observe: Callable[[str, str, float], None] | None = None) -> dict[str, BotApi]:
+    """One client per configured bot, set up from the config's ``telegram`` section."""
+    return {name: BotApi(config.api_url, bot.token, config.request_timeout, config.proxy, observe=observe)
+            for name, bot in config.bots.items()}
