@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="open connections served at once (default 1000; Alertmanager keeps one per "
                           "notification in flight, so a flush of many groups opens many)")
     run.add_argument("--dry-run", action="store_true",
-                     help="write messages to the log instead of sending them to Telegram (demos)")
+                     help="print messages on standard output instead of sending them to Telegram (demos)")
     check = commands.add_parser("check-config", help="validate the config, then ask Telegram about every bot "
                                                      "and route; exit 0 only if all can be used")
     add_config_options(check, "receiver config")

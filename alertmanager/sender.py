@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -50,6 +51,7 @@ class Sender:
         self.fallback_renderer = fallback_renderer
         self.metrics = metrics
         self.dry_run = dry_run
+        self._stdout_lock = threading.Lock()
         self.clock = clock
         self.apis = bot_apis(config, metrics.observe_telegram)
         self.limiter = RateLimiter(config.rate_limits, clock)
@@ -207,17 +209,18 @@ class Sender:
             return  # a resolved alert cancelled part of it meanwhile: compose again
         route = self.config.routes.get(route_name)
         silent = message.status == "resolved" and route is not None and route.silent_resolved
-        answer = self._send(chat, message.text, "HTML", silent)
+        answer = self._send(chat, message.text, "HTML", silent, route_name)
         if answer.kind == "parse_error":
             log.warning("event=html_rejected route=%s chat=%s detail=%r action=resend_as_plain_text",
                         route_name, chat.chat_id, answer.description)
-            answer = self._send(chat, html_to_text(message.text), None, silent)
+            answer = self._send(chat, html_to_text(message.text), None, silent, route_name)
         self._settle(queue, chat, message, answer)
 
-    def _send(self, chat: Chat, text: str, parse_mode: str | None, silent: bool) -> ApiAnswer:
+    def _send(self, chat: Chat, text: str, parse_mode: str | None, silent: bool, route: str) -> ApiAnswer:
         if self.dry_run:
-            log.info("event=dry_run chat=%s thread=%s silent=%s text=%r", chat.chat_id, chat.thread_id or "",
-                     silent, text)
+            log.info("event=dry_run chat=%s thread=%s silent=%s length=%d", chat.chat_id, chat.thread_id or "",
+                     silent, len(text))
+            self._show(route, chat, text, silent)
             return ApiAnswer(True)
         params: dict[str, object] = {"chat_id": chat.api_chat_id, "text": text,
                                      "link_preview_options": {"is_disabled": True}}
@@ -237,6 +240,15 @@ class Sender:
             return api.call("sendMessage", params)
         finally:
             self.limiter.answered(chat.bot, chat.chat_id, chat.is_group)
+
+    def _show(self, route: str, chat: Chat, text: str, silent: bool) -> None:
+        """A dry run's message on standard output, as a reader would see it: plain text under a header line."""
+        where = f"route {route}: chat {chat.chat_id}" + (f", topic {chat.thread_id}" if chat.thread_id else "") \
+            + (", silent" if silent else "")
+        block = f"\n──── Telegram → {where} ────\n{html_to_text(text).strip()}\n"
+        with self._stdout_lock:  # the workers' messages must not interleave
+            sys.stdout.write(block)
+            sys.stdout.flush()
 
     def _settle(self, queue: str, chat: Chat, message: Message, answer: ApiAnswer) -> None:
         ids = [item.id for item in message.items]

@@ -140,11 +140,15 @@ def test_check_config_names_the_file_and_path_of_a_mistake(tmp_path):
     assert f"{config}: routes.duty.bot: expected one of the bots defined in bots (main)" in result.stderr
 
 
-def test_a_dry_run_writes_messages_to_the_log_instead_of_telegram(tmp_path, receiver_process):
+def test_a_dry_run_prints_messages_as_plain_text_instead_of_sending_them(tmp_path, receiver_process):
     receiver = receiver_process(write_receiver_config(tmp_path, "http://127.0.0.1:9"), "--dry-run")
-    assert post(f"{receiver.url}/alert/duty", payload([alert(site="shop-5")])).status_code == 200
+    assert post(f"{receiver.url}/alert/duty", payload([alert(site="shop-5", client="ООО <Ромашка>")])) \
+        .status_code == 200
     wait_for(lambda: "event=dry_run" in receiver.log_text(), 10, "the dry-run line")
-    assert "shop-5" in receiver.log_text()
+    text = receiver.log_text()
+    assert "──── Telegram → route duty: chat " in text and "площадка shop-5" in text
+    assert "клиент ООО <Ромашка>" in text  # the reader's text: unescaped, no tags
+    assert "<b>" not in text and "&lt;" not in text
 
 
 def test_the_receiver_tells_alertmanager_to_retry_only_when_its_outbox_is_unwritable(tmp_path, receiver_process):
