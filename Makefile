@@ -1,4 +1,4 @@
-# sitewatch: `make demo` runs the exporter on an example site, `make test` runs every test.
+# sitewatch: `make demo` runs the whole stack on loopback with simulated sites, `make test` runs every test.
 # Both create .venv and install what they need (Python packages, and the Debian packages the tests use).
 
 PYTHON ?= python3
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 debs:
 	scripts/install-debs.sh
 
-demo: venv
-	$(PY) scripts/demo.py
+demo: venv debs
+	$(PY) -m demo
 
 test: venv debs
 	$(PY) -m pytest $(PYTEST_ARGS)

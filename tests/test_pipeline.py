@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +41,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, Daemons, free_port, http_get, wait_until, write_config
+from demo import timing
 from receiver_kit import write_receiver_config
 from simulators.kodeks import PASSWORD, USERNAME, Catalog, FakeKodeksServer, Scenario
 from simulators.mitsu import MitsuScenario, MitsuTcpSimulator
@@ -67,56 +67,15 @@ ALERTMANAGER_YML = ROOT / "alertmanager" / "alertmanager.yml"
 
 # --- the project's configs, time-compressed ---
 
-def seconds(duration: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    parts = re.fullmatch(r"(?:\d+[smhd])+", duration) and re.findall(r"(\d+)([smhd])", duration)
-    if not parts:
-        raise ValueError(f"unexpected duration {duration!r}")
-    return sum(int(number) * units[unit] for number, unit in parts)
-
-
 def compressed_rules(folder: Path) -> list[Path]:
-    gate = 'push_time_seconds{job="sitewatch"} > 180'
-    written = []
-    for source in sorted(RULES.glob("*.yml")):
-        document = yaml.safe_load(source.read_text(encoding="utf-8"))
-        gates = 0
-        for group in document["groups"]:
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = f"{max(1, seconds(rule['for']) // FOR_DIVISOR)}s"
-                if "keep_firing_for" in rule:
-                    rule["keep_firing_for"] = KEEP_FIRING_FOR
-                gates += rule["expr"].count(gate)
-                rule["expr"] = rule["expr"].replace(gate, gate.replace("180", str(STALE_AFTER)))
-        assert gates, f"{source.name}: no freshness gate found to compress; the test needs updating"
-        target = folder / source.name
-        target.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        written.append(target)
-    return written
+    return timing.compress_rules(RULES, folder, divisor=FOR_DIVISOR, stale_after=STALE_AFTER,
+                                 keep_firing_for=KEEP_FIRING_FOR)
 
 
 def compressed_alertmanager_config(receiver_url: str, token_file: Path) -> str:
     document = yaml.safe_load(ALERTMANAGER_YML.read_text(encoding="utf-8"))
-    timings = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"}
-
-    def shorten(route: dict) -> None:
-        for key, value in timings.items():
-            if key in route:
-                route[key] = value
-        route.pop("mute_time_intervals", None)
-        for child in route.get("routes", []):
-            shorten(child)
-
-    shorten(document["route"])
-    webhooks = 0
-    for receiver in document["receivers"]:
-        for webhook in receiver.get("webhook_configs", []):
-            path = urllib.parse.urlsplit(webhook["url"]).path
-            assert path.startswith("/alert/"), webhook["url"]
-            webhook["url"] = receiver_url + path
-            webhook["http_config"]["authorization"]["credentials_file"] = str(token_file)
-            webhooks += 1
+    timing.compress_routing(document, {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"})
+    webhooks = timing.point_webhooks(document, receiver_url, token_file)
     assert webhooks == len(CHATS), "every receiver route of alertmanager.yml needs a chat in this test"
     return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
 
@@ -388,7 +347,7 @@ def test_a_silent_site_sends_one_site_not_reporting_and_no_storm_from_frozen_val
 
     # Past the freshness gate, SiteNotReporting's for:, and keep_firing_for of the frozen alerts, with margin:
     # any alert the frozen values could raise, or resolve, would have been sent by then.
-    horizon = STALE_AFTER + seconds(KEEP_FIRING_FOR) + 10
+    horizon = STALE_AFTER + timing.seconds(KEEP_FIRING_FOR) + 10
     time.sleep(max(0.0, stopped_at + horizon - time.monotonic()))
 
     new = {route: ms[before[route]:] for route, ms in pipe.all_messages().items()}

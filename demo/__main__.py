@@ -1,0 +1,210 @@
+"""`make demo` (python -m demo): the whole stack on loopback, from Debian's binaries, until Ctrl-C.
+
+Simulated devices and pages, a one-shot check table, then the Pushgateway, Alertmanager,
+sitewatch-receiver, Prometheus, a central sitewatch-exporter and sitewatch-pusher, each with the project's
+own config (demo.configs shortens the waits and moves the ports). The receiver prints each Telegram
+message on this console, or posts it to a real chat when SITEWATCH_DEMO_BOT_TOKEN and
+SITEWATCH_DEMO_CHAT_ID are set.
+
+DEMO_SECONDS=N stops the demo by itself after N seconds. Everything it starts it stops, by pid, and the
+network namespace it made it removes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from demo import configs
+from demo.devices import ATOL_PORT, KODEKS_PORT, MITSU_PORT, SHTRIH_PORT, WEB, Devices
+from demo.processes import StartFailed, Supervisor
+from simulators import kodeks
+
+ROOT = configs.ROOT
+NAMESPACE = "sitewatch-demo"  # its silent address, 198.18.143.99, is demo-branch's PC
+VOID_NETNS = ROOT / "scripts" / "void-netns.sh"
+BINARIES = {"Prometheus": "prometheus", "Alertmanager": "prometheus-alertmanager",
+            "Pushgateway": "prometheus-pushgateway"}
+DEVICE_PORTS = {WEB[1]: "the demo's web pages", KODEKS_PORT: "the fake Кодекс server",
+                MITSU_PORT: "the Mitsu simulator", ATOL_PORT: "the ATOL simulator",
+                SHTRIH_PORT: "the Shtrih-M simulator"}
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop everything."""
+
+
+def stop_on_signal(signum, frame) -> None:
+    raise Stop()
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def find_binaries() -> dict[str, str]:
+    found, missing = {}, []
+    for name, binary in BINARIES.items():
+        path = shutil.which(binary) or (f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None)
+        if path:
+            found[name] = path
+        else:
+            missing.append(binary)
+    if missing:
+        raise SystemExit(f"demo: {', '.join(missing)} not found: run 'make demo', which installs Debian's "
+                         f"packages (scripts/install-debs.sh)")
+    return found
+
+
+def busy_ports(ports: configs.Ports) -> list[str]:
+    wanted = {**DEVICE_PORTS, **{port: name for name, port in vars(ports).items()}}
+    busy = []
+    for port, what in sorted(wanted.items()):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(f"127.0.0.1:{port} ({what})")
+    return busy
+
+
+def one_shot_checks(central: Path, env: dict) -> None:
+    for config in (configs.SHOP_SITE, central):
+        shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+        say(f"== sitewatch-exporter check --config {shown}")
+        subprocess.run([sys.executable, "-m", "exporter.cli", "check", "--config", str(config)], cwd=ROOT,
+                       env=env, stdin=subprocess.DEVNULL)
+        say()
+
+
+def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, central: Path,
+                telegram: configs.Telegram, env: dict) -> None:
+    binaries = find_binaries()
+    token = configs.webhook_token(work)
+    python = [sys.executable, "-m"]
+    supervisor.start("pushgateway", [
+        binaries["Pushgateway"], f"--web.listen-address=127.0.0.1:{ports.pushgateway}",
+        f"--persistence.file={work / 'pushgateway.db'}", "--persistence.interval=1m"],
+        ready_url=ports.url("pushgateway") + "/-/ready")
+    supervisor.start("alertmanager", [
+        binaries["Alertmanager"], f"--config.file={configs.alertmanager(work, ports, token)}",
+        f"--storage.path={work / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{ports.alertmanager}",
+        "--cluster.listen-address=", f"--web.external-url={ports.url('alertmanager')}"],
+        ready_url=ports.url("alertmanager") + "/-/ready")
+    receiver_env = dict(env)
+    if telegram.dry_run:
+        receiver_env[configs.BOT_TOKEN_ENV] = "123456:dry-run-sends-nothing"
+    supervisor.start("receiver", [
+        *python, "alertmanager.cli", "run", "--config", str(configs.receiver(work, ports, token, telegram)),
+        f"--web.listen-address=127.0.0.1:{ports.receiver}", *(["--dry-run"] if telegram.dry_run else [])],
+        ready_url=ports.url("receiver") + "/-/ready", env=receiver_env, cwd=ROOT, stdout_to_console=True)
+    supervisor.start("prometheus", [
+        binaries["Prometheus"], f"--config.file={configs.prometheus(work, ports, central)}",
+        f"--storage.tsdb.path={work / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+        "--web.enable-lifecycle"],
+        ready_url=ports.url("prometheus") + "/-/ready")
+    supervisor.start("exporter", [
+        *python, "exporter.cli", "--config", str(central), "--web.listen-address", f"127.0.0.1:{ports.exporter}"],
+        ready_url=ports.url("exporter") + "/-/ready", env=env, cwd=ROOT)
+    pusher = supervisor.start("pusher", [
+        *python, "pusher.cli", "--config", str(configs.SHOP_SITE), "--gateway", ports.url("pushgateway"),
+        "--interval", configs.PUSH_INTERVAL], env=env, cwd=ROOT)
+    time.sleep(1)
+    if pusher.process.poll() is not None:
+        raise StartFailed(f"sitewatch-pusher exited with {pusher.process.returncode}:\n{pusher.tail()}")
+
+
+def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with_branch: bool) -> None:
+    sites = "demo-office" + (", demo-branch" if with_branch else "")
+    say("== the stack is up (all on 127.0.0.1):")
+    say(f"   Prometheus          {ports.url('prometheus')}/alerts   (rules, targets, graphs)")
+    say(f"   Alertmanager        {ports.url('alertmanager')}/#/alerts")
+    say(f"   Pushgateway         {ports.url('pushgateway')}/   (demo-shop, pushed every {configs.PUSH_INTERVAL} "
+        f"by sitewatch-pusher)")
+    say(f"   sitewatch-receiver  {ports.url('receiver')}/   (status page; metrics at /metrics)")
+    say(f"   sitewatch-exporter  {ports.url('exporter')}/metrics   (central exporter: {sites})")
+    say(f"   configs and logs    {work}")
+    say(f"== waits are shortened for the demo: rules' for: ÷{configs.FOR_DIVISOR}, group_wait "
+        f"{configs.ROUTING_TIMINGS['group_wait']}, a site is silent after {configs.STALE_AFTER}s")
+    if telegram.dry_run:
+        say("== Telegram: dry run, each message is printed below (set SITEWATCH_DEMO_BOT_TOKEN and "
+            "SITEWATCH_DEMO_CHAT_ID to post to a real chat)")
+    else:
+        say(f"== Telegram: every route posts to chat {telegram.chat_id}")
+    say("== first messages: the Watchdog at once, then within about two minutes "
+        + ("demo-branch's PC, " if with_branch else "") + "the ФН of till-2 expiring and Кодекс's broken "
+        "catalog page; stop the pusher (kill its pid) and SiteNotReporting follows")
+    say("== Grafana is not packaged by Debian: see the boards with the compose stack "
+        "(cp .env.example .env; docker compose up -d; http://localhost:3000, README 'Production')")
+
+
+def main() -> int:
+    ports = configs.Ports()
+    busy = busy_ports(ports)
+    if busy:
+        say("demo: these ports are taken (another demo still running?): " + ", ".join(busy))
+        return 1
+    telegram = configs.Telegram.from_environment()
+    # Set explicitly: a shell that starts the demo in the background makes it ignore SIGINT otherwise.
+    signal.signal(signal.SIGINT, stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    env = {**os.environ, "KODEKS_DEMO_PASSWORD": kodeks.PASSWORD, "PYTHONUNBUFFERED": "1"}
+    with_branch = is_root()
+    devices = Devices()
+    supervisor = None
+    with tempfile.TemporaryDirectory(prefix="sitewatch-demo-") as folder:
+        work = Path(folder)
+        try:
+            if with_branch:
+                subprocess.run([str(VOID_NETNS), "up", NAMESPACE], check=True, stdout=subprocess.DEVNULL)
+            else:
+                say("(not root: leaving out demo-branch, whose unreachable PC needs a network namespace)")
+            devices.start()
+            say(f"== simulated devices: {devices.describe()}\n")
+            central = configs.central_sites(work, with_branch)
+            one_shot_checks(central, env)
+            supervisor = Supervisor(work / "logs")
+            start_stack(supervisor, work, ports, central, telegram, env)
+            show_urls(ports, work, telegram, with_branch)
+            seconds = float(os.environ.get("DEMO_SECONDS", "0") or 0)
+            say("== press Ctrl-C to stop" if not seconds else f"== stopping in {seconds:g}s")
+            deadline = time.monotonic() + seconds if seconds else None
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.5)
+                for daemon in supervisor.exited():
+                    if daemon.name == "pusher":
+                        continue  # stopping it is part of the demo: SiteNotReporting follows
+                    say(f"demo: {daemon.name} exited with {daemon.process.returncode}:\n{daemon.tail()}")
+                    return 1
+            return 0
+        except Stop:
+            return 0
+        except StartFailed as err:
+            say(f"demo: {err}")
+            return 1
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+            stopped = len(supervisor.daemons) if supervisor else 0
+            killed = supervisor.stop_all() if supervisor else []
+            devices.stop()
+            if with_branch:
+                subprocess.run([str(VOID_NETNS), "down", NAMESPACE], check=False)
+            say(f"\n== demo stopped: {stopped} processes" + (f" ({', '.join(killed)} had to be killed)"
+                                                             if killed else "")
+                + (", network namespace removed" if with_branch else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The demo stack's config files, made from the project's own: prometheus/, alertmanager/, examples/.
+
+Only what cannot stay as in production is changed: ports (the demo's sit 10000 above the standard ones,
+so a Prometheus already running on this machine is left alone), paths into the demo's work folder, and
+waits (demo.timing), so that alerts reach the console within about two minutes instead of a quarter of
+an hour.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from demo import timing
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOP_SITE = ROOT / "examples" / "demo.yml"
+CENTRAL_SITES = ROOT / "examples" / "demo-central.yml"
+UNREACHABLE_SITE = "demo-branch"  # in demo-central.yml; needs the network namespace, so root
+
+PUSH_INTERVAL = "15s"
+SCRAPE_INTERVAL = "5s"
+FOR_DIVISOR = 10  # for: 10m -> 60 s, 2m -> 12 s
+STALE_AFTER = 60  # a site whose last push is older is not reporting (180 s in production)
+KEEP_FIRING_FOR = "2m"
+ROUTING_TIMINGS = {"group_wait": "5s", "group_interval": "30s", "repeat_interval": "4h"}
+
+# With a bot token and a chat id the receiver posts to that chat; without, it prints the messages.
+BOT_TOKEN_ENV = "SITEWATCH_DEMO_BOT_TOKEN"
+CHAT_ID_ENV = "SITEWATCH_DEMO_CHAT_ID"
+API_URL_ENV = "SITEWATCH_DEMO_TELEGRAM_API"  # a self-hosted Bot API server, or a fake one
+
+
+@dataclass(frozen=True)
+class Ports:
+    prometheus: int = 19090
+    pushgateway: int = 19091
+    alertmanager: int = 19093
+    exporter: int = 19815
+    receiver: int = 19816
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{getattr(self, name)}"
+
+
+@dataclass(frozen=True)
+class Telegram:
+    """Where the receiver's messages go: printed (dry run) or to one real chat."""
+    token_set: bool
+    chat_id: str | None
+    api_url: str
+
+    @classmethod
+    def from_environment(cls) -> "Telegram":
+        chat = os.environ.get(CHAT_ID_ENV, "").strip() or None
+        return cls(bool(os.environ.get(BOT_TOKEN_ENV, "").strip()), chat,
+                   os.environ.get(API_URL_ENV, "").strip() or "https://api.telegram.org")
+
+    @property
+    def dry_run(self) -> bool:
+        return not (self.token_set and self.chat_id)
+
+
+def _dump(path: Path, document: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def central_sites(work: Path, with_unreachable_site: bool) -> Path:
+    """demo-central.yml as it is, or without the site that needs a network namespace."""
+    if with_unreachable_site:
+        return CENTRAL_SITES
+    document = yaml.safe_load(CENTRAL_SITES.read_text(encoding="utf-8"))
+    document["sites"] = [site for site in document["sites"] if site["id"] != UNREACHABLE_SITE]
+    return _dump(work / "demo-central.yml", document)
+
+
+def prometheus(work: Path, ports: Ports, central: Path) -> Path:
+    """prometheus/prometheus.yml with the demo's ports, shortened rules and a target file for the
+    central exporter (with the labels of the sites it serves)."""
+    document = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    document["global"] = {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL}
+    rules = work / "prometheus" / "rules"
+    rules.mkdir(parents=True, exist_ok=True)
+    timing.compress_rules(ROOT / "prometheus" / "rules", rules, divisor=FOR_DIVISOR,
+                          stale_after=STALE_AFTER, keep_firing_for=KEEP_FIRING_FOR)
+    document["rule_files"] = [str(rules / "*.yml")]
+    standard = {"127.0.0.1:9090": ports.prometheus, "127.0.0.1:9091": ports.pushgateway,
+                "127.0.0.1:9093": ports.alertmanager, "127.0.0.1:9816": ports.receiver}
+
+    def moved(targets: list[str]) -> list[str]:
+        return [f"127.0.0.1:{standard[t]}" if t in standard else t for t in targets]
+
+    for group in document["alerting"]["alertmanagers"]:
+        for static in group["static_configs"]:
+            static["targets"] = moved(static["targets"])
+    for job in document["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            static["targets"] = moved(static["targets"])
+        for file_sd in job.get("file_sd_configs", []):
+            file_sd["files"] = [str(work / "prometheus" / "targets" / "*.yml")]
+            file_sd["refresh_interval"] = "5s"
+    first_site = yaml.safe_load(central.read_text(encoding="utf-8"))["sites"][0]
+    _dump(work / "prometheus" / "targets" / "central.yml", [{
+        "targets": [f"127.0.0.1:{ports.exporter}"],
+        "labels": {"site": first_site["id"], **first_site.get("labels", {})}}])
+    return _dump(work / "prometheus" / "prometheus.yml", document)
+
+
+def webhook_token(work: Path) -> Path:
+    """A fresh random token shared by Alertmanager (credentials_file) and the receiver (auth)."""
+    path = work / "receiver" / "webhook.token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def alertmanager(work: Path, ports: Ports, token_file: Path) -> Path:
+    """alertmanager/alertmanager.yml posting to the demo's receiver, with the demo's timings."""
+    document = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"))
+    timing.compress_routing(document, ROUTING_TIMINGS)
+    document.pop("time_intervals", None)
+    timing.point_webhooks(document, ports.url("receiver"), token_file)
+    return _dump(work / "alertmanager" / "alertmanager.yml", document)
+
+
+def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram) -> Path:
+    """alertmanager/receiver.yml with the demo's outbox and links; every route to the given chat when a
+    real bot is used (its token stays in the environment)."""
+    document = yaml.safe_load((ROOT / "alertmanager" / "receiver.yml").read_text(encoding="utf-8"))
+    document["telegram"]["api_url"] = telegram.api_url
+    for bot in document["bots"].values():
+        bot["token"] = {"env": BOT_TOKEN_ENV}
+    if not telegram.dry_run:
+        for route in document["routes"].values():
+            route["chat_id"] = telegram.chat_id
+            route.pop("thread_id", None)  # the chat may have no topics
+    document["auth"] = {"bearer_token": {"file": str(token_file)}}
+    document["outbox"]["path"] = str(work / "receiver" / "outbox.db")
+    document["links"] = {"grafana_url": "http://127.0.0.1:3000", "alertmanager_url": ports.url("alertmanager")}
+    return _dump(work / "receiver" / "receiver.yml", document)

@@ -1,0 +1,88 @@
+"""The demo's daemons: started in their own sessions, waited for, and stopped by their own pids.
+
+Each runs in a session of its own, so the Ctrl-C typed into the demo's terminal reaches only the demo,
+which then stops them in the reverse order of starting (the pusher before the Pushgateway it pushes to).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StartFailed(RuntimeError):
+    """A daemon exited or never became ready; the message holds the end of its log."""
+
+
+@dataclass
+class Daemon:
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.daemons: list[Daemon] = []
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, args: list[str], *, ready_url: str | None = None, env: dict | None = None,
+              cwd: Path | None = None, stdout_to_console: bool = False, timeout: float = 30) -> Daemon:
+        """Starts `args`; with `ready_url`, waits until it answers 200. Its log goes to logs/<name>.log
+        (only the standard error when `stdout_to_console`)."""
+        log = self.logs / f"{name}.log"
+        handle = log.open("w", encoding="utf-8")
+        process = subprocess.Popen(args, stdout=None if stdout_to_console else handle,
+                                   stderr=handle, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                   start_new_session=True)
+        handle.close()  # the child holds its own copy
+        daemon = Daemon(name, process, log)
+        self.daemons.append(daemon)
+        if ready_url:
+            self._wait_ready(daemon, ready_url, timeout)
+        return daemon
+
+    @staticmethod
+    def _wait_ready(daemon: Daemon, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if daemon.process.poll() is not None:
+                raise StartFailed(f"{daemon.name} exited with {daemon.process.returncode}:\n{daemon.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise StartFailed(f"{daemon.name} was not ready at {url} after {timeout:g}s:\n{daemon.tail()}")
+
+    def exited(self) -> list[Daemon]:
+        return [d for d in self.daemons if d.process.poll() is not None]
+
+    def stop_all(self, grace: float = 10) -> list[str]:
+        """Stops every daemon, newest first: SIGTERM, then SIGKILL after `grace` seconds. Returns the
+        names of those that had to be killed."""
+        killed = []
+        for daemon in reversed(self.daemons):
+            if daemon.process.poll() is None:
+                daemon.process.terminate()
+                try:
+                    daemon.process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    daemon.process.kill()
+                    daemon.process.wait()
+                    killed.append(daemon.name)
+        self.daemons.clear()
+        return killed
