@@ -1,8 +1,10 @@
-"""A fake Telegram Bot API server on loopback: `<url>/bot<TOKEN>/<method>` answers getMe, getChat, getChatMember
-and sendMessage the way api.telegram.org does, including its errors, HTML checks and flood limits.
+"""A fake Telegram Bot API server on loopback: `<url>/bot<TOKEN>/<method>` answers getMe, getChat, getChatMember,
+sendMessage (with inline keyboards), getUpdates (long polling), answerCallbackQuery and editMessageReplyMarkup
+the way api.telegram.org does, including its errors, HTML checks and flood limits.
 
-Tests switch its failures (`fail_next`, `set_mode`, `block_bot`, `migrate_chat`, `forget_chat`) while it runs
-and read back what it accepted (`messages`, `wait_for_messages`, `requests`).
+Tests switch its failures (`fail_next`, `set_mode`, `block_bot`, `migrate_chat`, `forget_chat`) while it runs,
+play the people in the chats (`user_says`, `press_button`) and read back what it accepted (`messages`,
+`wait_for_messages`, `callback_answers`, `wait_for_callback_answer`, `pending_updates`, `requests`).
 
     python -m simulators.telegram --port 18090 [--enforce-limits] [--token 123456:TEST-token-for-sitewatch]
 """
@@ -10,8 +12,11 @@ and read back what it accepted (`messages`, `wait_for_messages`, `requests`).
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import math
+import random
 import re
 import signal
 import socket
@@ -33,6 +38,16 @@ FAILURE_KINDS = ("429", "500", "502", "hang", "reject_html")
 STATUSES = ("creator", "administrator", "member", "restricted", "left", "kicked")
 CHAT_TYPES = ("private", "group", "supergroup", "channel")
 SUPERGROUP_IDS_BELOW = -1_000_000_000_000  # "-100…" ids belong to supergroups and channels
+MAX_BUTTONS = 100  # in one inline keyboard, all rows together
+MAX_CALLBACK_DATA_BYTES = 64
+MAX_CALLBACK_ANSWER_LENGTH = 200
+# what a bot gets when it never said (or last said []) which updates it wants
+NOT_SENT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+_COMMAND = re.compile(r"/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![A-Za-z0-9_@])")
+QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+POLL_CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are exactly "
+                "the same as a current content and reply markup of the message")
 NGINX_PAGE = ("<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>\r\n"
               "<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n")
 
@@ -47,6 +62,7 @@ class SentMessage:
     message_thread_id: int | None
     disable_notification: bool
     at: float  # time.monotonic() when accepted
+    reply_markup: dict | None = field(default=None, hash=False)  # the inline keyboard now, after any edits
 
 
 @dataclass(frozen=True)
@@ -228,6 +244,72 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+# --- inline keyboards ------------------------------------------------------------------------------------------
+
+def inline_markup(value: object) -> dict | None:
+    """The inline keyboard a reply_markup parameter asks for, as Telegram keeps it; None for no buttons.
+
+    The parameter comes as a JSON-serialized string (form fields, or a JSON body that nests it as a string) or as
+    an object in a JSON body. Only url and callback_data buttons are taken, and a button must have exactly one
+    of them: stricter than Telegram (which takes the first kind it finds), because a button that is both is a
+    sender's mistake either way.
+    """
+    value = _json_param(value, "Bad Request: can't parse reply keyboard markup JSON object")
+    if value is None:
+        return None
+    if isinstance(value, dict) and value.keys() & {"keyboard", "remove_keyboard", "force_reply"}:
+        # real markups, but nothing in sitewatch sends them: say so rather than pretend to show them
+        raise ApiError(400, "Bad Request: the fake Telegram takes only inline keyboards in reply_markup")
+    if not isinstance(value, dict) or "inline_keyboard" not in value:
+        raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+    rows = value["inline_keyboard"]
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise ApiError(400, 'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array '
+                            "of Arrays")
+    if sum(len(row) for row in rows) > MAX_BUTTONS:
+        raise ApiError(400, "Bad Request: reply markup is too long")
+    keyboard = [[_button(button) for button in row] for row in rows]
+    keyboard = [row for row in keyboard if row]
+    return {"inline_keyboard": keyboard} if keyboard else None
+
+
+def _button(button: object) -> dict:
+    """One button as Telegram keeps it (only its text and its one action), or the error it answers."""
+    def refused(why: str) -> ApiError:
+        return ApiError(400, f"Bad Request: can't parse inline keyboard button: {why}")
+
+    if not isinstance(button, dict):
+        raise refused("InlineKeyboardButton must be an Object")
+    text = button.get("text")
+    if not isinstance(text, str):
+        raise refused('Field "text" must be of type String')
+    if not text.strip():
+        raise refused("Text must be non-empty")
+    actions = [name for name in ("url", "callback_data") if button.get(name) is not None]
+    others = sorted(name for name in button if name not in ("text", "url", "callback_data"))
+    if others:
+        raise ApiError(400, f"Bad Request: the fake Telegram takes only url and callback_data buttons, not {others}")
+    if not actions:
+        raise refused("Text buttons are unallowed in the inline keyboard")
+    if len(actions) > 1:
+        raise refused("a button takes one of url and callback_data, not both")
+    if actions == ["callback_data"]:
+        data = button["callback_data"]
+        if not isinstance(data, str) or not 1 <= len(data.encode("utf-8")) <= MAX_CALLBACK_DATA_BYTES:
+            raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        return {"text": text, "callback_data": data}
+    url = button["url"]
+    scheme = _SCHEME.match(url) if isinstance(url, str) else None
+    if scheme is None or scheme.group(1).lower() not in URL_SCHEMES or len(url) == scheme.end():
+        raise ApiError(400, "Bad Request: BUTTON_URL_INVALID")
+    return {"text": text, "url": url}
+
+
+def buttons(markup: dict | None) -> list[dict]:
+    """All the buttons of a keyboard, row after row."""
+    return [button for row in (markup or {}).get("inline_keyboard", []) for button in row]
+
+
 # --- chats -----------------------------------------------------------------------------------------------------
 
 class ApiError(Exception):
@@ -326,24 +408,65 @@ class _Sent:
     all: deque = field(default_factory=deque)
 
 
+@dataclass
+class _Updates:
+    """One bot's incoming updates: those getUpdates has not confirmed yet, and who polls for them."""
+
+    next_id: int
+    pending: deque = field(default_factory=deque)
+    allowed: frozenset[str] | None = None  # the last allowed_updates it asked for; None: Telegram's default
+    poller: int = 0  # counts getUpdates calls: one that sees the count move on was overtaken by a newer call
+
+    def wants(self, kind: str) -> bool:
+        return kind in self.allowed if self.allowed is not None else kind not in NOT_SENT_BY_DEFAULT
+
+    def confirm(self, offset: int) -> None:
+        """getUpdates' offset: ids below it are confirmed and gone; -N keeps only the last N."""
+        if offset < 0:
+            while len(self.pending) > -offset:
+                self.pending.popleft()
+            return
+        while self.pending and self.pending[0]["update_id"] < offset:
+            self.pending.popleft()
+
+
+@dataclass
+class _Query:
+    """A callback query a button press made, until the bot answers it."""
+
+    bot_id: int
+    at: float  # time.monotonic() of the press
+    answered: bool = False
+
+
 class FakeTelegram:
     """The Bot API on a loopback port; `url` is what replaces https://api.telegram.org."""
 
     def __init__(self, bots: dict[str, int] | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  enforce_limits: bool = False, hang_seconds: float = 30.0, limits: RateLimits | None = None,
-                 on_message: Callable[[SentMessage], None] | None = None):
+                 on_message: Callable[[SentMessage], None] | None = None,
+                 on_callback_answer: Callable[[dict], None] | None = None):
         self.bots = dict(bots) if bots is not None else {DEFAULT_TOKEN: DEFAULT_BOT_ID}
         self.enforce_limits = enforce_limits
         self.limits = limits or RateLimits()
         self.hang_seconds = hang_seconds
         self.on_message = on_message  # called in the request's thread after a message is accepted
+        self.on_callback_answer = on_callback_answer  # likewise after answerCallbackQuery, with the answer
+        self.callback_answer_timeout = 15.0  # seconds a bot has to answer a button press, as Telegram gives
         self.requests: list[tuple[str, str, int]] = []
+        self.callback_answers: list[dict] = []  # {callback_query_id, text, show_alert}
         self.rate_limited = 0
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._updates_arrived = threading.Condition(self._lock)
+        self._answered = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._chats: dict[str, Chat] = {}
         self._messages: list[SentMessage] = []
+        self._returned: dict[tuple[int, int], dict] = {}  # (chat id, message id) -> the Message the API gave
+        self._updates: dict[int, _Updates] = {}  # bot id ->
+        self._queries: dict[str, _Query] = {}
+        self._next_query_id = random.randrange(10**18, 9 * 10**18)  # they look like Telegram's, big numbers
         self._failures: list[_Failure] = []
         self._mode: _Failure | None = None
         self._sent: dict[int, _Sent] = {}
@@ -363,6 +486,8 @@ class FakeTelegram:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes requests that hang, and they leave without an answer
+        with self._lock:
+            self._updates_arrived.notify_all()  # and long polls, which answer []
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
@@ -423,16 +548,91 @@ class FakeTelegram:
             self._mode = _Failure(kind, retry_after, None) if kind else None
 
     def reset(self) -> None:
-        """Forgets messages, requests, failures, the mode and the flood history; chats and bots stay."""
+        """Forgets messages, requests, failures, the mode, the flood history, pending updates and callback
+        queries; chats and bots stay, and so do update ids and message ids, which only go up."""
         with self._lock:
             self._messages.clear()
+            self._returned.clear()
+            for updates in self._updates.values():
+                updates.pending.clear()
+            self._queries.clear()
+            self.callback_answers.clear()
             self.requests.clear()
             self._failures.clear()
             self._mode = None
             self._sent.clear()
             self.rate_limited = 0
 
+    # --- the people in the chats ---
+
+    def user_says(self, chat_id: int | str, text: str, *, user_id: int | None = None,
+                  username: str | None = "duty_engineer", first_name: str = "Иван",
+                  message_thread_id: int | None = None, bot_token: str | None = None) -> dict:
+        """Someone writes `text` in a chat set up with add_chat: a `message` update for the bot (`bot_token`,
+        or the first bot). A text starting with a command gets its bot_command entity. `user_id` defaults to
+        555, or in a private chat to the chat's id, which is its user's. Returns the update as getUpdates will
+        give it (with no update_id when the bot's allowed_updates leave messages out: Telegram drops it)."""
+        bot_id = self._bot_id(bot_token)
+        with self._lock:
+            chat = self._known_chat(chat_id)
+            if chat.type == "channel":
+                raise ValueError(f"chat {chat_id} is a channel: people post there as the channel, not as users")
+            if message_thread_id is not None and not chat.is_forum:
+                raise ValueError(f"chat {chat_id} has no topics (add_chat(..., is_forum=True))")
+            chat.last_message_id += 1
+            message = {"message_id": chat.last_message_id,
+                       "from": _person(chat, user_id, username, first_name), "chat": chat.describe(),
+                       "date": int(time.time()), "text": text}
+            if message_thread_id is not None:
+                message |= {"message_thread_id": message_thread_id, "is_topic_message": True}
+            command = _COMMAND.match(text)
+            if command:
+                message["entities"] = [{"offset": 0, "length": utf16_length(command.group(0)),
+                                        "type": "bot_command"}]
+            return copy.deepcopy(self._queue(bot_id, "message", message))
+
+    def press_button(self, chat_id: int | str, message_id: int, callback_data: str, *, user_id: int | None = None,
+                     username: str | None = "duty_engineer", first_name: str = "Иван") -> str:
+        """Someone presses a button of a bot's message: a `callback_query` update for the bot that sent it.
+        Only a button the message shows now can be pressed. Returns the callback query id."""
+        with self._lock:
+            chat = self._known_chat(chat_id)
+            index = self._message_index(chat, message_id)
+            if index is None:
+                raise ValueError(f"no message {message_id} from a bot in chat {chat_id}")
+            message = self._messages[index]
+            if not any(button.get("callback_data") == callback_data for button in buttons(message.reply_markup)):
+                shown = [button.get("callback_data") for button in buttons(message.reply_markup)]
+                raise ValueError(f"message {message_id} in chat {chat_id} has no button {callback_data!r}; "
+                                 f"its buttons: {shown}")
+            query_id = str(self._next_query_id)
+            self._next_query_id += 1
+            self._queries[query_id] = _Query(message.bot_id, time.monotonic())
+            self._queue(message.bot_id, "callback_query", {
+                "id": query_id, "from": _person(chat, user_id, username, first_name),
+                "message": copy.deepcopy(self._returned[(chat.id, message.message_id)]),
+                "chat_instance": str(7_000_000_000_000_000_000 - chat.id), "data": callback_data})
+            return query_id
+
     # --- what tests read ---
+
+    def pending_updates(self, bot_token: str | None = None) -> int:
+        """Updates for the bot that getUpdates has not confirmed yet."""
+        bot_id = self._bot_id(bot_token)
+        with self._lock:
+            return len(self._updates_of(bot_id).pending)
+
+    def wait_for_callback_answer(self, callback_query_id: str, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        with self._answered:
+            while True:
+                for answer in self.callback_answers:
+                    if answer["callback_query_id"] == callback_query_id:
+                        return answer
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"callback query {callback_query_id} was not answered within {timeout} s")
+                self._answered.wait(left)
 
     def messages(self, chat_id: int | str | None = None) -> list[SentMessage]:
         with self._lock:
@@ -459,7 +659,44 @@ class FakeTelegram:
         keys = chat.keys if chat else {chat_key(chat_id)}
         return [m for m in self._messages if chat_key(m.chat_id) in keys]
 
-    # --- chats, under the lock ---
+    # --- bots, chats and updates, under the lock ---
+
+    def _bot_id(self, bot_token: str | None) -> int:
+        if bot_token is None:
+            return next(iter(self.bots.values()))
+        if bot_token not in self.bots:
+            raise ValueError(f"no bot with token {bot_token!r}")
+        return self.bots[bot_token]
+
+    def _updates_of(self, bot_id: int) -> _Updates:
+        # Telegram's ids start anywhere: a client that counts from 0 or 1 finds out here
+        return self._updates.setdefault(bot_id, _Updates(next_id=random.randrange(100_000, 1_000_000)))
+
+    def _queue(self, bot_id: int, kind: str, body: dict) -> dict:
+        """An update for the bot, if it wants that kind; the update either way."""
+        updates = self._updates_of(bot_id)
+        if not updates.wants(kind):
+            return {kind: body}
+        update = {"update_id": updates.next_id, kind: body}
+        updates.next_id += 1
+        updates.pending.append(update)
+        self._updates_arrived.notify_all()
+        return update
+
+    def _known_chat(self, chat_id: int | str) -> Chat:
+        chat = self._chats.get(chat_key(chat_id))
+        if chat is None:
+            raise ValueError(f"no chat {chat_id}: add_chat it first")
+        return chat
+
+    def _message_index(self, chat: Chat, message_id: int) -> int | None:
+        """Where a bot's message in the chat is in `_messages`."""
+        for index in range(len(self._messages) - 1, -1, -1):
+            message = self._messages[index]
+            if message.message_id == message_id and chat_key(message.chat_id) in chat.keys:
+                return index
+        return None
+
 
     def _add_chat(self, chat_id, type, title, members, is_forum, rights) -> Chat:
         key = chat_key(chat_id)
@@ -560,6 +797,7 @@ class FakeTelegram:
             raise self._failure_error(failure)
         if parse_mode is not None and str(parse_mode).lower() not in ("html", "markdown", "markdownv2"):
             raise ApiError(400, "Bad Request: unsupported parse_mode")
+        markup = inline_markup(params.get("reply_markup"))
         text = "" if params.get("text") is None else str(params["text"])
         thread_id = _thread_id(params.get("message_thread_id"))
         with self._lock:
@@ -582,26 +820,94 @@ class FakeTelegram:
                 raise ApiError(400, "Bad Request: message thread not found")
             chat.last_message_id += 1
             message = SentMessage(chat.last_message_id, bot_id, chat_id_param(params["chat_id"]), text,
-                                  parse_mode, thread_id, _flag(params.get("disable_notification")), now)
+                                  parse_mode, thread_id, _flag(params.get("disable_notification")), now, markup)
             self._messages.append(message)
+            result = self._returned[(chat.id, message.message_id)] = _returned(message, chat, visible)
             self._remember_sent(bot_id, chat, now)
             self._arrived.notify_all()
         if self.on_message:
             self.on_message(message)
-        result = {"message_id": message.message_id, "date": int(time.time()), "chat": chat.describe(),
-                  "text": visible}
-        if chat.type == "channel":
-            result["sender_chat"] = chat.describe()
-        else:
-            result["from"] = _bot_user(bot_id)
-        if thread_id is not None:
-            result |= {"message_thread_id": thread_id, "is_topic_message": True}
         return result
+
+    def get_updates(self, bot_id: int, params: dict) -> list[dict]:
+        """Pending updates from `offset` on, after confirming those below it; with none and a timeout, waits
+        for one (a long poll) until a newer getUpdates of the same bot terminates it with 409."""
+        offset = _integer(params.get("offset"), 0, "offset")
+        limit = min(max(_integer(params.get("limit"), 100, "limit"), 1), 100)  # Telegram clamps it
+        timeout = max(_integer(params.get("timeout"), 0, "timeout"), 0)
+        allowed = _allowed_updates(params.get("allowed_updates"))
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            updates = self._updates_of(bot_id)
+            updates.poller += 1
+            me = updates.poller
+            self._updates_arrived.notify_all()  # an older call still waiting gives way
+            if allowed is not None:  # absent keeps the last setting; [] goes back to the default
+                updates.allowed = frozenset(allowed) or None
+            updates.confirm(offset)
+            while not updates.pending and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._updates_arrived.wait(left)
+                if updates.poller != me:
+                    raise ApiError(409, POLL_CONFLICT)
+            return list(updates.pending)[:limit]
+
+    def answer_callback_query(self, bot_id: int, params: dict) -> bool:
+        """Once per query, by the bot whose message it came from, within callback_answer_timeout."""
+        query_id = str(params.get("callback_query_id") or "")
+        text = None if params.get("text") is None else str(params["text"])
+        with self._lock:
+            query = self._queries.get(query_id)
+            if (query is None or query.bot_id != bot_id or query.answered
+                    or time.monotonic() - query.at > self.callback_answer_timeout):
+                raise ApiError(400, QUERY_INVALID)
+            if text is not None and utf16_length(text) > MAX_CALLBACK_ANSWER_LENGTH:
+                raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+            query.answered = True
+            answer = {"callback_query_id": query_id, "text": text, "show_alert": _flag(params.get("show_alert"))}
+            self.callback_answers.append(answer)
+            self._answered.notify_all()
+        if self.on_callback_answer:
+            self.on_callback_answer(answer)
+        return True
+
+    def edit_message_reply_markup(self, bot_id: int, params: dict) -> dict:
+        """New buttons for a bot's own message, or none: the edited Message."""
+        markup = inline_markup(params.get("reply_markup"))
+        if params.get("message_id") in (None, ""):
+            raise ApiError(400, "Bad Request: message identifier is not specified")
+        try:
+            message_id = int(str(params["message_id"]).strip())
+        except ValueError:
+            raise ApiError(400, "Bad Request: message to edit not found") from None
+        with self._lock:
+            chat = self._reachable_chat(params, bot_id, kicked_answers=True)
+            index = self._message_index(chat, message_id)
+            if index is None:
+                raise ApiError(400, "Bad Request: message to edit not found")
+            message = self._messages[index]
+            if message.bot_id != bot_id:
+                raise ApiError(400, "Bad Request: message can't be edited")
+            if markup == message.reply_markup:
+                raise ApiError(400, NOT_MODIFIED)
+            self._messages[index] = dataclasses.replace(message, reply_markup=markup)
+            key = (chat.id, message_id)
+            edited = {name: value for name, value in self._returned[key].items() if name != "reply_markup"}
+            edited["edit_date"] = int(time.time())
+            if markup is not None:
+                edited["reply_markup"] = copy.deepcopy(markup)
+            self._returned[key] = edited  # replaced, never changed: updates made before keep what they showed
+            return edited
 
     # Telegram takes method names in any case; requests records them as the documentation spells them
     METHODS: ClassVar[dict] = {"getme": ("getMe", get_me), "getchat": ("getChat", get_chat),
                                "getchatmember": ("getChatMember", get_chat_member),
-                               "sendmessage": ("sendMessage", send_message)}
+                               "sendmessage": ("sendMessage", send_message),
+                               "getupdates": ("getUpdates", get_updates),
+                               "answercallbackquery": ("answerCallbackQuery", answer_callback_query),
+                               "editmessagereplymarkup": ("editMessageReplyMarkup", edit_message_reply_markup)}
 
     # --- failures and limits ---
 
@@ -734,6 +1040,62 @@ def _bot_user(bot_id: int) -> dict:
     return {"id": bot_id, "is_bot": True, "first_name": "sitewatch test", "username": username}
 
 
+def _returned(message: SentMessage, chat: Chat, visible: str) -> dict:
+    """The Message sendMessage answers with, which a callback query later carries too."""
+    result = {"message_id": message.message_id, "date": int(time.time()), "chat": chat.describe(), "text": visible}
+    if chat.type == "channel":
+        result["sender_chat"] = chat.describe()
+    else:
+        result["from"] = _bot_user(message.bot_id)
+    if message.message_thread_id is not None:
+        result |= {"message_thread_id": message.message_thread_id, "is_topic_message": True}
+    if message.reply_markup is not None:
+        result["reply_markup"] = copy.deepcopy(message.reply_markup)
+    return result
+
+
+def _person(chat: Chat, user_id: int | None, username: str | None, first_name: str) -> dict:
+    """A user as updates show them; in a private chat the user is the chat."""
+    if user_id is None:
+        user_id = chat.id if chat.type == "private" else 555
+    user = {"id": user_id, "is_bot": False, "first_name": first_name}
+    if username:
+        user["username"] = username
+    return user
+
+
+def _integer(value: object, default: int, name: str) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(float(str(value).strip()))  # 20.0 from a client that keeps seconds as floats is 20
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"Bad Request: invalid {name} specified") from None
+
+
+def _json_param(value: object, error: str) -> object:
+    """A structured parameter as clients send it: an object in a JSON body, or JSON-serialized in a string
+    (form fields, or a JSON body that nests it); None when not given."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ApiError(400, error) from None
+    return value
+
+
+def _allowed_updates(value: object) -> list[str] | None:
+    """getUpdates' allowed_updates: a list, or that list JSON-serialized; None when not given."""
+    value = _json_param(value, "Bad Request: can't parse allowed updates JSON array")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
+        raise ApiError(400, "Bad Request: allowed_updates must be an Array of String")
+    return value
+
+
 def _thread_id(value: object) -> int | None:
     if value is None or value == "":
         return None
@@ -851,7 +1213,14 @@ class _Handler(BaseHTTPRequestHandler):
 def _print_message(message: SentMessage) -> None:
     lines = message.text.splitlines() or [""]
     more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
-    print(f"chat {message.chat_id} [{message.parse_mode or 'plain'}] {lines[0][:120]}{more}", flush=True)
+    keys = [button["text"] for button in buttons(message.reply_markup)]
+    shown = f" buttons {keys}" if keys else ""
+    print(f"chat {message.chat_id} [{message.parse_mode or 'plain'}] {lines[0][:120]}{more}{shown}", flush=True)
+
+
+def _print_callback_answer(answer: dict) -> None:
+    alert = " (alert)" if answer["show_alert"] else ""
+    print(f"callback {answer['callback_query_id']} answered{alert}: {answer['text'] or ''}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -868,7 +1237,7 @@ def main(argv: list[str] | None = None) -> None:
             prefix = token.split(":", 1)[0]
             bots[token] = int(prefix) if prefix.isdigit() else DEFAULT_BOT_ID + number
     server = FakeTelegram(bots, host=args.host, port=args.port, enforce_limits=args.enforce_limits,
-                          on_message=_print_message).start()
+                          on_message=_print_message, on_callback_answer=_print_callback_answer).start()
     print(f"fake Telegram Bot API at {server.url}, tokens: {', '.join(server.bots)}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())  # a script stops it as cleanly as Ctrl-C does
