@@ -1,4 +1,5 @@
-"""``sitewatch-exporter``: run the exporter, run every check once, validate a config, encrypt a secret."""
+"""``sitewatch-exporter``: run the exporter, run every check once, validate a config, encrypt a secret,
+manage the devices of a targets file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from exporter import __version__, logsetup, oneshot, secrets
+from exporter import __version__, logsetup, oneshot, secrets, targets_cli
 from exporter.commandline import add_config_options, with_default_command
 from exporter.config import ConfigError, load_config
 
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="only validate the config")
     add_config_options(validate, "site config")
 
+    targets = commands.add_parser("targets", help="add, remove or list devices in the config's targets_file")
+    targets_cli.add_commands(targets)
+
     encrypt = commands.add_parser("encrypt", help="turn a secret read from standard input into an enc: value")
     encrypt.add_argument("--key-file", help="key file (default: $SITEWATCH_KEY or $SITEWATCH_KEY_FILE)")
     encrypt.add_argument("--new-key", metavar="FILE", help="write a new random key to FILE (mode 0600) and exit")
@@ -48,12 +52,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command is None:
-        _parser().print_help()
+        parser.print_help()
         return EXIT_BAD_CONFIG
     if args.command == "encrypt":
         return _encrypt(args)
+    if args.command == "targets":
+        logsetup.configure(getattr(args, "log_level", "info"))
+        return targets_cli.main(args)
     logsetup.configure(args.log_level)
     try:
         config = load_config(args.config, args.key_file)

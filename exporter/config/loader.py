@@ -1,7 +1,8 @@
 """Loads and validates a site exporter config; the one place a config file becomes a `Config`.
 
 Nothing starts half-configured: any mistake raises `ConfigError` naming the file, the path inside it
-(``sites[1].checks[0].ping.count``) and what was expected.
+(``sites[1].checks[0].ping.count``) and what was expected. The targets file a config may name
+(``targets_file:``, see exporter.targets) is read here too, and its targets become checks like written ones.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from exporter.checks.registry import CHECK_TYPES
@@ -19,6 +20,9 @@ from exporter.config.model import CheckConfig, Config, Schedule, Site
 from exporter.config.push import PUSH, RELAY
 from exporter.config.yamlfile import YamlError, read_yaml
 from exporter.secrets import KeySource, SecretError, SecretValue, secrets_in
+
+if TYPE_CHECKING:  # exporter.targets imports this module's validators; it is imported where it is used
+    from exporter.targets import Target, TargetsFile
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class ConfigError(Exception):
         super().__init__(f"{file}: {detail}")
 
 
-def _label_name(value: Any, path: str) -> str:
+def label_name(value: Any, path: str) -> str:
     name = s.string(LABEL_PATTERN, "a label name of letters, digits and '_' not starting with a digit")(value, path)
     if name.startswith("__") or name in RESERVED_LABELS:
         raise s.Invalid(path, "a label name that sitewatch does not set itself "
@@ -51,7 +55,7 @@ def _label_name(value: Any, path: str) -> str:
     return name
 
 
-def _label_value(value: Any, path: str) -> str:
+def label_value(value: Any, path: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise s.Invalid(path, "a label value (a string)", value)
     return str(value)
@@ -67,14 +71,15 @@ _SCHEDULE_FIELDS = {
 BUILTIN_SCHEDULE = {"interval": 60.0, "timeout": 10.0, "failure_threshold": 3, "success_threshold": 2, "jitter": 0.1}
 
 _defaults = s.struct(_SCHEDULE_FIELDS)
-_labels = s.mapping_of(_label_name, _label_value, what="a mapping of label names to values")
+_labels = s.mapping_of(label_name, label_value, what="a mapping of label names to values")
 _name = s.string(NAME_PATTERN, NAME_TEXT)
 
 _TOP = s.struct({
     "defaults": s.Field(_defaults),
     "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
     "push": s.Field(PUSH),
-    "sites": s.Field(s.list_of(lambda v, p: v, min_items=1, what="a list of sites"), required=True),
+    "sites": s.Field(s.list_of(lambda v, p: v, what="a list of sites")),
+    "targets_file": s.Field(s.string(what="a path to the targets file that `sitewatch-exporter targets` manages")),
 })
 _SITE = s.struct({
     "id": s.Field(_name, required=True),
@@ -86,8 +91,13 @@ _SITE = s.struct({
 })
 
 
-def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Config:
-    """Reads, validates and resolves (secrets included) the config at `path`."""
+def load_config(path: str | os.PathLike[str], key_file: str | None = None, *,
+                targets: list[Target] | None = None, read_secrets: bool = True) -> Config:
+    """Reads, validates and resolves (secrets included) the config at `path`, with its targets file.
+
+    `targets` stands in for the targets file's content (to check a change before it is written);
+    `read_secrets=False` validates without reading the secrets' values (for tools run outside the service).
+    """
     file = Path(path)
     try:
         raw = read_yaml(file)
@@ -97,17 +107,106 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None) -> Co
     folder = s.config_folder.set(file.parent)
     try:
         top = _TOP(raw, "")
+        if top["sites"] is None and top["targets_file"] is None:
+            raise s.Invalid("sites", "a value (this key is required)", hint="or a targets_file")
+        if not top["sites"] and top["targets_file"] is None:
+            raise s.Invalid("sites", "a list of sites with at least 1 item(s)", top["sites"])
         if top["push"]:
             secrets.extend(secrets_in(top["push"]))
         base = _merge_schedule(BUILTIN_SCHEDULE, top["defaults"])
-        sites = tuple(_site(raw_site, f"sites[{i}]", base, secrets) for i, raw_site in enumerate(top["sites"]))
+        built = [_site(raw_site, f"sites[{i}]", base, secrets) for i, raw_site in enumerate(top["sites"] or [])]
+        sites = tuple(site for site, _ in built)
         _no_duplicates([site.id for site in sites], "sites[{}].id", "site id")
     except s.Invalid as err:
         raise ConfigError(file, err.describe()) from None
     finally:
         s.config_folder.reset(folder)
-    resolve_secrets(file, secrets, KeySource(key_file, _relative(file, top.get("key_file"))))
-    return Config(source=file, sites=sites, push=top["push"])
+    targets_file = _relative(file, top["targets_file"])
+    if targets_file is not None:
+        site_defaults = {site.id: defaults for site, defaults in built}
+        sites = _with_targets(file, Path(targets_file), sites, site_defaults, base, targets)
+    if read_secrets:
+        resolve_secrets(file, secrets, KeySource(key_file, _relative(file, top.get("key_file"))))
+    return Config(source=file, sites=sites, push=top["push"],
+                  targets_file=Path(targets_file) if targets_file else None)
+
+
+def open_targets(path: str | os.PathLike[str], key_file: str | None = None) -> TargetsFile:
+    """The targets file the config at `path` names, set to refuse a change the config would then reject.
+
+    Raises ConfigError when the config is invalid or names no targets_file. Secrets are not read.
+    """
+    from exporter.targets import TargetsError, TargetsFile
+
+    config = load_config(path, key_file, read_secrets=False)
+    if config.targets_file is None:
+        raise ConfigError(path, "targets_file: expected the path of a targets file, as devices are added to one: "
+                                "add `targets_file: targets.yml` to the config (relative to its folder)")
+
+    def validate(candidate: list[Target]) -> None:
+        try:
+            load_config(path, key_file, targets=candidate, read_secrets=False)
+        except ConfigError as err:
+            raise TargetsError(err.detail, err.file) from None
+
+    return TargetsFile(config.targets_file, validate)
+
+
+def _with_targets(config_file: Path, targets_file: Path, sites: tuple[Site, ...],
+                  site_defaults: dict[str, dict[str, Any]], base: dict[str, Any],
+                  targets: list[Target] | None) -> tuple[Site, ...]:
+    """The config's sites with the targets' checks: appended to a config site the target names, or in new
+    sites made from the targets. Each check is built by `_check` from the dict a person would have written,
+    so an unchanged target keeps its state across reloads as an unchanged written check does."""
+    from exporter import targets as targets_module
+
+    try:
+        if targets is None:
+            targets = targets_module.TargetsFile(targets_file).load()
+        else:
+            targets_module.check_all(targets)
+    except targets_module.TargetsError as err:
+        raise ConfigError(err.file or targets_file, err.detail) from None
+    except s.Invalid as err:
+        raise ConfigError(targets_file, err.describe()) from None
+    by_id = {site.id: site for site in sites}
+    added: dict[str, list[CheckConfig]] = {}
+    new_labels: dict[str, dict[str, str]] = {}
+    try:
+        for i, target in enumerate(targets):
+            path = f"targets[{i}]"
+            site = by_id.get(target.site_id)
+            if site is not None:
+                _agrees_with_site(config_file, target, site, path)
+                defaults, timezone = site_defaults[site.id], site.timezone
+                taken = {check.name: f"{config_file.name} {check.path}" for check in site.checks}
+                for check_name in target.check_names():
+                    if check_name in taken:
+                        raise s.Invalid(f"{path}.name", f"a name whose checks are free in site {site.id!r} "
+                                        f"({taken[check_name]} is already named {check_name!r})", target.name)
+            else:
+                defaults, timezone = base, None
+                new_labels.setdefault(target.site_id, {}).update(target.labels)
+            added.setdefault(target.site_id, []).extend(
+                _check(raw, f"{path}.checks[{j}]", target.site_id, timezone, defaults, [])
+                for j, raw in enumerate(target.raw_checks()))
+    except s.Invalid as err:
+        raise ConfigError(targets_file, err.describe()) from None
+    result = [dataclasses.replace(site, checks=site.checks + tuple(added.get(site.id, ()))) for site in sites]
+    result.extend(Site(id=site_id, labels=tuple(sorted(labels.items())), timezone=None,
+                       checks=tuple(added[site_id])) for site_id, labels in new_labels.items())
+    return tuple(result)
+
+
+def _agrees_with_site(config_file: Path, target: Target, site: Site, path: str) -> None:
+    labels = dict(site.labels)
+    for key, value in target.labels.items():
+        if key not in labels:
+            raise s.Invalid(f"{path}.labels.{key}", f"only labels site {site.id!r} has in {config_file.name} "
+                            f"({', '.join(labels) or 'none'}): set {key} there", value)
+        if labels[key] != value:
+            raise s.Invalid(f"{path}.labels.{key}", f"{labels[key]!r}, the value of site {site.id!r} in "
+                            f"{config_file.name}", value)
 
 
 def resolve_secrets(file: Path, secrets: list[SecretValue], key_source: KeySource) -> None:
@@ -137,7 +236,8 @@ def _merge_schedule(base: dict[str, Any], override: dict[str, Any] | None) -> di
     return merged
 
 
-def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue]) -> Site:
+def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue]) -> tuple[Site, dict[str, Any]]:
+    """The site, and the schedule defaults its checks get."""
     site = _SITE(raw, path)
     defaults = _merge_schedule(base, site["defaults"])
     checks = tuple(
@@ -146,7 +246,8 @@ def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue])
     )
     _no_duplicates([check.name for check in checks], path + ".checks[{}].name", "check name in this site")
     labels = tuple(sorted(site["labels"].items()))
-    return Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks, relay=tuple(site["relay"]))
+    return (Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks, relay=tuple(site["relay"])),
+            defaults)
 
 
 def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, defaults: dict[str, Any],

@@ -52,6 +52,7 @@ class Config:
     source: Path
     sites: tuple[Site, ...]
     push: dict[str, Any] | None = None  # the validated `push:` section, for sitewatch-pusher
+    targets_file: Path | None = None  # the `targets_file:` whose targets are among the sites, absolute
 
     def checks(self) -> list[CheckConfig]:
         return [check for site in self.sites for check in site.checks]
