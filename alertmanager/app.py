@@ -22,12 +22,15 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from alertmanager.botpoll import CommandPoller
+from alertmanager.chatcommands import ChatCommands
 from alertmanager.config import ReceiverConfig
 from alertmanager.intake import take_in
 from alertmanager.metrics import ReceiverMetrics
 from alertmanager.outbox import Outbox, Webhook
 from alertmanager.render import Renderer
 from alertmanager.sender import Sender
+from alertmanager.silences import AlertmanagerApi
 from alertmanager.webhook import PayloadError, parse_body
 from alertmanager.writer import OutboxWriter
 
@@ -49,6 +52,28 @@ class Receiver:
                              self.metrics, dry_run=dry_run)
         self._complaints: dict[str, float] = {}
         self._complaints_lock = threading.Lock()
+        self._routes_seen = self.outbox.receiver_routes()
+        self.poller = None
+        if config.commands is not None and not dry_run:
+            commands = ChatCommands(config, config.commands, AlertmanagerApi(config.commands.alertmanager_url),
+                                    lambda: dict(self._routes_seen))
+            self.poller = CommandPoller(config.commands, self.sender.apis[config.commands.bot], commands,
+                                        self.outbox, self.metrics, lambda: self.sender.active)
+
+    def learn_route(self, alertmanager_receiver: str, route: str) -> None:
+        """Remembers which route an Alertmanager receiver posts to, for /status (written once per pair)."""
+        if self._routes_seen.get(alertmanager_receiver) == route:
+            return
+        self._routes_seen[alertmanager_receiver] = route
+        try:
+            self.outbox.note_receiver_route(alertmanager_receiver, route)
+        except sqlite3.Error as err:  # only /status's filtering suffers; the alerts are safe
+            log.warning("event=receiver_route_not_saved error=%r", str(err))
+
+    def start(self) -> None:
+        self.sender.start()
+        if self.poller is not None:
+            self.poller.start()
 
     def complain(self, key: str, text: str, *args: Any) -> None:
         """Logs a rejected request, but the same complaint at most once a minute: a misconfigured
@@ -61,6 +86,8 @@ class Receiver:
         log.warning(text, *args)
 
     def close(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
         self.sender.stop()
         self.writer.close()
         self.outbox.close()
@@ -112,6 +139,7 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
                 receiver.complain(f"payload:{err.reason}", "event=webhook_refused reason=%s route=%s detail=%r",
                                   err.reason, route, err.message)
                 return refuse(400, err.reason, err.message)
+            receiver.learn_route(notification.receiver, route)
             intake = take_in(notification, route, config)
             for label_route, count in intake.unknown_routes.items():
                 metrics.route_fallbacks.inc(count)
@@ -180,7 +208,7 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
         return Response("\n".join(lines) + "\n", mimetype="text/plain")
 
     if start_sender:
-        receiver.sender.start()
+        receiver.start()
     return app
 
 

@@ -55,6 +55,23 @@ class Route:
 
 
 @dataclass(frozen=True)
+class CommandsConfig:
+    """Bot commands and silence buttons: who may use them, and where silences and devices go."""
+
+    bot: str
+    alertmanager_url: str
+    allowed_chats: frozenset[int] = frozenset()
+    allowed_users: frozenset[int] = frozenset()
+    exporter_config: Path | None = None  # the central exporter's config, which names its targets file
+    silence_buttons: tuple[float, ...] = (3600.0, 4 * 3600.0, 24 * 3600.0)
+    max_silence: float = 30 * 86400.0
+    poll_timeout: float = 25.0
+
+    def allows(self, chat_id: int, user_id: int | None) -> bool:
+        return chat_id in self.allowed_chats or (user_id is not None and user_id in self.allowed_users)
+
+
+@dataclass(frozen=True)
 class ReceiverConfig:
     source: Path
     bots: dict[str, Bot]
@@ -74,6 +91,7 @@ class ReceiverConfig:
     grafana_url: str | None = None
     alertmanager_url: str | None = None
     timezone: ZoneInfo | None = None
+    commands: CommandsConfig | None = None
 
     @property
     def auth_required(self) -> bool:
@@ -95,6 +113,13 @@ def _chat_id(value: Any, path: str) -> int | str:
         if text.startswith("@") and len(text) > 1:
             return text
     raise s.Invalid(path, expected, value)
+
+
+def _numeric_chat_id(value: Any, path: str) -> int:
+    chat = _chat_id(value, path)
+    if not isinstance(chat, int):
+        raise s.Invalid(path, "a numeric chat id (updates name chats by number, not by @username)", value)
+    return chat
 
 
 _ROUTE = s.struct({
@@ -148,6 +173,18 @@ _TOP = s.struct({
     })),
     "timezone": s.Field(s.timezone()),
     "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
+    "commands": s.Field(s.struct({
+        "bot": s.Field(s.string(what="the name of a bot from the bots section")),
+        "alertmanager_url": s.Field(http_url("Alertmanager's URL for its API, such as http://127.0.0.1:9093"),
+                                    required=True),
+        "allowed_chats": s.Field(s.list_of(_numeric_chat_id), default=[]),
+        "allowed_users": s.Field(s.list_of(s.integer(1)), default=[]),
+        "exporter_config": s.Field(s.string(what="the central exporter's config file (it names the targets_file)")),
+        "silence_buttons": s.Field(s.list_of(s.duration(minimum=60, maximum=30 * 86400)),
+                                   default=[3600.0, 4 * 3600.0, 24 * 3600.0]),
+        "max_silence": s.Field(s.duration(minimum=60, maximum=366 * 86400), default=30 * 86400.0),
+        "poll_timeout": s.Field(s.duration(minimum=0, maximum=50), default=25.0),
+    })),
 })
 
 
@@ -188,6 +225,7 @@ def _build(file: Path, top: dict[str, Any]) -> ReceiverConfig:
             language=options["language"],
             template_file=Path(options["template"]) if options["template"] else None,
             timezone=options["timezone"] or top["timezone"], max_messages=options["max_messages"])
+    commands = _commands(top["commands"], bots, file) if top["commands"] else None
     telegram = top["telegram"] or {}
     limits = telegram.get("rate_limits") or {}
     auth = top["auth"] or {}
@@ -214,4 +252,28 @@ def _build(file: Path, top: dict[str, Any]) -> ReceiverConfig:
         grafana_url=links.get("grafana_url"),
         alertmanager_url=links.get("alertmanager_url"),
         timezone=top["timezone"],
+        commands=commands,
     )
+
+
+def _commands(options: dict[str, Any], bots: dict[str, Bot], file: Path) -> CommandsConfig:
+    bot = options["bot"]
+    if bot is None:
+        if len(bots) > 1:
+            raise s.Invalid("commands.bot", f"the bot that takes commands, one of {', '.join(bots)} "
+                                            "(several bots are defined)")
+        bot = next(iter(bots))
+    elif bot not in bots:
+        raise s.Invalid("commands.bot", f"one of the bots defined in bots ({', '.join(bots)})", bot)
+    if not options["allowed_chats"] and not options["allowed_users"]:
+        raise s.Invalid("commands", "allowed_chats or allowed_users with at least one chat or user: nobody "
+                                    "else may command the bot, so with neither nobody could")
+    exporter = options["exporter_config"]
+    exporter_path = Path(exporter).expanduser() if exporter else None
+    if exporter_path is not None and not exporter_path.is_absolute():
+        exporter_path = file.parent / exporter_path
+    return CommandsConfig(
+        bot=bot, alertmanager_url=options["alertmanager_url"].rstrip("/"),
+        allowed_chats=frozenset(options["allowed_chats"]), allowed_users=frozenset(options["allowed_users"]),
+        exporter_config=exporter_path, silence_buttons=tuple(options["silence_buttons"]),
+        max_silence=options["max_silence"], poll_timeout=options["poll_timeout"])

@@ -55,6 +55,13 @@ class ReceiverMetrics:
         self.alerts_cancelled = Counter("sitewatch_receiver_alerts_cancelled",
                                         "Firing alerts dropped unsent because they resolved while waiting.",
                                         ["route"], registry=r)
+        self.commands = Counter("sitewatch_receiver_commands",
+                                "Bot commands and silence buttons from allowed chats and users, by result "
+                                "(ok, refused: the answer explains why, error: see the log).",
+                                ["command", "result"], registry=r)
+        self.commands_refused = Counter("sitewatch_receiver_commands_ignored",
+                                        "Commands and button presses ignored: chat and user not on the allowlist.",
+                                        registry=r)
         self.route_fallbacks = Counter("sitewatch_receiver_route_fallbacks",
                                        "Alerts whose telegram_route label named an unknown route; sent to the "
                                        "webhook's route instead.", registry=r)

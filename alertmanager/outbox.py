@@ -79,6 +79,17 @@ CREATE TABLE IF NOT EXISTS sender_lease (
     owner TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+-- Small values that must survive a restart: the bot's update offset, so no command is done twice.
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Which route each Alertmanager receiver posts to, as seen in webhooks: /status reads it to tell a
+-- chat's alerts from Alertmanager's list.
+CREATE TABLE IF NOT EXISTS receiver_routes (
+    receiver TEXT PRIMARY KEY,
+    route TEXT NOT NULL
+);
 """
 
 
@@ -406,6 +417,23 @@ class Outbox:
     def drop_lease(self, owner: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM sender_lease WHERE id = 1 AND owner = ?", (owner,))
+
+    # --- the bot commands' memory ----------------------------------------------------------------------
+
+    def setting(self, key: str) -> str | None:
+        row = self._connection().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
+    def note_receiver_route(self, receiver: str, route: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO receiver_routes (receiver, route) VALUES (?, ?)", (receiver, route))
+
+    def receiver_routes(self) -> dict[str, str]:
+        return dict(self._connection().execute("SELECT receiver, route FROM receiver_routes").fetchall())
 
     # --- what /metrics shows ------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Callable
 
+from alertmanager.buttons import keyboard
 from alertmanager.config import ReceiverConfig
 from alertmanager.digest import Message, build_message, next_run
 from alertmanager.metrics import ReceiverMetrics
@@ -209,18 +210,22 @@ class Sender:
             return  # a resolved alert cancelled part of it meanwhile: compose again
         route = self.config.routes.get(route_name)
         silent = message.status == "resolved" and route is not None and route.silent_resolved
-        answer = self._send(chat, message.text, "HTML", silent, route_name)
+        buttons = None
+        if self.config.commands is not None and message.status == "firing":
+            buttons = keyboard(message.items, self.config.commands.silence_buttons)
+        answer = self._send(chat, message.text, "HTML", silent, route_name, buttons)
         if answer.kind == "parse_error":
             log.warning("event=html_rejected route=%s chat=%s detail=%r action=resend_as_plain_text",
                         route_name, chat.chat_id, answer.description)
-            answer = self._send(chat, html_to_text(message.text), None, silent, route_name)
+            answer = self._send(chat, html_to_text(message.text), None, silent, route_name, buttons)
         self._settle(queue, chat, message, answer)
 
-    def _send(self, chat: Chat, text: str, parse_mode: str | None, silent: bool, route: str) -> ApiAnswer:
+    def _send(self, chat: Chat, text: str, parse_mode: str | None, silent: bool, route: str,
+              buttons: dict | None = None) -> ApiAnswer:
         if self.dry_run:
             log.info("event=dry_run chat=%s thread=%s silent=%s length=%d", chat.chat_id, chat.thread_id or "",
                      silent, len(text))
-            self._show(route, chat, text, silent)
+            self._show(route, chat, text, silent, buttons)
             return ApiAnswer(True)
         params: dict[str, object] = {"chat_id": chat.api_chat_id, "text": text,
                                      "link_preview_options": {"is_disabled": True}}
@@ -230,6 +235,8 @@ class Sender:
             params["message_thread_id"] = chat.thread_id
         if silent:
             params["disable_notification"] = True
+        if buttons:
+            params["reply_markup"] = buttons
         api = self.apis.get(chat.bot)
         if api is None:  # a bot removed from the config while its messages still wait
             return ApiAnswer(False, error_code=401, description=f"no bot named {chat.bot!r} in the config")
@@ -241,11 +248,14 @@ class Sender:
         finally:
             self.limiter.answered(chat.bot, chat.chat_id, chat.is_group)
 
-    def _show(self, route: str, chat: Chat, text: str, silent: bool) -> None:
-        """A dry run's message on standard output, as a reader would see it: plain text under a header line."""
+    def _show(self, route: str, chat: Chat, text: str, silent: bool, buttons: dict | None) -> None:
+        """A dry run's message on standard output, as a reader would see it: plain text under a header line,
+        then its buttons."""
         where = f"route {route}: chat {chat.chat_id}" + (f", topic {chat.thread_id}" if chat.thread_id else "") \
             + (", silent" if silent else "")
-        block = f"\n──── Telegram → {where} ────\n{html_to_text(text).strip()}\n"
+        rows = (buttons or {}).get("inline_keyboard", [])
+        keys = "".join(" ".join(f"[{button['text']}]" for button in row) + "\n" for row in rows)
+        block = f"\n──── Telegram → {where} ────\n{html_to_text(text).strip()}\n{keys}"
         with self._stdout_lock:  # the workers' messages must not interleave
             sys.stdout.write(block)
             sys.stdout.flush()

@@ -107,7 +107,7 @@ def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, centra
     if telegram.dry_run:
         receiver_env[configs.BOT_TOKEN_ENV] = "123456:dry-run-sends-nothing"
     supervisor.start("receiver", [
-        *python, "alertmanager.cli", "run", "--config", str(configs.receiver(work, ports, token, telegram)),
+        *python, "alertmanager.cli", "run", "--config", str(configs.receiver(work, ports, token, telegram, central)),
         f"--web.listen-address=127.0.0.1:{ports.receiver}", *(["--dry-run"] if telegram.dry_run else [])],
         ready_url=ports.url("receiver") + "/-/ready", env=receiver_env, cwd=ROOT, stdout_to_console=True)
     supervisor.start("prometheus", [
@@ -136,6 +136,8 @@ def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with
     say(f"   sitewatch-receiver  {ports.url('receiver')}/   (status page; metrics at /metrics)")
     say(f"   sitewatch-exporter  {ports.url('exporter')}/metrics   (central exporter: {sites})")
     say(f"   configs and logs    {work}")
+    say(f"== add a device to the central exporter (it reloads by itself): sitewatch-exporter targets add "
+        f"--config {work / 'demo-central.yml'} 127.0.0.1 my-pc")
     say(f"== waits are shortened for the demo: rules' for: ÷{configs.FOR_DIVISOR}, group_wait "
         f"{configs.ROUTING_TIMINGS['group_wait']}, a site is silent after {configs.STALE_AFTER}s")
     if telegram.dry_run:

@@ -72,11 +72,13 @@ def _dump(path: Path, document: dict) -> Path:
 
 
 def central_sites(work: Path, with_unreachable_site: bool) -> Path:
-    """demo-central.yml as it is, or without the site that needs a network namespace."""
-    if with_unreachable_site:
-        return CENTRAL_SITES
+    """demo-central.yml with a targets file in the work folder (devices added with /add or
+    `sitewatch-exporter targets add` go there), without the site that needs a network namespace when
+    there is none."""
     document = yaml.safe_load(CENTRAL_SITES.read_text(encoding="utf-8"))
-    document["sites"] = [site for site in document["sites"] if site["id"] != UNREACHABLE_SITE]
+    if not with_unreachable_site:
+        document["sites"] = [site for site in document["sites"] if site["id"] != UNREACHABLE_SITE]
+    document["targets_file"] = str(work / "targets.yml")
     return _dump(work / "demo-central.yml", document)
 
 
@@ -130,7 +132,7 @@ def alertmanager(work: Path, ports: Ports, token_file: Path) -> Path:
     return _dump(work / "alertmanager" / "alertmanager.yml", document)
 
 
-def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram) -> Path:
+def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram, central: Path | None = None) -> Path:
     """alertmanager/receiver.yml with the demo's outbox and links; every route to the given chat when a
     real bot is used (its token stays in the environment)."""
     document = yaml.safe_load((ROOT / "alertmanager" / "receiver.yml").read_text(encoding="utf-8"))
@@ -141,6 +143,12 @@ def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram) -> 
         for route in document["routes"].values():
             route["chat_id"] = telegram.chat_id
             route.pop("thread_id", None)  # the chat may have no topics
+    if "commands" in document:  # the bot's commands and buttons act on the demo's Alertmanager
+        document["commands"]["alertmanager_url"] = ports.url("alertmanager")
+        if central is not None:
+            document["commands"]["exporter_config"] = str(central)
+        if not telegram.dry_run and telegram.chat_id.lstrip("-").isdigit():
+            document["commands"]["allowed_chats"] = [int(telegram.chat_id)]
     document["auth"] = {"bearer_token": {"file": str(token_file)}}
     document["outbox"]["path"] = str(work / "receiver" / "outbox.db")
     document["links"] = {"grafana_url": "http://127.0.0.1:3000", "alertmanager_url": ports.url("alertmanager")}

@@ -1,0 +1,233 @@
+"""Bot commands and silence buttons, read from Telegram by long polling (`getUpdates`).
+
+Polling needs no inbound port, so the receiver can sit behind the office's NAT. Only the process holding
+the outbox's sender lease polls: Telegram lets one client poll a bot at a time, and two would answer each
+command twice. The offset of the last update done is kept in the outbox, so a restart neither repeats a
+command nor loses one that Telegram still holds (it keeps updates for 24 hours).
+
+Whoever is not on the allowlist is ignored: no answer (a stranger learns nothing about the bot), one log
+line per chat and user an hour, and a counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from alertmanager.buttons import parse_callback
+from alertmanager.chatcommands import Asker, ChatCommands, CommandProblem
+from alertmanager.config import CommandsConfig
+from alertmanager.metrics import ReceiverMetrics
+from alertmanager.outbox import Outbox
+from alertmanager.telegram import ApiAnswer, BotApi
+from alertmanager.telegram_html import html_to_text
+
+log = logging.getLogger("sitewatch.receiver")
+
+KNOWN_COMMANDS = ("status", "alerts", "silence", "silences", "unsilence", "targets", "add", "del", "help", "start")
+REFUSAL_LOG_INTERVAL = 3600.0
+MAX_BACKOFF = 60.0
+CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for answerCallbackQuery's text
+
+
+class CommandPoller:
+    def __init__(self, settings: CommandsConfig, api: BotApi, commands: ChatCommands, outbox: Outbox,
+                 metrics: ReceiverMetrics, is_active):
+        self.settings = settings
+        self.api = api
+        self.commands = commands
+        self.outbox = outbox
+        self.metrics = metrics
+        self.is_active = is_active  # True while this process holds the sender lease
+        self.username: str | None = None
+        self._offset_key = f"telegram_offset:{settings.bot}"
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="receiver-commands", daemon=True)
+        self._refusals: dict[tuple[int, int | None], float] = {}
+        self._failing_since: float | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stopping.is_set():
+            if not self.is_active():
+                self._stopping.wait(1.0)
+                continue
+            try:
+                done = self._poll_once()
+            except Exception:  # noqa: BLE001 - the loop must outlive any single bad update
+                log.exception("event=commands_error action=continuing")
+                done = False
+            if done:
+                backoff = 1.0
+            else:
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _poll_once(self) -> bool:
+        if self.username is None:
+            me = self.api.call("getMe")
+            if not me.ok:
+                self._failed("getMe", me)
+                return False
+            self.username = str((me.result or {}).get("username") or "")
+            log.info("event=commands_polling bot=%s username=%s allowed_chats=%d allowed_users=%d",
+                     self.settings.bot, self.username, len(self.settings.allowed_chats),
+                     len(self.settings.allowed_users))
+        offset = int(self.outbox.setting(self._offset_key) or 0)
+        answer = self.api.call("getUpdates", {
+            "offset": offset, "timeout": int(self.settings.poll_timeout),
+            "allowed_updates": ["message", "callback_query"]}, timeout=self.settings.poll_timeout + 10)
+        if not answer.ok:
+            self._failed("getUpdates", answer)
+            return False
+        if self._failing_since is not None:
+            log.info("event=commands_recovered after=%.0fs", time.monotonic() - self._failing_since)
+            self._failing_since = None
+        for update in answer.result or []:
+            if self._stopping.is_set() or not self.is_active():
+                break  # not confirmed: whoever polls next does it
+            self._handle(update)
+            # Confirmed one by one: a crash repeats at most the update it was doing.
+            self.outbox.set_setting(self._offset_key, str(int(update["update_id"]) + 1))
+        return True
+
+    def _failed(self, method: str, answer: ApiAnswer) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            hint = ""
+            if answer.error_code == 409:
+                hint = ("another program polls this bot, or a webhook is set for it: give commands a bot of "
+                        "their own, or remove the webhook (deleteWebhook)")
+            log.warning("event=commands_failing method=%s error=%r hint=%r action=retrying", method,
+                        answer.description or answer.network_error, hint)
+
+    # --- one update ---------------------------------------------------------------------------------------
+
+    def _handle(self, update: dict[str, Any]) -> None:
+        if "message" in update:
+            self._message(update["message"])
+        elif "callback_query" in update:
+            self._button(update["callback_query"])
+
+    def _message(self, message: dict[str, Any]) -> None:
+        text = (message.get("text") or "").strip()
+        if not text.startswith("/"):
+            return
+        words = text[1:].split()
+        command, _, addressed = (words[0] if words else "").partition("@")
+        if addressed and self.username and addressed.lower() != self.username.lower():
+            return  # "/status@other_bot" in a group with several bots
+        chat_id = int(message["chat"]["id"])
+        sender = message.get("from") or {}
+        user_id = sender.get("id")
+        name = command.lower()
+        label = name if name in KNOWN_COMMANDS else "unknown"
+        if not self.settings.allows(chat_id, user_id):
+            self._refuse(chat_id, user_id, label)
+            return
+        asker = Asker(chat_id, int(user_id or 0), _display_name(sender))
+        try:
+            replies = self.commands.answer(name, words[1:], asker)
+            result = "ok"
+        except CommandProblem as problem:
+            replies, result = [str(problem)], "refused"
+        except Exception:  # noqa: BLE001 - the chat gets a short answer, the log the details
+            log.exception("event=command_failed command=%s chat=%s", label, chat_id)
+            replies, result = ["⚠️ Команда не выполнена из-за внутренней ошибки; подробности — в журнале "
+                               "получателя."], "error"
+        self.metrics.commands.labels(label, result).inc()
+        log.info("event=command command=%s chat=%s user=%s result=%s", label, chat_id, user_id, result)
+        thread = message.get("message_thread_id") if message.get("is_topic_message") else None
+        for reply in replies:
+            self._reply(chat_id, thread, reply, message.get("message_id"))
+
+    def _button(self, query: dict[str, Any]) -> None:
+        message = query.get("message") or {}
+        chat_id = int((message.get("chat") or {}).get("id", 0))
+        sender = query.get("from") or {}
+        user_id = sender.get("id")
+        if not self.settings.allows(chat_id, user_id):
+            self._refuse(chat_id, user_id, "button")
+            self._answer_button(query["id"], "Вам нельзя глушить оповещения этого бота.", alert=True)
+            return
+        pressed = parse_callback(query.get("data") or "")
+        if pressed is None:
+            self._answer_button(query["id"], "Эта кнопка устарела.", alert=True)
+            return
+        seconds, fingerprint = pressed
+        asker = Asker(chat_id, int(user_id or 0), _display_name(sender))
+        try:
+            if not 60 <= seconds <= self.settings.max_silence:
+                raise CommandProblem("Срок этой кнопки больше разрешённого.")
+            short, text = self.commands.silence_alert(fingerprint, seconds, asker)
+        except CommandProblem as problem:
+            self.metrics.commands.labels("button", "refused").inc()
+            self._answer_button(query["id"], html_to_text(str(problem)), alert=True)
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("event=command_failed command=button chat=%s", chat_id)
+            self.metrics.commands.labels("button", "error").inc()
+            self._answer_button(query["id"], "Не получилось: подробности в журнале получателя.", alert=True)
+            return
+        self.metrics.commands.labels("button", "ok").inc()
+        log.info("event=command command=button chat=%s user=%s result=ok", chat_id, user_id)
+        self._answer_button(query["id"], short)
+        thread = message.get("message_thread_id") if message.get("is_topic_message") else None
+        self._reply(chat_id, thread, text, message.get("message_id"))
+
+    def _refuse(self, chat_id: int, user_id: int | None, label: str) -> None:
+        self.metrics.commands_refused.inc()
+        now = time.monotonic()
+        key = (chat_id, user_id)
+        if now - self._refusals.get(key, -REFUSAL_LOG_INTERVAL) >= REFUSAL_LOG_INTERVAL:
+            self._refusals[key] = now
+            log.warning("event=command_ignored reason=not_allowed chat=%s user=%s command=%s hint=%r", chat_id,
+                        user_id, label, "add the chat to commands.allowed_chats or the user to "
+                                        "commands.allowed_users if they should command the bot")
+
+    # --- answers --------------------------------------------------------------------------------------------
+
+    def _reply(self, chat_id: int, thread_id: int | None, text: str, reply_to: int | None) -> None:
+        params: dict[str, Any] = {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
+                                  "link_preview_options": {"is_disabled": True}}
+        if thread_id:
+            params["message_thread_id"] = thread_id
+        if reply_to:
+            params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
+        answer = self._send(params)
+        if answer.kind == "parse_error":  # never expected: every value is escaped; still, say it in plain text
+            answer = self._send({**params, "text": html_to_text(text), "parse_mode": None})
+        if not answer.ok:
+            log.warning("event=command_reply_failed chat=%s error=%r", chat_id,
+                        answer.description or answer.network_error)
+
+    def _send(self, params: dict[str, Any]) -> ApiAnswer:
+        answer = self.api.call("sendMessage", {k: v for k, v in params.items() if v is not None})
+        if answer.retry_after:  # a reply is worth one wait; a command answered a minute late is useless
+            self._stopping.wait(min(answer.retry_after, 30))
+            answer = self.api.call("sendMessage", {k: v for k, v in params.items() if v is not None})
+        return answer
+
+    def _answer_button(self, query_id: str, text: str, alert: bool = False) -> None:
+        answer = self.api.call("answerCallbackQuery", {"callback_query_id": query_id,
+                                                       "text": text[:CALLBACK_TEXT_LIMIT], "show_alert": alert})
+        if not answer.ok:
+            log.warning("event=button_answer_failed error=%r", answer.description or answer.network_error)
+
+
+def _display_name(user: dict[str, Any]) -> str:
+    if user.get("username"):
+        return "@" + str(user["username"])
+    return str(user.get("first_name") or user.get("id") or "кто-то")

@@ -1,0 +1,61 @@
+"""The "silence 1h / 4h / 24h" buttons under a firing message, and the data a pressed button sends back.
+
+A button's data names the duration and the alert's fingerprint, which is all Telegram's 64 bytes allow;
+the labels for the silence are looked up in Alertmanager when the button is pressed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from alertmanager.outbox import Item
+from alertmanager.webhook import Alert
+
+CALLBACK_DATA = re.compile(r"sil:(\d{2,8}):([0-9a-f]{1,32})")
+MAX_ROWS = 5  # alerts with buttons in one message; a digest of more is silenced with /silence
+LABEL_ROOM = 22  # characters of the alert's name in its first button
+
+
+def callback_data(seconds: float, fingerprint: str) -> str:
+    return f"sil:{int(seconds)}:{fingerprint}"
+
+
+def parse_callback(data: str) -> tuple[float, str] | None:
+    """(seconds, fingerprint) of a silence button's data; None for anything else."""
+    match = CALLBACK_DATA.fullmatch(data or "")
+    return (float(match.group(1)), match.group(2)) if match else None
+
+
+def duration_text(seconds: float) -> str:
+    if seconds % 86400 == 0:
+        return f"{int(seconds // 86400) * 24} ч" if seconds <= 86400 else f"{int(seconds // 86400)} д"
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} ч"
+    return f"{int(seconds // 60)} мин"
+
+
+def keyboard(items: Sequence[Item], durations: Sequence[float]) -> dict[str, Any] | None:
+    """An inline keyboard for a firing message: one row per alert (up to MAX_ROWS), one button per duration."""
+    if not durations:
+        return None
+    alerts: list[Alert] = []
+    for item in items:
+        alert = Alert.from_json(item.alert)
+        if alert.firing and alert.fingerprint and all(a.fingerprint != alert.fingerprint for a in alerts):
+            alerts.append(alert)
+    rows = []
+    for alert in alerts[:MAX_ROWS]:
+        name = alert.labels.get("alertname", "")
+        if len(alerts) > 1:  # say which alert the row silences
+            detail = alert.labels.get("kkt") or alert.labels.get("check") or alert.labels.get("site") or ""
+            name = f"{name} {detail}".strip()
+            name = name if len(name) <= LABEL_ROOM else name[:LABEL_ROOM - 1] + "…"
+            first = f"🔕 {name}: {duration_text(durations[0])}"
+        else:
+            first = f"🔕 Заглушить на {duration_text(durations[0])}"
+        row = [{"text": first, "callback_data": callback_data(durations[0], alert.fingerprint)}]
+        row += [{"text": duration_text(seconds), "callback_data": callback_data(seconds, alert.fingerprint)}
+                for seconds in durations[1:]]
+        rows.append(row)
+    return {"inline_keyboard": rows} if rows else None

@@ -1,0 +1,365 @@
+"""What the bot answers to a command typed in a chat: /status, /alerts, /silence, /silences, /unsilence,
+/targets, /add, /del, /help.
+
+Each command turns into Telegram HTML (every value escaped) split into messages that fit Telegram's
+limit; alerts and silences come from Alertmanager's API, devices from the central exporter's targets file.
+Who may ask is decided before this module is called (botpoll.py); this module only answers.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo
+
+from alertmanager.config import CommandsConfig, ReceiverConfig
+from alertmanager.render import plural
+from alertmanager.silences import AlertmanagerApi, AlertmanagerError, exact_matchers
+from alertmanager.telegram_html import MESSAGE_LIMIT, message_length
+from exporter.config import ConfigError, open_targets
+from exporter.targets import TargetsError, TargetsFile
+
+SEVERITY_MARKS = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+DURATION_UNITS = {"m": 60, "min": 60, "мин": 60, "м": 60, "h": 3600, "ч": 3600, "d": 86400, "д": 86400,
+                  "w": 604800, "н": 604800}
+_DURATION = re.compile(r"(\d+)\s*(min|мин|[mhdwмчдн])", re.IGNORECASE)
+SHORT_ID = 8  # characters of a silence id or an alert fingerprint shown and accepted
+MIN_PREFIX = 4
+
+HELP = """<b>Команды sitewatch</b>
+/status — что горит сейчас в оповещениях этого чата, по площадкам
+/alerts — все активные оповещения с их номерами (и заглушённые)
+/silence <i>площадка|номер|алерт</i> <i>срок</i> [комментарий] — заглушить, например <code>/silence shop-01 4h плановые работы</code>
+/silences — действующие тишины
+/unsilence <i>id</i> — снять тишину
+/targets — устройства центрального экспортёра
+/add <i>адрес</i> <i>имя</i> [tcp:порт|URL …] — добавить устройство (ping)
+/del <i>имя|id</i> — удалить устройство
+/help — эта справка
+Срок: 30m, 4h, 2d, 1w (или 30мин, 4ч, 2д, 1н)."""
+
+
+class CommandProblem(Exception):
+    """The command cannot be done as typed; str() is the answer to show (HTML-safe)."""
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who typed the command, and where."""
+    chat_id: int
+    user_id: int
+    name: str  # "@username", or the first name when there is no username
+
+    @property
+    def created_by(self) -> str:
+        return f"Telegram {self.name} ({self.user_id})"
+
+
+def parse_duration(text: str, maximum: float) -> float:
+    """Seconds in "4h", "1d12h", "30мин"; CommandProblem when it is not a duration or out of range."""
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    if not parts or _DURATION.sub("", compact).strip():
+        raise CommandProblem(f"Не понял срок {html.escape(text)!s}: пишите 30m, 4h, 2d или 1w.")
+    seconds = sum(int(number) * DURATION_UNITS[unit.lower()] for number, unit in parts)
+    if seconds < 60:
+        raise CommandProblem("Срок тишины — не меньше минуты.")
+    if seconds > maximum:
+        raise CommandProblem(f"Срок тишины — не больше {human_duration(maximum)}.")
+    return float(seconds)
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days} д" if days else "", f"{hours} ч" if hours else "", f"{minutes} мин" if minutes else ""]
+    return " ".join(p for p in parts if p) or "меньше минуты"
+
+
+def split_messages(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Lines joined into as few messages as fit `limit`; a message never ends inside a line (so inside a tag)."""
+    messages: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        length = message_length(line)
+        if length > limit:  # one line never is this long in practice: alert texts are cut when rendered
+            line = html.escape(line[: limit // 2]) + "…"
+            length = message_length(line)
+        if current and size + 1 + length > limit:
+            messages.append("\n".join(current))
+            current, size = [], 0
+        size += length + (1 if current else 0)
+        current.append(line)
+    if current:
+        messages.append("\n".join(current))
+    return messages
+
+
+class ChatCommands:
+    def __init__(self, config: ReceiverConfig, commands: CommandsConfig, api: AlertmanagerApi,
+                 receiver_routes: Callable[[], dict[str, str]], clock: Callable[[], datetime] | None = None):
+        self.config = config
+        self.commands = commands
+        self.api = api
+        self.receiver_routes = receiver_routes  # Alertmanager receiver name -> route, learnt from webhooks
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.zone = config.timezone or ZoneInfo("Europe/Moscow")
+
+    # --- dispatch ---
+
+    def answer(self, command: str, arguments: list[str], asker: Asker) -> list[str]:
+        """The messages to send back for `command` (without the slash); CommandProblem for a bad one."""
+        handler = {"status": self.status, "alerts": self.alerts, "silence": self.silence,
+                   "silences": self.list_silences, "unsilence": self.unsilence, "targets": self.list_targets,
+                   "add": self.add_target, "del": self.delete_target, "help": self.help, "start": self.help,
+                   }.get(command)
+        if handler is None:
+            raise CommandProblem(f"Не знаю команду /{html.escape(command)}. /help — список команд.")
+        try:
+            return handler(arguments, asker)
+        except AlertmanagerError as err:
+            raise CommandProblem(f"⚠️ {html.escape(str(err))}") from None
+
+    def help(self, arguments: list[str], asker: Asker) -> list[str]:
+        return [HELP]
+
+    # --- alerts ---
+
+    def routes_of_chat(self, chat_id: int) -> set[str]:
+        return {name for name, route in self.config.routes.items() if str(route.chat_id) == str(chat_id)}
+
+    def routes_of_alert(self, alert: dict[str, Any]) -> set[str]:
+        labelled = alert.get("labels", {}).get("telegram_route")
+        if labelled in self.config.routes:
+            return {labelled}
+        learnt = self.receiver_routes()
+        routes = set()
+        for receiver in alert.get("receivers", []):
+            name = receiver.get("name", "")
+            if name in learnt:
+                routes.add(learnt[name])
+            else:  # not seen in a webhook yet: Alertmanager receivers are usually named after the route
+                routes |= {route for route in self.config.routes if name == route or name.endswith("-" + route)}
+        return routes
+
+    def _alerts_for(self, chat_id: int) -> tuple[list[dict[str, Any]], bool]:
+        """Active alerts of the chat's routes (all of them in a chat no route posts to), and whether filtered."""
+        alerts = self.api.alerts()
+        routes = self.routes_of_chat(chat_id)
+        if not routes:
+            return alerts, False
+        return [a for a in alerts if self.routes_of_alert(a) & routes], True
+
+    def status(self, arguments: list[str], asker: Asker) -> list[str]:
+        alerts, filtered = self._alerts_for(asker.chat_id)
+        firing = [a for a in alerts if _state(a) == "active"]
+        quiet = len(alerts) - len(firing)
+        scope = "в оповещениях этого чата" if filtered else "во всех оповещениях"
+        if not firing:
+            tail = f" (заглушено или подавлено: {quiet})" if quiet else ""
+            return [f"✅ Всё спокойно {scope}: ничего не горит{tail}."]
+        by_site: dict[str, list[dict[str, Any]]] = {}
+        for alert in firing:
+            by_site.setdefault(alert["labels"].get("site", "без площадки"), []).append(alert)
+        sites = len(by_site)
+        lines = [f"<b>🔥 Горят оповещения: {len(firing)} ({sites} "
+                 f"{plural(sites, 'площадка', 'площадки', 'площадок')})</b>, {scope}"]
+        for site in sorted(by_site, key=lambda s: (-_worst(by_site[s]), s)):
+            group = by_site[site]
+            client = group[0]["labels"].get("client")
+            lines.append("")
+            lines.append(f"<b>{html.escape(site)}</b>" + (f" · клиент {html.escape(client)}" if client else ""))
+            for alert in sorted(group, key=lambda a: (-_rank(a), a["labels"].get("alertname", ""))):
+                lines.append(f"{_mark(alert)} {html.escape(_summary(alert))} · с {self._when(alert['startsAt'])}")
+        if quiet:
+            lines += ["", f"Заглушено или подавлено: {quiet} (/alerts — все)."]
+        return split_messages(lines)
+
+    def alerts(self, arguments: list[str], asker: Asker) -> list[str]:
+        alerts, filtered = self._alerts_for(asker.chat_id)
+        if not alerts:
+            return ["✅ Активных оповещений нет" + (" в оповещениях этого чата." if filtered else ".")]
+        lines = [f"<b>Активные оповещения: {len(alerts)}</b>"]
+        for alert in sorted(alerts, key=lambda a: (a["labels"].get("site", ""), a["labels"].get("alertname", ""))):
+            state = {"active": _mark(alert), "suppressed": "🔕"}.get(_state(alert), "⏳")
+            labels = alert["labels"]
+            where = " · ".join(html.escape(labels[k]) for k in ("site", "check", "kkt") if labels.get(k))
+            lines.append(f"<code>{alert['fingerprint'][:SHORT_ID]}</code> {state} "
+                         f"{html.escape(labels.get('alertname', '?'))}" + (f" · {where}" if where else "")
+                         + f" · с {self._when(alert['startsAt'])}")
+        lines.append("")
+        lines.append("Заглушить одно: <code>/silence номер 4h</code>; площадку: <code>/silence площадка 4h</code>.")
+        return split_messages(lines)
+
+    # --- silences ---
+
+    def silence(self, arguments: list[str], asker: Asker) -> list[str]:
+        if len(arguments) < 2:
+            raise CommandProblem("Пишите: <code>/silence площадка|номер|алерт срок [комментарий]</code>, "
+                                 "например <code>/silence shop-01 4h плановые работы</code>.")
+        target, duration_text, comment = arguments[0], arguments[1], " ".join(arguments[2:])
+        seconds = parse_duration(duration_text, self.commands.max_silence)
+        alerts = self.api.alerts()
+        matchers, what = self._matchers_for(target, alerts)
+        return [self._create(matchers, what, seconds, comment or "из Telegram", asker, alerts)]
+
+    def silence_alert(self, fingerprint: str, seconds: float, asker: Asker) -> tuple[str, str]:
+        """A button's silence for exactly one alert: (short answer for the button, message for the chat)."""
+        alerts = self.api.alerts()
+        alert = next((a for a in alerts if a.get("fingerprint") == fingerprint), None)
+        if alert is None:
+            raise CommandProblem("Этого оповещения уже нет в Alertmanager: оно закончилось.")
+        what = _summary(alert)
+        message = self._create(exact_matchers(alert["labels"]), what, seconds, "кнопка в Telegram", asker, alerts)
+        return f"Заглушено на {human_duration(seconds)}", message
+
+    def _matchers_for(self, target: str, alerts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+        token = target.strip().lstrip("#")
+        if re.fullmatch(r"[0-9a-f]{%d,}" % MIN_PREFIX, token.lower()):
+            found = [a for a in alerts if a.get("fingerprint", "").startswith(token.lower())]
+            if len(found) == 1:
+                return exact_matchers(found[0]["labels"]), _summary(found[0])
+            if len(found) > 1:
+                raise CommandProblem(f"Номер {html.escape(token)} подходит к {len(found)} оповещениям: "
+                                     f"добавьте цифр (/alerts).")
+        if any(a["labels"].get("alertname") == target for a in alerts):
+            return [_equal("alertname", target)], f"все {target}"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", target):
+            raise CommandProblem(f"{html.escape(target)} — не площадка, не номер оповещения и не имя алерта.")
+        return [_equal("site", target)], f"площадка {target}"
+
+    def _create(self, matchers: list[dict[str, Any]], what: str, seconds: float, comment: str, asker: Asker,
+                alerts: list[dict[str, Any]]) -> str:
+        ends = self.clock() + timedelta(seconds=seconds)
+        silence_id = self.api.create_silence(matchers, ends, asker.created_by, comment)
+        covered = sum(1 for a in alerts if _matches(a["labels"], matchers))
+        short = silence_id[:SHORT_ID]
+        note = f"Под неё сейчас попадает оповещений: {covered}." if covered else \
+            "Сейчас под неё не попадает ни одно оповещение: она заглушит будущие."
+        return (f"🔕 {html.escape(asker.name)} заглушил(а) {html.escape(what)} на {human_duration(seconds)}, "
+                f"до {self._when(ends)}.\n{note}\nid <code>{short}</code> · снять: <code>/unsilence {short}</code>")
+
+    def list_silences(self, arguments: list[str], asker: Asker) -> list[str]:
+        silences = self.api.silences()
+        if not silences:
+            return ["Действующих тишин нет."]
+        lines = [f"<b>Тишины: {len(silences)}</b>"]
+        for silence in silences:
+            pending = " (ещё не началась)" if silence.state == "pending" else ""
+            lines.append(f"<code>{silence.id[:SHORT_ID]}</code> до {self._when(silence.ends_at)}{pending} · "
+                         f"{html.escape(silence.matchers_text())} · {html.escape(silence.created_by)}: "
+                         f"{html.escape(silence.comment)}")
+        lines += ["", "Снять: <code>/unsilence id</code>."]
+        return split_messages(lines)
+
+    def unsilence(self, arguments: list[str], asker: Asker) -> list[str]:
+        if len(arguments) != 1 or len(arguments[0]) < MIN_PREFIX:
+            raise CommandProblem("Пишите: <code>/unsilence id</code> (id из /silences, хватит первых 4 знаков).")
+        prefix = arguments[0].lower()
+        found = [s for s in self.api.silences() if s.id.lower().startswith(prefix)]
+        if not found:
+            raise CommandProblem(f"Нет действующей тишины с id {html.escape(prefix)} (/silences — список).")
+        if len(found) > 1:
+            raise CommandProblem(f"id {html.escape(prefix)} подходит к {len(found)} тишинам: добавьте знаков.")
+        self.api.expire_silence(found[0].id)
+        return [f"🔔 Тишина <code>{found[0].id[:SHORT_ID]}</code> ({html.escape(found[0].matchers_text())}) снята "
+                f"({html.escape(asker.name)})."]
+
+    # --- devices ---
+
+    def _targets(self) -> TargetsFile:
+        """The central exporter's targets file, opened through its config so that a change the exporter
+        would refuse on reload is refused here, before it is written."""
+        if self.commands.exporter_config is None:
+            raise CommandProblem("Устройства не подключены: задайте commands.exporter_config (конфигурация "
+                                 "центрального экспортёра с targets_file) в настройках получателя.")
+        try:
+            return open_targets(self.commands.exporter_config)
+        except ConfigError as err:
+            raise CommandProblem(f"⚠️ Конфигурация экспортёра не годится: {html.escape(str(err))}") from None
+
+    def list_targets(self, arguments: list[str], asker: Asker) -> list[str]:
+        try:
+            targets = self._targets().load()
+        except TargetsError as err:
+            raise CommandProblem(f"⚠️ Список устройств не читается: {html.escape(str(err))}") from None
+        if not targets:
+            return ["Устройств нет. Добавить: <code>/add 10.0.0.5 kassa-3</code>."]
+        lines = [f"<b>Устройства: {len(targets)}</b>"]
+        for target in targets:
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(target.labels.items()))
+            lines.append(f"<code>{html.escape(target.id)}</code> {html.escape(target.name)} · "
+                         f"{html.escape(target.address)} · {html.escape(' '.join(target.checks))}"
+                         + (f" · {html.escape(labels)}" if labels else ""))
+        return split_messages(lines)
+
+    def add_target(self, arguments: list[str], asker: Asker) -> list[str]:
+        if len(arguments) < 2:
+            raise CommandProblem("Пишите: <code>/add адрес имя [tcp:порт|URL …]</code>, например "
+                                 "<code>/add 10.0.0.5 kassa-3 tcp:3389</code>.")
+        address, name, extra = arguments[0], arguments[1], arguments[2:]
+        labels = {}
+        routes = self.routes_of_chat(asker.chat_id)
+        if len(routes) == 1:  # its alerts come back to the chat it was added from
+            labels["telegram_route"] = next(iter(routes))
+        try:
+            target = self._targets().add(address, name, checks=("ping", *extra), labels=labels)
+        except TargetsError as err:
+            raise CommandProblem(f"⚠️ Не добавлено: {html.escape(str(err))}") from None
+        route = f", оповещения — в маршрут {html.escape(labels['telegram_route'])}" if labels else ""
+        return [f"➕ Добавлено устройство {html.escape(target.name)} (id <code>{html.escape(target.id)}</code>): "
+                f"{html.escape(' '.join(target.checks))} → {html.escape(target.address)}{route}. Экспортёр "
+                f"подхватит его сам за несколько секунд."]
+
+    def delete_target(self, arguments: list[str], asker: Asker) -> list[str]:
+        if len(arguments) != 1:
+            raise CommandProblem("Пишите: <code>/del имя</code> или <code>/del id</code> (/targets — список).")
+        try:
+            target = self._targets().remove(arguments[0])
+        except TargetsError as err:
+            raise CommandProblem(f"⚠️ Не удалено: {html.escape(str(err))}") from None
+        return [f"➖ Удалено устройство {html.escape(target.name)} (id <code>{html.escape(target.id)}</code>, "
+                f"{html.escape(target.address)})."]
+
+    def _when(self, moment: datetime | str) -> str:
+        if isinstance(moment, str):
+            moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        return moment.astimezone(self.zone).strftime("%d.%m %H:%M")
+
+
+def _state(alert: dict[str, Any]) -> str:
+    return alert.get("status", {}).get("state", "active")
+
+
+def _rank(alert: dict[str, Any]) -> int:
+    return {"critical": 3, "warning": 2, "info": 1}.get(alert["labels"].get("severity", ""), 0)
+
+
+def _worst(alerts: list[dict[str, Any]]) -> int:
+    return max(_rank(a) for a in alerts)
+
+
+def _mark(alert: dict[str, Any]) -> str:
+    return SEVERITY_MARKS.get(alert["labels"].get("severity", ""), "⚪")
+
+
+def _summary(alert: dict[str, Any]) -> str:
+    labels = alert["labels"]
+    summary = alert.get("annotations", {}).get("summary")
+    name = labels.get("alertname", "?")
+    return f"{name}: {summary}" if summary else " · ".join(v for v in (name, labels.get("site")) if v)
+
+
+def _equal(name: str, value: str) -> dict[str, Any]:
+    return {"name": name, "value": value, "isRegex": False, "isEqual": True}
+
+
+def _matches(labels: dict[str, str], matchers: list[dict[str, Any]]) -> bool:
+    return all(labels.get(m["name"], "") == m["value"] for m in matchers)
+

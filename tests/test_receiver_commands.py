@@ -1,0 +1,293 @@
+"""Bot commands and silence buttons, end to end: the fake Telegram API (getUpdates, callback queries), the
+receiver as a process, and Debian's Alertmanager holding the alerts and the silences (also read back with
+amtool, as an operator would)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ROOT, free_port
+from simulators.telegram import parse_html
+from receiver_kit import GROUP_CHAT, OTHER_CHAT, ReceiverProcess, wait_for, write_receiver_config
+
+ALLOWED_USER = 555
+STRANGER = 777
+STRANGERS_CHAT = -1001000000099
+PRIVATE_CHAT_OF_ALLOWED_USER = ALLOWED_USER  # a private chat's id is the user's id
+
+
+def alertmanager_config(receiver_url: str, token_file: Path) -> str:
+    webhook = (f"    webhook_configs:\n      - url: {receiver_url}/alert/{{route}}\n        send_resolved: true\n"
+               f"        http_config:\n          authorization:\n            credentials_file: {token_file}\n")
+    return ("route:\n  receiver: telegram-duty\n  group_by: [alertname, site]\n  group_wait: 0s\n"
+            "  group_interval: 1s\n  repeat_interval: 1h\n  routes:\n"
+            "    - matchers: ['team=\"other\"']\n      receiver: telegram-other\n"
+            "receivers:\n  - name: telegram-duty\n" + webhook.format(route="duty")
+            + "  - name: telegram-other\n" + webhook.format(route="other"))
+
+
+class Stack:
+    def __init__(self, telegram, alertmanager_url: str, receiver: ReceiverProcess, folder: Path):
+        self.telegram = telegram
+        self.am = alertmanager_url
+        self.receiver = receiver
+        self.folder = folder
+
+    def fire(self, *alerts: dict) -> None:
+        body = [{"labels": a, "annotations": {"summary": f"{a.get('site')}: {a['alertname']} горит"},
+                 "startsAt": (datetime.now(timezone.utc) - timedelta(minutes=3)).isoformat()} for a in alerts]
+        assert requests.post(f"{self.am}/api/v2/alerts", json=body, timeout=5).status_code == 200
+
+    def silences(self, state: str = "active") -> list[dict]:
+        found = requests.get(f"{self.am}/api/v2/silences", timeout=5).json()
+        return [s for s in found if s["status"]["state"] == state]
+
+    def am_alerts(self) -> list[dict]:
+        return requests.get(f"{self.am}/api/v2/alerts", timeout=5).json()
+
+    def say(self, text: str, chat: int = GROUP_CHAT, user: int = ALLOWED_USER) -> int:
+        """Types `text` in `chat`; returns how many messages the chat had before, to find the answer."""
+        before = len(self.telegram.messages(chat))
+        self.telegram.user_says(chat, text, user_id=user)
+        return before
+
+    def answers(self, chat: int, before: int, count: int = 1, timeout: float = 15) -> list[str]:
+        """The answers' text as the chat shows it (the fake parses the HTML as Telegram does)."""
+        sent = wait_for(lambda: len(self.telegram.messages(chat)) >= before + count
+                        and self.telegram.messages(chat)[before:], timeout, f"{count} answer(s) in chat {chat}")
+        return [parse_html(m.text) if m.parse_mode else m.text for m in sent]
+
+    def amtool_silences(self) -> str:
+        result = subprocess.run(["amtool", "silence", "query", f"--alertmanager.url={self.am}"],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+@pytest.fixture
+def stack(tmp_path, fake_telegram, alertmanager):
+    telegram = fake_telegram()
+    telegram.add_chat(GROUP_CHAT, type="supergroup")
+    telegram.add_chat(OTHER_CHAT, type="group")
+    telegram.add_chat(STRANGERS_CHAT, type="group")
+    telegram.add_chat(PRIVATE_CHAT_OF_ALLOWED_USER, type="private")
+    config = write_receiver_config(tmp_path, telegram.url)  # rewritten below, once Alertmanager's URL is known
+    receiver = ReceiverProcess(config, tmp_path / "receiver.log")
+    alertmanager_url = alertmanager(alertmanager_config(receiver.url, tmp_path / "webhook.token"))
+    central = tmp_path / "central.yml"  # the central exporter's config: devices go to its targets file
+    central.write_text("defaults: {interval: 15s}\ntargets_file: targets.yml\n", encoding="utf-8")
+    write_receiver_config(tmp_path, telegram.url, extra=f"""
+commands:
+  alertmanager_url: {alertmanager_url}
+  allowed_chats: [{GROUP_CHAT}]
+  allowed_users: [{ALLOWED_USER}]
+  exporter_config: {central}
+  poll_timeout: 2s
+""")
+    receiver.start()
+    try:
+        yield Stack(telegram, alertmanager_url, receiver, tmp_path)
+    finally:
+        receiver.stop()
+
+
+def firing_message_with_buttons(stack: Stack, alertname: str):
+    def found():
+        return [m for m in stack.telegram.messages(GROUP_CHAT) if alertname in m.text and m.reply_markup]
+    return wait_for(found, 20, f"a firing {alertname} message with buttons")[-1]
+
+
+def test_a_button_silences_exactly_its_alert_in_alertmanager(stack):
+    stack.fire({"alertname": "FnExpiring", "site": "shop-7", "kkt": "0650001", "severity": "critical"},
+               {"alertname": "FnExpiring", "site": "shop-7", "kkt": "0650002", "severity": "critical"})
+    message = firing_message_with_buttons(stack, "FnExpiring")
+    rows = message.reply_markup["inline_keyboard"]
+    assert len(rows) == 2 and [len(row) for row in rows] == [3, 3]  # one row per alert: 1 ч, 4 ч, 24 ч
+    assert "0650001" in rows[0][0]["text"] or "0650001" in rows[1][0]["text"]
+    row = next(r for r in rows if "0650001" in r[0]["text"])
+    assert [b["text"] for b in row[1:]] == ["4 ч", "24 ч"]
+
+    before = len(stack.telegram.messages(GROUP_CHAT))
+    query = stack.telegram.press_button(GROUP_CHAT, message.message_id, row[1]["callback_data"],
+                                        user_id=ALLOWED_USER)
+    answer = stack.telegram.wait_for_callback_answer(query, timeout=15)
+    assert answer["text"] == "Заглушено на 4 ч"
+    [notice] = stack.answers(GROUP_CHAT, before)
+    assert "заглушил(а)" in notice and "на 4 ч" in notice and "/unsilence" in notice
+
+    [silence] = stack.silences()
+    matchers = {(m["name"], m["value"], m["isRegex"], m.get("isEqual", True)) for m in silence["matchers"]}
+    assert matchers == {("alertname", "FnExpiring", False, True), ("site", "shop-7", False, True),
+                        ("kkt", "0650001", False, True), ("severity", "critical", False, True)}
+    ends = datetime.fromisoformat(silence["endsAt"].replace("Z", "+00:00"))
+    assert abs((ends - datetime.now(timezone.utc)).total_seconds() - 4 * 3600) < 120
+    assert "duty_engineer" in silence["createdBy"]
+    # Alertmanager now holds that till's alert as silenced, and only that one.
+    def states():
+        return {a["labels"]["kkt"]: a["status"]["state"] for a in stack.am_alerts()}
+    wait_for(lambda: states() == {"0650001": "suppressed", "0650002": "active"}, 10, "one alert silenced")
+    short = re.search(r"/unsilence ([0-9a-f]{8})", notice).group(1)
+    assert silence["id"].startswith(short) and silence["id"][:8] in stack.amtool_silences()
+
+
+def test_silence_silences_unsilence_round_trip_visible_to_amtool(stack):
+    stack.fire({"alertname": "PcUnreachable", "site": "shop-9", "severity": "critical"})
+    firing_message_with_buttons(stack, "PcUnreachable")
+
+    before = stack.say("/silence shop-9 2h замена коммутатора")
+    [reply] = stack.answers(GROUP_CHAT, before)
+    assert "площадка shop-9" in reply and "на 2 ч" in reply
+    assert "Под неё сейчас попадает оповещений: 1" in reply
+    [silence] = stack.silences()
+    assert [(m["name"], m["value"]) for m in silence["matchers"]] == [("site", "shop-9")]
+    assert silence["comment"] == "замена коммутатора"
+    assert "замена коммутатора" in stack.amtool_silences()
+
+    before = stack.say("/silences")
+    [listing] = stack.answers(GROUP_CHAT, before)
+    assert silence["id"][:8] in listing and 'site="shop-9"' in listing
+    assert "замена коммутатора" in listing
+
+    before = stack.say(f"/unsilence {silence['id'][:6]}")
+    [done] = stack.answers(GROUP_CHAT, before)
+    assert "снята" in done
+    assert stack.silences() == [] and len(stack.silences("expired")) == 1
+    assert silence["id"][:8] not in stack.amtool_silences()
+
+
+def test_status_shows_the_chats_own_alerts_grouped_by_site_and_escaped(stack):
+    stack.fire({"alertname": "PortDown", "site": "shop-1", "check": "rdp", "severity": "warning",
+                "client": "ООО <Ромашка> & Co"},
+               {"alertname": "PcUnreachable", "site": "shop-2", "severity": "critical"},
+               {"alertname": "KodeksMainPageError", "site": "office-5", "severity": "critical", "team": "other"})
+    firing_message_with_buttons(stack, "PcUnreachable")
+    wait_for(lambda: any("KodeksMainPageError" in m.text for m in stack.telegram.messages(OTHER_CHAT)), 20,
+             "the other chat's alert")
+
+    before = stack.say("/status")
+    [status] = stack.answers(GROUP_CHAT, before)
+    text = status
+    assert "shop-1" in text and "shop-2" in text and "office-5" not in text  # only the duty route's alerts
+    assert text.index("shop-2") < text.index("shop-1")  # the critical site first
+    assert "клиент ООО <Ромашка> & Co" in text  # the fake parses the HTML: escaped values arrive literally
+
+    before = stack.say("/status", chat=OTHER_CHAT)  # not allowed as a chat, but the user is
+    [other] = stack.answers(OTHER_CHAT, before)
+    assert "office-5" in other and "shop-1" not in other
+
+    before = stack.say("/silence shop-1 1h")
+    stack.answers(GROUP_CHAT, before)
+    before = stack.say("/status")
+    [after] = stack.answers(GROUP_CHAT, before)
+    assert "shop-1" not in after.split("Заглушено")[0] and "Заглушено или подавлено: 1" in after
+
+
+def test_strangers_are_ignored_logged_once_and_counted(stack):
+    for _ in range(2):
+        stack.say("/silence shop-4 1h", chat=STRANGERS_CHAT, user=STRANGER)
+    before = stack.say("/help")  # an allowed command after them: once it is answered, theirs were read
+    stack.answers(GROUP_CHAT, before)
+    assert stack.telegram.messages(STRANGERS_CHAT) == []
+    assert stack.silences() == []
+    log = stack.receiver.log_text()
+    assert log.count("event=command_ignored reason=not_allowed") == 1, log[-2000:]
+    assert f"chat={STRANGERS_CHAT} user={STRANGER}" in log
+    assert "sitewatch_receiver_commands_ignored_total 2.0" in stack.receiver.metrics()
+
+
+def test_a_button_pressed_outside_the_allowlist_creates_no_silence(stack):
+    stack.fire({"alertname": "PcUnreachable", "site": "shop-5", "severity": "critical", "telegram_route": "other"})
+    wait_for(lambda: [m for m in stack.telegram.messages(OTHER_CHAT) if m.reply_markup], 20, "buttons in other")
+    [message] = [m for m in stack.telegram.messages(OTHER_CHAT) if m.reply_markup]
+    query = stack.telegram.press_button(OTHER_CHAT, message.message_id,
+                                        message.reply_markup["inline_keyboard"][0][0]["callback_data"],
+                                        user_id=STRANGER)
+    answer = stack.telegram.wait_for_callback_answer(query, timeout=15)
+    assert answer["show_alert"] and "нельзя" in answer["text"]
+    assert stack.silences() == []
+
+
+def test_bad_commands_get_a_clear_answer(stack):
+    cases = {
+        "/silence shop-1": "Пишите: /silence",
+        "/silence shop-1 4 часа": "Не понял срок",
+        "/silence shop-1 90d": "не больше 30 д",
+        "/silence shop-1 10s": "Не понял срок",
+        "/unsilence abcd1234": "Нет действующей тишины",
+        "/frobnicate": "Не знаю команду /frobnicate",
+        "/add 999.1.1.1 kassa-1": "999.1.1.1",
+    }
+    for command, expected in cases.items():
+        before = stack.say(command)
+        [reply] = stack.answers(GROUP_CHAT, before)
+        assert expected in reply, (command, reply)
+    assert stack.silences() == []
+    before = stack.say("/help")
+    [help_text] = stack.answers(GROUP_CHAT, before)
+    assert "/silence" in help_text and "/targets" in help_text
+
+
+def test_devices_are_added_listed_and_removed_from_the_chat(stack):
+    before = stack.say("/add 127.0.0.1 kassa-9 tcp:3389")
+    [added] = stack.answers(GROUP_CHAT, before)
+    assert "kassa-9" in added and "маршрут duty" in added
+    text = (stack.folder / "targets.yml").read_text(encoding="utf-8")
+    assert "kassa-9" in text and "telegram_route: duty" in text and "tcp:3389" in text
+
+    before = stack.say("/add 127.0.0.2 kassa-9")
+    [duplicate] = stack.answers(GROUP_CHAT, before)
+    assert "kassa-9" in duplicate and "⚠️" in duplicate
+
+    before = stack.say("/targets")
+    [listing] = stack.answers(GROUP_CHAT, before)
+    assert "kassa-9" in listing and "127.0.0.1" in listing
+
+    before = stack.say("/del kassa-9")
+    [removed] = stack.answers(GROUP_CHAT, before)
+    assert "Удалено" in removed
+    assert "kassa-9" not in (stack.folder / "targets.yml").read_text(encoding="utf-8")
+
+
+def test_a_restart_neither_repeats_nor_loses_commands(stack):
+    before = stack.say("/silence shop-3 1h")
+    stack.answers(GROUP_CHAT, before)
+    assert len(stack.silences()) == 1
+    stack.receiver.stop()
+    stack.telegram.user_says(GROUP_CHAT, "/silence shop-8 1h", user_id=ALLOWED_USER)  # typed while it was down
+    stack.receiver.start()
+    wait_for(lambda: len(stack.silences()) == 2, 20, "the command typed during the restart to be done")
+    time.sleep(3)
+    sites = sorted(s["matchers"][0]["value"] for s in stack.silences())
+    assert sites == ["shop-3", "shop-8"]  # the first command was not done again
+
+
+def test_a_long_list_is_split_into_messages_telegram_accepts(stack):
+    stack.fire(*({"alertname": "PortDown", "site": f"shop-{i:03d}", "check": "rdp-port-on-the-main-server",
+                  "severity": "warning"} for i in range(150)))
+    wait_for(lambda: len(stack.am_alerts()) == 150, 20, "150 alerts in Alertmanager")
+    before = stack.say("/alerts")
+    replies = stack.answers(GROUP_CHAT, before, count=2, timeout=30)
+    time.sleep(2)
+    replies = [m for m in stack.telegram.messages(GROUP_CHAT)[before:] if "PortDown" in m.text]
+    assert len(replies) >= 2
+    shown = sorted(set(re.findall(r"shop-\d{3}", " ".join(m.text for m in replies))))
+    assert len(shown) == 150
+
+
+def test_commands_need_an_allowlist(tmp_path):
+    config = write_receiver_config(tmp_path, "http://127.0.0.1:9", extra=f"""
+commands:
+  alertmanager_url: http://127.0.0.1:{free_port()}
+""")
+    result = subprocess.run([sys.executable, "-m", "alertmanager.cli", "check-config", "--offline", "-c", str(config)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    assert f"{config}: commands: expected allowed_chats or allowed_users" in result.stderr
