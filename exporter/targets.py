@@ -17,9 +17,6 @@ import hashlib
 import ipaddress
 import os
 import re
-import stat
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter import lockedfile
 from exporter import schema as s
 from exporter.config.loader import NAME_PATTERN, NAME_TEXT, label_name, label_value
 from exporter.config.yamlfile import YamlError, read_yaml
@@ -335,42 +333,17 @@ class TargetsFile:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        if not self.path.parent.is_dir():
-            raise TargetsError(f"the folder of the targets file, {self.path.parent}, does not exist")
         try:
-            handle = open(self.lock_path, "a+b")  # noqa: SIM115 - closed below; never deleted (see README)
-        except OSError as err:
-            raise TargetsError(f"cannot open the lock file {self.lock_path}: {err.strerror or err}") from None
-        with handle:
-            deadline = time.monotonic() + LOCK_TIMEOUT
-            while not _try_lock(handle):
-                if time.monotonic() > deadline:
-                    raise TargetsError(f"another process has held {self.lock_path} for over {LOCK_TIMEOUT:g}s; "
-                                       "try again")
-                time.sleep(0.01)
-            try:
+            with lockedfile.locked(self.path, LOCK_TIMEOUT):
                 yield
-            finally:
-                _unlock(handle)
+        except lockedfile.EditError as err:
+            raise TargetsError(str(err)) from None
 
     def _write(self, targets: Sequence[Target]) -> None:
-        folder = self.path.parent
         try:
-            fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
-        except OSError as err:
-            raise TargetsError(f"cannot write in {folder}: {err.strerror or err}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(render(targets))
-                handle.flush()
-                os.fsync(handle.fileno())
-            _take_mode_and_owner(self.path, temp)
-            _replace(temp, self.path)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise TargetsError(f"cannot write {self.path}: {err.strerror or err}") from None
-        _sync_folder(folder)
+            lockedfile.replace(self.path, render(targets))
+        except lockedfile.EditError as err:
+            raise TargetsError(str(err)) from None
 
 
 def _refuse_clashes(target: Target, targets: Sequence[Target]) -> None:
@@ -393,68 +366,3 @@ def _refuse_clashes(target: Target, targets: Sequence[Target]) -> None:
                                        "their labels")
 
 
-def _try_lock(handle: Any) -> bool:
-    if os.name == "nt":
-        import msvcrt
-
-        handle.seek(0)
-        try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _unlock(handle: Any) -> None:
-    if os.name == "nt":
-        import msvcrt
-
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _take_mode_and_owner(old: Path, new: str) -> None:
-    """The new file gets the old one's mode and (where we may) owner, so the exporter can still read it."""
-    try:
-        info = os.stat(old)
-    except FileNotFoundError:
-        os.chmod(new, 0o644)
-        return
-    os.chmod(new, stat.S_IMODE(info.st_mode))
-    if hasattr(os, "chown"):
-        with contextlib.suppress(PermissionError):
-            os.chown(new, info.st_uid, info.st_gid)
-
-
-def _replace(temp: str, path: Path) -> None:
-    # On Windows a file another process has open cannot be replaced for a moment: retry briefly.
-    for attempt in range(50):
-        try:
-            os.replace(temp, path)
-            return
-        except PermissionError:
-            if os.name != "nt" or attempt == 49:
-                raise
-            time.sleep(0.05)
-
-
-def _sync_folder(folder: Path) -> None:
-    if os.name == "nt":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
