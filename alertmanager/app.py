@@ -55,16 +55,19 @@ class Receiver:
         self._routes_seen = self.outbox.receiver_routes()
         self.poller = None
         if config.commands is not None and not dry_run:
-            commands = ChatCommands(config, config.commands, AlertmanagerApi(config.commands.alertmanager_url),
-                                    lambda: dict(self._routes_seen))
+            # Read afresh for each command: another process sharing the outbox may have learnt a pair.
+            commands = ChatCommands(config, config.commands,
+                                    AlertmanagerApi(config.commands.alertmanager_url, timeout=5.0),
+                                    self.outbox.receiver_routes)
             self.poller = CommandPoller(config.commands, self.sender.apis[config.commands.bot], commands,
                                         self.outbox, self.metrics, lambda: self.sender.active)
 
     def learn_route(self, alertmanager_receiver: str, route: str) -> None:
-        """Remembers which route an Alertmanager receiver posts to, for /status (written once per pair)."""
-        if self._routes_seen.get(alertmanager_receiver) == route:
+        """Remembers that an Alertmanager receiver posts to this route, for /status (written once per pair)."""
+        pair = (alertmanager_receiver, route)
+        if pair in self._routes_seen:
             return
-        self._routes_seen[alertmanager_receiver] = route
+        self._routes_seen.add(pair)  # set.add is atomic: Flask's threads may race here, and both write once
         try:
             self.outbox.note_receiver_route(alertmanager_receiver, route)
         except sqlite3.Error as err:  # only /status's filtering suffers; the alerts are safe

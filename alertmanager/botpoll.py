@@ -12,12 +12,13 @@ line per chat and user an hour, and a counter.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any
 
 from alertmanager.buttons import parse_callback
-from alertmanager.chatcommands import Asker, ChatCommands, CommandProblem
+from alertmanager.chatcommands import Asker, ChatCommands, CommandProblem, human_duration
 from alertmanager.config import CommandsConfig
 from alertmanager.metrics import ReceiverMetrics
 from alertmanager.outbox import Outbox
@@ -30,6 +31,7 @@ KNOWN_COMMANDS = ("status", "alerts", "silence", "silences", "unsilence", "targe
 REFUSAL_LOG_INTERVAL = 3600.0
 MAX_BACKOFF = 60.0
 CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for answerCallbackQuery's text
+MAX_COMMAND_AGE = 600.0  # seconds: an older command is not carried out (nor answered)
 
 
 class CommandPoller:
@@ -47,6 +49,7 @@ class CommandPoller:
         self._thread = threading.Thread(target=self._run, name="receiver-commands", daemon=True)
         self._refusals: dict[tuple[int, int | None], float] = {}
         self._failing_since: float | None = None
+        self._offset: int | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -85,7 +88,9 @@ class CommandPoller:
             log.info("event=commands_polling bot=%s username=%s allowed_chats=%d allowed_users=%d",
                      self.settings.bot, self.username, len(self.settings.allowed_chats),
                      len(self.settings.allowed_users))
-        offset = int(self.outbox.setting(self._offset_key) or 0)
+        if self._offset is None:
+            self._offset = int(self.outbox.setting(self._offset_key) or 0)
+        offset = self._offset
         answer = self.api.call("getUpdates", {
             "offset": offset, "timeout": int(self.settings.poll_timeout),
             "allowed_updates": ["message", "callback_query"]}, timeout=self.settings.poll_timeout + 10)
@@ -99,8 +104,13 @@ class CommandPoller:
             if self._stopping.is_set() or not self.is_active():
                 break  # not confirmed: whoever polls next does it
             self._handle(update)
-            # Confirmed one by one: a crash repeats at most the update it was doing.
-            self.outbox.set_setting(self._offset_key, str(int(update["update_id"]) + 1))
+            # Kept one by one: a crash repeats at most the update it was doing. Memory is the truth while
+            # running, so a busy database cannot make a command run twice.
+            self._offset = int(update["update_id"]) + 1
+            try:
+                self.outbox.set_setting(self._offset_key, str(self._offset))
+            except sqlite3.Error as err:
+                log.warning("event=offset_not_saved error=%r effect=a_restart_may_repeat_this_command", str(err))
         return True
 
     def _failed(self, method: str, answer: ApiAnswer) -> None:
@@ -133,6 +143,11 @@ class CommandPoller:
         sender = message.get("from") or {}
         user_id = sender.get("id")
         name = command.lower()
+        age = time.time() - float(message.get("date") or 0)
+        if age > MAX_COMMAND_AGE:  # typed while the receiver was down: "/silence … 4h" from yesterday is wrong now
+            log.info("event=command_ignored reason=too_old age=%.0fs chat=%s user=%s command=%s", age, chat_id,
+                     user_id, name if name in KNOWN_COMMANDS else "unknown")
+            return
         label = name if name in KNOWN_COMMANDS else "unknown"
         if not self.settings.allows(chat_id, user_id):
             self._refuse(chat_id, user_id, label)
@@ -167,25 +182,26 @@ class CommandPoller:
             self._answer_button(query["id"], "Эта кнопка устарела.", alert=True)
             return
         seconds, fingerprint = pressed
+        # Answered first, within Telegram's 15 s, so the spinner stops even if Alertmanager is slow. A press
+        # Telegram no longer takes an answer for is stale (made while the receiver was down): not acted on.
+        if not self._answer_button(query["id"], f"⏳ Глушу на {human_duration(seconds)}…"):
+            log.info("event=button_ignored reason=too_old chat=%s user=%s", chat_id, user_id)
+            return
         asker = Asker(chat_id, int(user_id or 0), _display_name(sender))
         try:
             if not 60 <= seconds <= self.settings.max_silence:
                 raise CommandProblem("Срок этой кнопки больше разрешённого.")
-            short, text = self.commands.silence_alert(fingerprint, seconds, asker)
+            replies, result = self.commands.silence_alert(fingerprint, seconds, asker), "ok"
         except CommandProblem as problem:
-            self.metrics.commands.labels("button", "refused").inc()
-            self._answer_button(query["id"], html_to_text(str(problem)), alert=True)
-            return
+            replies, result = [str(problem)], "refused"
         except Exception:  # noqa: BLE001
             log.exception("event=command_failed command=button chat=%s", chat_id)
-            self.metrics.commands.labels("button", "error").inc()
-            self._answer_button(query["id"], "Не получилось: подробности в журнале получателя.", alert=True)
-            return
-        self.metrics.commands.labels("button", "ok").inc()
-        log.info("event=command command=button chat=%s user=%s result=ok", chat_id, user_id)
-        self._answer_button(query["id"], short)
+            replies, result = ["⚠️ Не получилось заглушить: подробности в журнале получателя."], "error"
+        self.metrics.commands.labels("button", result).inc()
+        log.info("event=command command=button chat=%s user=%s result=%s", chat_id, user_id, result)
         thread = message.get("message_thread_id") if message.get("is_topic_message") else None
-        self._reply(chat_id, thread, text, message.get("message_id"))
+        for reply in replies:
+            self._reply(chat_id, thread, reply, message.get("message_id"))
 
     def _refuse(self, chat_id: int, user_id: int | None, label: str) -> None:
         self.metrics.commands_refused.inc()
@@ -220,11 +236,12 @@ class CommandPoller:
             answer = self.api.call("sendMessage", {k: v for k, v in params.items() if v is not None})
         return answer
 
-    def _answer_button(self, query_id: str, text: str, alert: bool = False) -> None:
+    def _answer_button(self, query_id: str, text: str, alert: bool = False) -> bool:
         answer = self.api.call("answerCallbackQuery", {"callback_query_id": query_id,
                                                        "text": text[:CALLBACK_TEXT_LIMIT], "show_alert": alert})
         if not answer.ok:
             log.warning("event=button_answer_failed error=%r", answer.description or answer.network_error)
+        return answer.ok
 
 
 def _display_name(user: dict[str, Any]) -> str:

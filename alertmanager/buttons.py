@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from alertmanager.outbox import Item
 from alertmanager.webhook import Alert
 
+FINGERPRINT = re.compile(r"[0-9a-f]{1,32}")
 CALLBACK_DATA = re.compile(r"sil:(\d{2,8}):([0-9a-f]{1,32})")
 MAX_ROWS = 5  # alerts with buttons in one message; a digest of more is silenced with /silence
 LABEL_ROOM = 22  # characters of the alert's name in its first button
@@ -36,13 +37,24 @@ def duration_text(seconds: float) -> str:
 
 
 def keyboard(items: Sequence[Item], durations: Sequence[float]) -> dict[str, Any] | None:
-    """An inline keyboard for a firing message: one row per alert (up to MAX_ROWS), one button per duration."""
+    """An inline keyboard for a firing message: one row per alert (up to MAX_ROWS), one button per duration.
+
+    Only alerts whose fingerprint is Alertmanager's (hex digits, so the data fits Telegram's 64 bytes) get
+    buttons: a hand-made payload's odd fingerprint must cost the buttons, never the message.
+    """
     if not durations:
         return None
     alerts: list[Alert] = []
     for item in items:
-        alert = Alert.from_json(item.alert)
-        if alert.firing and alert.fingerprint and all(a.fingerprint != alert.fingerprint for a in alerts):
+        if item.summary or not item.alert:  # the "… и ещё N" line stands for alerts it does not carry
+            continue
+        try:
+            alert = Alert.from_json(item.alert)
+        except ValueError:
+            continue
+        if not alert.firing or not FINGERPRINT.fullmatch(alert.fingerprint):
+            continue
+        if all(a.fingerprint != alert.fingerprint for a in alerts):
             alerts.append(alert)
     rows = []
     for alert in alerts[:MAX_ROWS]:

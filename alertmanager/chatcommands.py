@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from alertmanager.config import CommandsConfig, ReceiverConfig
 from alertmanager.render import plural
 from alertmanager.silences import AlertmanagerApi, AlertmanagerError, exact_matchers
-from alertmanager.telegram_html import MESSAGE_LIMIT, message_length
+from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
 from exporter.config import ConfigError, open_targets
 from exporter.targets import TargetsError, TargetsFile
 
@@ -32,7 +32,7 @@ MIN_PREFIX = 4
 HELP = """<b>Команды sitewatch</b>
 /status — что горит сейчас в оповещениях этого чата, по площадкам
 /alerts — все активные оповещения с их номерами (и заглушённые)
-/silence <i>площадка|номер|алерт</i> <i>срок</i> [комментарий] — заглушить, например <code>/silence shop-01 4h плановые работы</code>
+/silence <i>площадка|#номер|алерт</i> <i>срок</i> [комментарий] — заглушить, например <code>/silence shop-01 4h плановые работы</code>
 /silences — действующие тишины
 /unsilence <i>id</i> — снять тишину
 /targets — устройства центрального экспортёра
@@ -88,8 +88,8 @@ def split_messages(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> list[str
     size = 0
     for line in lines:
         length = message_length(line)
-        if length > limit:  # one line never is this long in practice: alert texts are cut when rendered
-            line = html.escape(line[: limit // 2]) + "…"
+        if length > limit:  # a huge annotation or comment: its visible text, cut, so no tag is left open
+            line = html.escape(html_to_text(line)[: limit // 2]) + "…"
             length = message_length(line)
         if current and size + 1 + length > limit:
             messages.append("\n".join(current))
@@ -103,11 +103,12 @@ def split_messages(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> list[str
 
 class ChatCommands:
     def __init__(self, config: ReceiverConfig, commands: CommandsConfig, api: AlertmanagerApi,
-                 receiver_routes: Callable[[], dict[str, str]], clock: Callable[[], datetime] | None = None):
+                 receiver_routes: Callable[[], set[tuple[str, str]]],
+                 clock: Callable[[], datetime] | None = None):
         self.config = config
         self.commands = commands
         self.api = api
-        self.receiver_routes = receiver_routes  # Alertmanager receiver name -> route, learnt from webhooks
+        self.receiver_routes = receiver_routes  # (Alertmanager receiver, route) pairs learnt from webhooks
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.zone = config.timezone or ZoneInfo("Europe/Moscow")
 
@@ -134,36 +135,46 @@ class ChatCommands:
     def routes_of_chat(self, chat_id: int) -> set[str]:
         return {name for name, route in self.config.routes.items() if str(route.chat_id) == str(chat_id)}
 
-    def routes_of_alert(self, alert: dict[str, Any]) -> set[str]:
+    def _routes_of(self, alert: dict[str, Any], learnt: set[tuple[str, str]]) -> set[str]:
         labelled = alert.get("labels", {}).get("telegram_route")
         if labelled in self.config.routes:
             return {labelled}
-        learnt = self.receiver_routes()
         routes = set()
         for receiver in alert.get("receivers", []):
             name = receiver.get("name", "")
-            if name in learnt:
-                routes.add(learnt[name])
-            else:  # not seen in a webhook yet: Alertmanager receivers are usually named after the route
-                routes |= {route for route in self.config.routes if name == route or name.endswith("-" + route)}
+            known = {route for seen, route in learnt if seen == name}
+            if not known:  # not seen in a webhook yet: Alertmanager receivers are usually named after the route
+                known = {route for route in self.config.routes if name == route or name.endswith("-" + route)}
+            routes |= known
         return routes
 
-    def _alerts_for(self, chat_id: int) -> tuple[list[dict[str, Any]], bool]:
-        """Active alerts of the chat's routes (all of them in a chat no route posts to), and whether filtered."""
+    def _alerts_for(self, chat_id: int) -> tuple[list[dict[str, Any]], bool, int]:
+        """Active alerts of the chat's routes (all of them in a chat no route posts to), whether filtered,
+        and how many alerts no route could be found for (they are not hidden silently)."""
         alerts = self.api.alerts()
         routes = self.routes_of_chat(chat_id)
         if not routes:
-            return alerts, False
-        return [a for a in alerts if self.routes_of_alert(a) & routes], True
+            return alerts, False, 0
+        learnt = self.receiver_routes()
+        mine, unknown = [], 0
+        for alert in alerts:
+            found = self._routes_of(alert, learnt)
+            if found & routes:
+                mine.append(alert)
+            elif not found:
+                unknown += 1
+        return mine, True, unknown
 
     def status(self, arguments: list[str], asker: Asker) -> list[str]:
-        alerts, filtered = self._alerts_for(asker.chat_id)
+        alerts, filtered, unknown = self._alerts_for(asker.chat_id)
         firing = [a for a in alerts if _state(a) == "active"]
         quiet = len(alerts) - len(firing)
         scope = "в оповещениях этого чата" if filtered else "во всех оповещениях"
+        stray = (f"\nЕщё оповещений без известного маршрута: {unknown} (в личном чате с ботом /status "
+                 "показывает все).") if unknown else ""
         if not firing:
             tail = f" (заглушено или подавлено: {quiet})" if quiet else ""
-            return [f"✅ Всё спокойно {scope}: ничего не горит{tail}."]
+            return [f"✅ Всё спокойно {scope}: ничего не горит{tail}.{stray}"]
         by_site: dict[str, list[dict[str, Any]]] = {}
         for alert in firing:
             by_site.setdefault(alert["labels"].get("site", "без площадки"), []).append(alert)
@@ -179,10 +190,12 @@ class ChatCommands:
                 lines.append(f"{_mark(alert)} {html.escape(_summary(alert))} · с {self._when(alert['startsAt'])}")
         if quiet:
             lines += ["", f"Заглушено или подавлено: {quiet} (/alerts — все)."]
+        if stray:
+            lines.append(stray.strip())
         return split_messages(lines)
 
     def alerts(self, arguments: list[str], asker: Asker) -> list[str]:
-        alerts, filtered = self._alerts_for(asker.chat_id)
+        alerts, filtered, _ = self._alerts_for(asker.chat_id)
         if not alerts:
             return ["✅ Активных оповещений нет" + (" в оповещениях этого чата." if filtered else ".")]
         lines = [f"<b>Активные оповещения: {len(alerts)}</b>"]
@@ -194,56 +207,65 @@ class ChatCommands:
                          f"{html.escape(labels.get('alertname', '?'))}" + (f" · {where}" if where else "")
                          + f" · с {self._when(alert['startsAt'])}")
         lines.append("")
-        lines.append("Заглушить одно: <code>/silence номер 4h</code>; площадку: <code>/silence площадка 4h</code>.")
+        lines.append("Заглушить одно: <code>/silence #номер 4h</code>; площадку: <code>/silence площадка 4h</code>.")
         return split_messages(lines)
 
     # --- silences ---
 
     def silence(self, arguments: list[str], asker: Asker) -> list[str]:
         if len(arguments) < 2:
-            raise CommandProblem("Пишите: <code>/silence площадка|номер|алерт срок [комментарий]</code>, "
+            raise CommandProblem("Пишите: <code>/silence площадка|#номер|алерт срок [комментарий]</code>, "
                                  "например <code>/silence shop-01 4h плановые работы</code>.")
         target, duration_text, comment = arguments[0], arguments[1], " ".join(arguments[2:])
         seconds = parse_duration(duration_text, self.commands.max_silence)
         alerts = self.api.alerts()
         matchers, what = self._matchers_for(target, alerts)
-        return [self._create(matchers, what, seconds, comment or "из Telegram", asker, alerts)]
+        return self._create(matchers, what, seconds, comment or "из Telegram", asker, alerts)
 
-    def silence_alert(self, fingerprint: str, seconds: float, asker: Asker) -> tuple[str, str]:
-        """A button's silence for exactly one alert: (short answer for the button, message for the chat)."""
+    def silence_alert(self, fingerprint: str, seconds: float, asker: Asker) -> list[str]:
+        """A button's silence for exactly one alert: the messages for the chat."""
         alerts = self.api.alerts()
         alert = next((a for a in alerts if a.get("fingerprint") == fingerprint), None)
         if alert is None:
             raise CommandProblem("Этого оповещения уже нет в Alertmanager: оно закончилось.")
-        what = _summary(alert)
-        message = self._create(exact_matchers(alert["labels"]), what, seconds, "кнопка в Telegram", asker, alerts)
-        return f"Заглушено на {human_duration(seconds)}", message
+        return self._create(exact_matchers(alert["labels"]), _summary(alert), seconds, "кнопка в Telegram", asker,
+                            alerts)
 
     def _matchers_for(self, target: str, alerts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-        token = target.strip().lstrip("#")
-        if re.fullmatch(r"[0-9a-f]{%d,}" % MIN_PREFIX, token.lower()):
-            found = [a for a in alerts if a.get("fingerprint", "").startswith(token.lower())]
+        """A "#number" is an alert; else an alert name or a site with alerts now; else a number that fits
+        one alert; else a site (planned works silence a quiet site). Sites named like "cafe" or "0042" are
+        therefore taken as sites whenever they have alerts, never as someone else's alert."""
+        numbered = target.startswith("#")
+        token = target.strip().lstrip("#").lower()
+        if not numbered:
+            if any(a["labels"].get("alertname") == target for a in alerts):
+                return [_equal("alertname", target)], f"все {target}"
+            if any(a["labels"].get("site") == target for a in alerts):
+                return [_equal("site", target)], f"площадка {target}"
+        if re.fullmatch(r"[0-9a-f]{%d,}" % MIN_PREFIX, token):
+            found = [a for a in alerts if a.get("fingerprint", "").startswith(token)]
             if len(found) == 1:
                 return exact_matchers(found[0]["labels"]), _summary(found[0])
             if len(found) > 1:
                 raise CommandProblem(f"Номер {html.escape(token)} подходит к {len(found)} оповещениям: "
                                      f"добавьте цифр (/alerts).")
-        if any(a["labels"].get("alertname") == target for a in alerts):
-            return [_equal("alertname", target)], f"все {target}"
+            if numbered:
+                raise CommandProblem(f"Нет активного оповещения с номером {html.escape(token)} (/alerts).")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", target):
             raise CommandProblem(f"{html.escape(target)} — не площадка, не номер оповещения и не имя алерта.")
         return [_equal("site", target)], f"площадка {target}"
 
     def _create(self, matchers: list[dict[str, Any]], what: str, seconds: float, comment: str, asker: Asker,
-                alerts: list[dict[str, Any]]) -> str:
+                alerts: list[dict[str, Any]]) -> list[str]:
         ends = self.clock() + timedelta(seconds=seconds)
         silence_id = self.api.create_silence(matchers, ends, asker.created_by, comment)
         covered = sum(1 for a in alerts if _matches(a["labels"], matchers))
         short = silence_id[:SHORT_ID]
         note = f"Под неё сейчас попадает оповещений: {covered}." if covered else \
             "Сейчас под неё не попадает ни одно оповещение: она заглушит будущие."
-        return (f"🔕 {html.escape(asker.name)} заглушил(а) {html.escape(what)} на {human_duration(seconds)}, "
-                f"до {self._when(ends)}.\n{note}\nid <code>{short}</code> · снять: <code>/unsilence {short}</code>")
+        return split_messages([f"🔕 {html.escape(asker.name)} заглушил(а) {html.escape(what)} на "
+                               f"{human_duration(seconds)}, до {self._when(ends)}.", note,
+                               f"id <code>{short}</code> · снять: <code>/unsilence {short}</code>"])
 
     def list_silences(self, arguments: list[str], asker: Asker) -> list[str]:
         silences = self.api.silences()

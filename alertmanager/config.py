@@ -183,7 +183,7 @@ _TOP = s.struct({
         "silence_buttons": s.Field(s.list_of(s.duration(minimum=60, maximum=30 * 86400)),
                                    default=[3600.0, 4 * 3600.0, 24 * 3600.0]),
         "max_silence": s.Field(s.duration(minimum=60, maximum=366 * 86400), default=30 * 86400.0),
-        "poll_timeout": s.Field(s.duration(minimum=0, maximum=50), default=25.0),
+        "poll_timeout": s.Field(s.duration(minimum=1, maximum=50), default=25.0),
     })),
 })
 
@@ -268,6 +268,9 @@ def _commands(options: dict[str, Any], bots: dict[str, Bot], file: Path) -> Comm
     if not options["allowed_chats"] and not options["allowed_users"]:
         raise s.Invalid("commands", "allowed_chats or allowed_users with at least one chat or user: nobody "
                                     "else may command the bot, so with neither nobody could")
+    if options["silence_buttons"] and max(options["silence_buttons"]) > options["max_silence"]:
+        raise s.Invalid("commands.silence_buttons", f"durations no longer than commands.max_silence "
+                                                    f"({options['max_silence']:g}s)", options["silence_buttons"])
     exporter = options["exporter_config"]
     exporter_path = Path(exporter).expanduser() if exporter else None
     if exporter_path is not None and not exporter_path.is_absolute():

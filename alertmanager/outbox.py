@@ -87,8 +87,9 @@ CREATE TABLE IF NOT EXISTS settings (
 -- Which route each Alertmanager receiver posts to, as seen in webhooks: /status reads it to tell a
 -- chat's alerts from Alertmanager's list.
 CREATE TABLE IF NOT EXISTS receiver_routes (
-    receiver TEXT PRIMARY KEY,
-    route TEXT NOT NULL
+    receiver TEXT NOT NULL,
+    route TEXT NOT NULL,
+    PRIMARY KEY (receiver, route)
 );
 """
 
@@ -430,10 +431,11 @@ class Outbox:
 
     def note_receiver_route(self, receiver: str, route: str) -> None:
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO receiver_routes (receiver, route) VALUES (?, ?)", (receiver, route))
+            db.execute("INSERT OR IGNORE INTO receiver_routes (receiver, route) VALUES (?, ?)", (receiver, route))
 
-    def receiver_routes(self) -> dict[str, str]:
-        return dict(self._connection().execute("SELECT receiver, route FROM receiver_routes").fetchall())
+    def receiver_routes(self) -> set[tuple[str, str]]:
+        """(Alertmanager receiver, route) pairs seen in webhooks, by any process sharing the file."""
+        return set(self._connection().execute("SELECT receiver, route FROM receiver_routes").fetchall())
 
     # --- what /metrics shows ------------------------------------------------------------------------------
 

@@ -211,9 +211,16 @@ class Sender:
         route = self.config.routes.get(route_name)
         silent = message.status == "resolved" and route is not None and route.silent_resolved
         buttons = None
-        if self.config.commands is not None and message.status == "firing":
-            buttons = keyboard(message.items, self.config.commands.silence_buttons)
+        commands = self.config.commands
+        # Only the bot that polls for presses gets buttons: another bot's would spin and time out.
+        if commands is not None and message.status == "firing" and chat.bot == commands.bot:
+            buttons = keyboard(message.items, commands.silence_buttons)
         answer = self._send(chat, message.text, "HTML", silent, route_name, buttons)
+        if buttons and answer.kind == "rejected":
+            log.warning("event=buttons_rejected route=%s chat=%s detail=%r action=resend_without_buttons",
+                        route_name, chat.chat_id, answer.description)
+            buttons = None
+            answer = self._send(chat, message.text, "HTML", silent, route_name)
         if answer.kind == "parse_error":
             log.warning("event=html_rejected route=%s chat=%s detail=%r action=resend_as_plain_text",
                         route_name, chat.chat_id, answer.description)

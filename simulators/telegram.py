@@ -567,11 +567,13 @@ class FakeTelegram:
 
     def user_says(self, chat_id: int | str, text: str, *, user_id: int | None = None,
                   username: str | None = "duty_engineer", first_name: str = "Иван",
-                  message_thread_id: int | None = None, bot_token: str | None = None) -> dict:
+                  message_thread_id: int | None = None, bot_token: str | None = None,
+                  sent_ago: float = 0.0) -> dict:
         """Someone writes `text` in a chat set up with add_chat: a `message` update for the bot (`bot_token`,
         or the first bot). A text starting with a command gets its bot_command entity. `user_id` defaults to
         555, or in a private chat to the chat's id, which is its user's. Returns the update as getUpdates will
-        give it (with no update_id when the bot's allowed_updates leave messages out: Telegram drops it)."""
+        give it (with no update_id when the bot's allowed_updates leave messages out: Telegram drops it).
+        `sent_ago` backdates it: a message typed while the bot was not polling."""
         bot_id = self._bot_id(bot_token)
         with self._lock:
             chat = self._known_chat(chat_id)
@@ -582,7 +584,7 @@ class FakeTelegram:
             chat.last_message_id += 1
             message = {"message_id": chat.last_message_id,
                        "from": _person(chat, user_id, username, first_name), "chat": chat.describe(),
-                       "date": int(time.time()), "text": text}
+                       "date": int(time.time() - sent_ago), "text": text}
             if message_thread_id is not None:
                 message |= {"message_thread_id": message_thread_id, "is_topic_message": True}
             command = _COMMAND.match(text)

@@ -60,9 +60,13 @@ class Stack:
         return before
 
     def answers(self, chat: int, before: int, count: int = 1, timeout: float = 15) -> list[str]:
-        """The answers' text as the chat shows it (the fake parses the HTML as Telegram does)."""
-        sent = wait_for(lambda: len(self.telegram.messages(chat)) >= before + count
-                        and self.telegram.messages(chat)[before:], timeout, f"{count} answer(s) in chat {chat}")
+        """The bot's answers since `before`, as the chat shows them (the fake parses the HTML as Telegram
+        does); alert notifications arriving meanwhile ("🔥 …", "✅ …") are not answers."""
+        def replies():
+            found = [m for m in self.telegram.messages(chat)[before:]
+                     if not m.text.lstrip().startswith(("🔥", "✅"))]
+            return found if len(found) >= count else None
+        sent = wait_for(replies, timeout, f"{count} answer(s) in chat {chat}")
         return [parse_html(m.text) if m.parse_mode else m.text for m in sent]
 
     def amtool_silences(self) -> str:
@@ -119,7 +123,7 @@ def test_a_button_silences_exactly_its_alert_in_alertmanager(stack):
     query = stack.telegram.press_button(GROUP_CHAT, message.message_id, row[1]["callback_data"],
                                         user_id=ALLOWED_USER)
     answer = stack.telegram.wait_for_callback_answer(query, timeout=15)
-    assert answer["text"] == "Заглушено на 4 ч"
+    assert answer["text"] == "⏳ Глушу на 4 ч…"  # answered at once, before Alertmanager is asked
     [notice] = stack.answers(GROUP_CHAT, before)
     assert "заглушил(а)" in notice and "на 4 ч" in notice and "/unsilence" in notice
 
@@ -291,3 +295,54 @@ commands:
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2
     assert f"{config}: commands: expected allowed_chats or allowed_users" in result.stderr
+
+
+def test_a_site_named_like_a_number_is_silenced_as_a_site(stack):
+    stack.fire({"alertname": "PcUnreachable", "site": "cafe", "severity": "critical"},
+               *({"alertname": "PortDown", "site": f"shop-{i}", "severity": "warning"} for i in range(40)))
+    wait_for(lambda: len(stack.am_alerts()) == 41, 20, "41 alerts in Alertmanager")
+    before = stack.say("/silence cafe 1h")
+    [reply] = stack.answers(GROUP_CHAT, before)
+    assert "площадка cafe" in reply
+    [silence] = stack.silences()
+    assert [(m["name"], m["value"]) for m in silence["matchers"]] == [("site", "cafe")]
+    before = stack.say("/silence #ffffffffff 1h")
+    [unknown] = stack.answers(GROUP_CHAT, before)
+    assert "Нет активного оповещения с номером" in unknown
+
+
+def test_commands_typed_long_ago_are_not_carried_out(stack):
+    stack.telegram.user_says(GROUP_CHAT, "/silence shop-1 4h", user_id=ALLOWED_USER, sent_ago=3600)
+    before = stack.say("/silences")
+    [reply] = stack.answers(GROUP_CHAT, before)
+    assert "Действующих тишин нет" in reply
+    assert stack.silences() == []
+    assert "event=command_ignored reason=too_old" in stack.receiver.log_text()
+
+
+def test_odd_fingerprints_and_truncated_groups_cost_buttons_never_the_message(stack):
+    from receiver_kit import alert, payload, post
+    odd = alert(name="PortDown", site="shop-odd", fingerprint="not-hex-" + "x" * 60)
+    good = alert(name="PortDown", site="shop-odd", fingerprint="0123456789abcdef", check="rdp")
+    body = payload([odd, good])
+    body["truncatedAlerts"] = 7
+    assert post(f"{stack.receiver.url}/alert/duty", body).status_code == 200
+    [message] = wait_for(lambda: [m for m in stack.telegram.messages(GROUP_CHAT) if "shop-odd" in m.text], 20,
+                         "the message")
+    rows = message.reply_markup["inline_keyboard"]
+    assert len(rows) == 1 and rows[0][0]["callback_data"].endswith(":0123456789abcdef")
+    assert "7" in parse_html(message.text)  # the truncated alerts are still counted in the message
+
+
+@pytest.mark.parametrize("section, expected", [
+    ("  allowed_users: [5]\n  silence_buttons: [1h, 48h]\n  max_silence: 1d\n",
+     "commands.silence_buttons: expected durations no longer than commands.max_silence"),
+    ("  allowed_users: [5]\n  poll_timeout: 0s\n", "commands.poll_timeout: expected a duration"),
+    ("  allowed_chats: ['@duty']\n", "commands.allowed_chats[0]: expected a numeric chat id"),
+])
+def test_bad_commands_sections_are_refused_with_the_path(tmp_path, section, expected):
+    config = write_receiver_config(tmp_path, "http://127.0.0.1:9",
+                                   extra=f"commands:\n  alertmanager_url: http://127.0.0.1:9093\n{section}")
+    result = subprocess.run([sys.executable, "-m", "alertmanager.cli", "check-config", "--offline", "-c", str(config)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
