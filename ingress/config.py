@@ -1,0 +1,145 @@
+"""The ingress config (ingress.yml): where nginx listens, what it proxies, limits, and where its files live.
+
+Read and validated like the other sitewatch configs: a mistake names the file, the path inside it and what
+was expected, and nothing is rendered from a half-valid file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter import schema as s
+from exporter.config import ConfigError
+from exporter.config.yamlfile import YamlError, read_yaml
+
+OFFICE_APPS = ("prometheus", "alertmanager", "pushgateway", "grafana", "receiver")
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
+_ADDRESS = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})")
+_RATE = re.compile(r"(\d+)r/(s|m)")
+
+
+def _address(what: str) -> s.Validator:
+    expected = f"{what}: host:port, such as 0.0.0.0:9443 or 127.0.0.1:9091"
+
+    def check(value: Any, path: str) -> str:
+        match = _ADDRESS.fullmatch(value) if isinstance(value, str) else None
+        if not match or not 1 <= int(match.group(1)) <= 65535:
+            raise s.Invalid(path, expected, value)
+        return value
+    return check
+
+
+def _rate(value: Any, path: str) -> str:
+    text = s.string(what="a rate")(value, path)
+    if not _RATE.fullmatch(text) or int(_RATE.fullmatch(text).group(1)) < 1:
+        raise s.Invalid(path, "a request rate such as 30r/m or 2r/s", value)
+    return text
+
+
+@dataclass(frozen=True)
+class OfficeApp:
+    name: str
+    listen: str
+    upstream: str
+
+
+@dataclass(frozen=True)
+class IngressConfig:
+    source: Path
+    folder: Path  # nginx.conf, the credential files and the site map
+    certificate: Path
+    key: Path
+    pid_file: Path
+    log_folder: Path
+    user: str | None
+    push_listen: str
+    max_body: int
+    rate: str
+    burst: int
+    address_rate: str
+    pushgateways: dict[str, str]  # name -> host:port; the first is where unsharded distributors go
+    shards: dict[str, str]  # distributor -> pushgateway name
+    office: tuple[OfficeApp, ...]
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.folder / "nginx.conf"
+
+    @property
+    def push_credentials(self) -> Path:
+        return self.folder / "push.htpasswd"
+
+    @property
+    def office_credentials(self) -> Path:
+        return self.folder / "office.htpasswd"
+
+    @property
+    def site_map(self) -> Path:
+        return self.folder / "sites.map"
+
+
+_TOP = s.struct({
+    "folder": s.Field(s.string(what="the folder for nginx.conf and the credential files"), required=True),
+    "tls": s.Field(s.struct({
+        "certificate": s.Field(s.string(what="the certificate file (PEM, with its chain)"), required=True),
+        "key": s.Field(s.string(what="the private key file (PEM)"), required=True),
+    }), required=True),
+    "nginx": s.Field(s.struct({
+        "pid_file": s.Field(s.string(what="nginx's pid file"), default="nginx.pid"),
+        "log_folder": s.Field(s.string(what="a folder for nginx's logs"), default="logs"),
+        "user": s.Field(s.string(what="the user nginx's workers run as (they read the credential files)")),
+    })),
+    "push": s.Field(s.struct({
+        "listen": s.Field(_address("where sites push"), required=True),
+        "max_body": s.Field(s.size(minimum=1024), default=2 * 1024 * 1024),
+        "rate": s.Field(_rate, default="30r/m"),
+        "burst": s.Field(s.integer(0, 10000), default=20),
+        "address_rate": s.Field(_rate, default="10r/s"),
+        "pushgateways": s.Field(s.mapping_of(s.string(NAME, "a name for the Pushgateway"),
+                                             _address("a Pushgateway's address")), required=True),
+        "shards": s.Field(s.mapping_of(s.string(NAME, "a distributor"), s.string(NAME, "a Pushgateway name")),
+                          default={}),
+    }), required=True),
+    "office": s.Field(s.mapping_of(s.choice(*OFFICE_APPS), s.struct({
+        "listen": s.Field(_address("where the office reaches it"), required=True),
+        "upstream": s.Field(_address("the application's own address"), required=True),
+    })), default={}),
+})
+
+
+def load_ingress_config(path: str | os.PathLike[str]) -> IngressConfig:
+    file = Path(path)
+    try:
+        raw = read_yaml(file)
+    except YamlError as err:
+        raise ConfigError(file, str(err)) from None
+    try:
+        top = _TOP(raw, "")
+        push = top["push"]
+        if not push["pushgateways"]:
+            raise s.Invalid("push.pushgateways", "at least one Pushgateway")
+        for distributor, name in push["shards"].items():
+            if name not in push["pushgateways"]:
+                raise s.Invalid(f"push.shards.{distributor}",
+                                f"one of the Pushgateways in push.pushgateways ({', '.join(push['pushgateways'])})",
+                                name)
+    except s.Invalid as err:
+        raise ConfigError(file, err.describe()) from None
+    nginx = top["nginx"] or {}
+
+    def here(value: str) -> Path:
+        target = Path(value).expanduser()
+        return target if target.is_absolute() else file.parent / target
+
+    folder = here(top["folder"])
+    return IngressConfig(
+        source=file, folder=folder, certificate=here(top["tls"]["certificate"]), key=here(top["tls"]["key"]),
+        pid_file=here(nginx.get("pid_file") or "nginx.pid"), log_folder=here(nginx.get("log_folder") or "logs"),
+        user=nginx.get("user"), push_listen=push["listen"], max_body=push["max_body"], rate=push["rate"],
+        burst=push["burst"], address_rate=push["address_rate"], pushgateways=dict(push["pushgateways"]),
+        shards=dict(push["shards"]),
+        office=tuple(OfficeApp(name, app["listen"], app["upstream"]) for name, app in (top["office"] or {}).items()))
