@@ -25,13 +25,18 @@ from pathlib import Path
 from demo import configs
 from demo.devices import ATOL_PORT, KODEKS_PORT, MITSU_PORT, SHTRIH_PORT, WEB, Devices
 from demo.processes import StartFailed, Supervisor
+from ingress import certificate, nginxconf
+from ingress.config import IngressConfig, load_ingress_config
+from ingress.credentials import Credential, CredentialStore
 from simulators import kodeks
 
 ROOT = configs.ROOT
 NAMESPACE = "sitewatch-demo"  # its silent address, 198.18.143.99, is demo-branch's PC
 VOID_NETNS = ROOT / "scripts" / "void-netns.sh"
 BINARIES = {"Prometheus": "prometheus", "Alertmanager": "prometheus-alertmanager",
-            "Pushgateway": "prometheus-pushgateway"}
+            "Pushgateway": "prometheus-pushgateway", "nginx": "nginx"}
+SHOP = "demo-shop"  # examples/demo.yml's site, pushed through nginx with its own credential
+OFFICE_USER = "demo"
 DEVICE_PORTS = {WEB[1]: "the demo's web pages", KODEKS_PORT: "the fake Кодекс server",
                 MITSU_PORT: "the Mitsu simulator", ATOL_PORT: "the ATOL simulator",
                 SHTRIH_PORT: "the Shtrih-M simulator"}
@@ -56,7 +61,8 @@ def is_root() -> bool:
 def find_binaries() -> dict[str, str]:
     found, missing = {}, []
     for name, binary in BINARIES.items():
-        path = shutil.which(binary) or (f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None)
+        path = shutil.which(binary) or next((f"{folder}/{binary}" for folder in ("/usr/bin", "/usr/sbin")
+                                             if Path(f"{folder}/{binary}").exists()), None)
         if path:
             found[name] = path
         else:
@@ -118,21 +124,48 @@ def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, centra
     supervisor.start("exporter", [
         *python, "exporter.cli", "--config", str(central), "--web.listen-address", f"127.0.0.1:{ports.exporter}"],
         ready_url=ports.url("exporter") + "/-/ready", env=env, cwd=ROOT)
+    ingress = start_ingress(supervisor, work, ports, binaries["nginx"])
     pusher = supervisor.start("pusher", [
-        *python, "pusher.cli", "--config", str(configs.SHOP_SITE), "--gateway", ports.url("pushgateway"),
+        *python, "pusher.cli", "--config", str(configs.SHOP_SITE),
+        "--gateway", f"https://127.0.0.1:{ports.ingress_push}", "--ca-file", str(ingress.certificate),
+        "--basic-auth-user", f"site/{SHOP}", "--basic-auth-password-file", str(work / "shop.password"),
         "--interval", configs.PUSH_INTERVAL], env=env, cwd=ROOT)
     time.sleep(1)
     if pusher.process.poll() is not None:
         raise StartFailed(f"sitewatch-pusher exited with {pusher.process.returncode}:\n{pusher.tail()}")
 
 
+def start_ingress(supervisor: Supervisor, work: Path, ports: configs.Ports, nginx: str) -> IngressConfig:
+    """nginx with a self-signed certificate, a credential for the shop's pusher and one for the office."""
+    ingress = load_ingress_config(configs.ingress(work, ports))
+    for folder in (ingress.folder / "tmp", ingress.log_folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    certificate.self_signed(["127.0.0.1", "localhost"], ingress.certificate, ingress.key)
+    store = CredentialStore(ingress.push_credentials, ingress.office_credentials, ingress.site_map)
+    store.ensure_files()
+    store.register_site(SHOP, "pos-service")
+    (work / "shop.password").write_text(store.issue(Credential("site", SHOP)) + "\n", encoding="utf-8")
+    (work / "office.password").write_text(store.issue(Credential("office", OFFICE_USER)) + "\n", encoding="utf-8")
+    (work / "shop.password").chmod(0o600)
+    (work / "office.password").chmod(0o600)
+    ingress.nginx_conf.write_text(nginxconf.render(ingress), encoding="utf-8")
+    supervisor.start("nginx", [nginx, "-c", str(ingress.nginx_conf), "-g", "daemon off;"],
+                     ready_port=ports.ingress_push)
+    return ingress
+
+
 def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with_branch: bool) -> None:
     sites = "demo-office" + (", demo-branch" if with_branch else "")
     say("== the stack is up (all on 127.0.0.1):")
+    say(f"   nginx (ingress)     https://127.0.0.1:{ports.ingress_push}   (sitewatch-pusher pushes demo-shop here, "
+        f"TLS and the site's own credential); office side, user {OFFICE_USER}, password in "
+        f"{work / 'office.password'}: Prometheus https://127.0.0.1:{ports.ingress_prometheus}/, Alertmanager "
+        f"https://127.0.0.1:{ports.ingress_alertmanager}/, receiver https://127.0.0.1:{ports.ingress_receiver}/ "
+        f"(self-signed: {work / 'ingress' / 'tls' / 'cert.pem'})")
     say(f"   Prometheus          {ports.url('prometheus')}/alerts   (rules, targets, graphs)")
     say(f"   Alertmanager        {ports.url('alertmanager')}/#/alerts")
     say(f"   Pushgateway         {ports.url('pushgateway')}/   (demo-shop, pushed every {configs.PUSH_INTERVAL} "
-        f"by sitewatch-pusher)")
+        f"through nginx)")
     say(f"   sitewatch-receiver  {ports.url('receiver')}/   (status page; metrics at /metrics)")
     say(f"   sitewatch-exporter  {ports.url('exporter')}/metrics   (central exporter: {sites})")
     say(f"   configs and logs    {work}")

@@ -42,6 +42,10 @@ class Ports:
     alertmanager: int = 19093
     exporter: int = 19815
     receiver: int = 19816
+    ingress_push: int = 19443  # nginx: where the pusher pushes, over TLS with the site's credential
+    ingress_prometheus: int = 19444  # nginx: the office side, each behind the office credential
+    ingress_alertmanager: int = 19445
+    ingress_receiver: int = 19446
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{getattr(self, name)}"
@@ -153,3 +157,23 @@ def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram, cen
     document["outbox"]["path"] = str(work / "receiver" / "outbox.db")
     document["links"] = {"grafana_url": "http://127.0.0.1:3000", "alertmanager_url": ports.url("alertmanager")}
     return _dump(work / "receiver" / "receiver.yml", document)
+
+
+def ingress(work: Path, ports: Ports) -> Path:
+    """An ingress config for nginx on loopback: the push port in front of the Pushgateway, and the
+    office ports in front of Prometheus, Alertmanager and the receiver's status page."""
+    folder = work / "ingress"
+    office = {"prometheus": (ports.ingress_prometheus, ports.prometheus),
+              "alertmanager": (ports.ingress_alertmanager, ports.alertmanager),
+              "receiver": (ports.ingress_receiver, ports.receiver)}
+    document = {
+        "folder": str(folder),
+        "tls": {"certificate": str(folder / "tls" / "cert.pem"), "key": str(folder / "tls" / "key.pem")},
+        "nginx": {"pid_file": str(folder / "nginx.pid"), "log_folder": str(folder / "logs"),
+                  **({"user": "root"} if hasattr(os, "geteuid") and os.geteuid() == 0 else {})},
+        "push": {"listen": f"127.0.0.1:{ports.ingress_push}",
+                 "pushgateways": {"main": f"127.0.0.1:{ports.pushgateway}"}},
+        "office": {name: {"listen": f"127.0.0.1:{listen}", "upstream": f"127.0.0.1:{upstream}"}
+                   for name, (listen, upstream) in office.items()},
+    }
+    return _dump(work / "ingress.yml", document)

@@ -6,6 +6,7 @@ which then stops them in the reverse order of starting (the pusher before the Pu
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.request
@@ -37,8 +38,9 @@ class Supervisor:
         self.daemons: list[Daemon] = []
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, args: list[str], *, ready_url: str | None = None, env: dict | None = None,
-              cwd: Path | None = None, stdout_to_console: bool = False, timeout: float = 30) -> Daemon:
+    def start(self, name: str, args: list[str], *, ready_url: str | None = None, ready_port: int | None = None,
+              env: dict | None = None, cwd: Path | None = None, stdout_to_console: bool = False,
+              timeout: float = 30) -> Daemon:
         """Starts `args`; with `ready_url`, waits until it answers 200. Its log goes to logs/<name>.log
         (only the standard error when `stdout_to_console`)."""
         log = self.logs / f"{name}.log"
@@ -51,7 +53,22 @@ class Supervisor:
         self.daemons.append(daemon)
         if ready_url:
             self._wait_ready(daemon, ready_url, timeout)
+        if ready_port:
+            self._wait_listening(daemon, ready_port, timeout)
         return daemon
+
+    @staticmethod
+    def _wait_listening(daemon: Daemon, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if daemon.process.poll() is not None:
+                raise StartFailed(f"{daemon.name} exited with {daemon.process.returncode}:\n{daemon.tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise StartFailed(f"{daemon.name} did not listen on 127.0.0.1:{port} after {timeout:g}s:\n{daemon.tail()}")
 
     @staticmethod
     def _wait_ready(daemon: Daemon, url: str, timeout: float) -> None:

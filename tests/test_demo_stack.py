@@ -19,6 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from conftest import ROOT, http_get, is_root, wait_until
@@ -216,6 +217,27 @@ def test_every_dashboard_query_returns_data_from_the_running_demo(demo):
     assert {"demo-shop", "demo-office"} <= sites and ("demo-branch" in sites) == is_root()
 
 
+def test_the_shop_pushes_through_nginx_and_the_office_side_needs_its_credential(demo):
+    work = Path(re.search(r"configs and logs\s+(\S+)", demo.text()).group(1))
+    ca = str(work / "ingress" / "tls" / "cert.pem")
+
+    def pushed_through_nginx():
+        log = (work / "ingress" / "logs" / "access.log").read_text(errors="replace")
+        return '"PUT /metrics/job/sitewatch/site/demo-shop" 200' in log and "site/demo-shop" in log
+
+    wait_until(pushed_through_nginx, 60, what="the pusher's push in nginx's access log")
+    office = f"https://127.0.0.1:{PORTS.ingress_prometheus}/api/v1/query"
+    password = (work / "office.password").read_text().strip()
+    assert requests.get(office, params={"query": "up"}, verify=ca, timeout=5).status_code == 401
+    answer = requests.get(office, params={"query": 'push_time_seconds{site="demo-shop"}'}, auth=("demo", password),
+                          verify=ca, timeout=5)
+    assert answer.status_code == 200 and answer.json()["data"]["result"], answer.text[:300]
+    receiver = f"https://127.0.0.1:{PORTS.ingress_receiver}"
+    assert requests.post(f"{receiver}/alert/duty", json={}, auth=("demo", password), verify=ca,
+                         timeout=5).status_code == 403
+    assert password not in demo.text()  # the console names the file, never the password
+
+
 def test_the_generated_configs_pass_promtool_and_amtool(demo):
     work = Path(re.search(r"configs and logs\s+(\S+)", demo.text()).group(1))
     promtool = subprocess.run(["promtool", "check", "config", str(work / "prometheus" / "prometheus.yml")],
@@ -229,7 +251,7 @@ def test_the_generated_configs_pass_promtool_and_amtool(demo):
 def test_ctrl_c_stops_every_process_and_leaves_nothing_behind(demo):
     assert demo.stop(signal.SIGINT) == 0, demo.text()[-2000:]
     out = demo.text()
-    assert re.search(r"== demo stopped: 6 processes(, network namespace removed)?$", out, re.MULTILINE), out[-1500:]
+    assert re.search(r"== demo stopped: 7 processes(, network namespace removed)?$", out, re.MULTILINE), out[-1500:]
     assert "had to be killed" not in out
     taken = [port for port in [*STACK_PORTS, *DEVICE_PORTS] if port_taken(port)]
     assert not taken, f"ports still in use after the demo stopped: {taken}"
