@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 COPY pusher ./pusher
 COPY alertmanager ./alertmanager
+COPY ingress ./ingress
 # tzdata (the Python package): the receiver's and the sites' time zones work even without the
 # system's zoneinfo files.
 RUN pip install --no-cache-dir . tzdata \

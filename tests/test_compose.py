@@ -27,6 +27,16 @@ NAMESPACE_OWNER = "prometheus"
 LOCAL_PORTS = {9090: "prometheus", 9093: "alertmanager", 9091: "pushgateway", 9816: "sitewatch-receiver"}
 # Host paths outside the repo that may be bind-mounted read-only.
 SYSTEM_MOUNTS = {"/usr/share/zoneinfo"}
+# The ingress: its config for the compose stack, where the sitewatch-ingress services see it, and the
+# services that run once (render) or on demand (the tools) rather than stay up.
+INGRESS_CONFIG = ROOT / "ingress" / "ingress-compose.yml"
+INGRESS_CONFIG_IN_CONTAINER = "/etc/sitewatch/ingress.yml"
+ONE_SHOT = {"ingress-render", "ingress"}
+# Each office application of the ingress config, and the compose service that runs it.
+OFFICE_SERVICES = {"prometheus": "prometheus", "alertmanager": "alertmanager", "pushgateway": "pushgateway",
+                   "grafana": "grafana", "receiver": "sitewatch-receiver"}
+# The official nginx image's worker user and its uid/gid.
+NGINX_USER, NGINX_GID = "nginx", 101
 SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|(^|_)KEY$|CREDENTIAL", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}; $$ is a literal $.
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -38,6 +48,12 @@ def compose() -> dict:
 
 def services() -> dict[str, dict]:
     return compose()["services"]
+
+
+def ingress_config():
+    from ingress.config import load_ingress_config
+
+    return load_ingress_config(INGRESS_CONFIG)
 
 
 def env_example() -> dict[str, str]:
@@ -101,13 +117,25 @@ def test_every_image_is_pinned_to_a_version():
 
 def test_every_service_restarts_and_has_a_healthcheck():
     # Every image here can run a health probe: the prom/* images have busybox wget, grafana has wget,
-    # the sitewatch image has python. So no service is exempt.
+    # the sitewatch image has python, nginx:*-alpine has busybox wget. Only the one-shot ingress services
+    # (they run and exit) are exempt.
     for name, service in services().items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", f"{name}: a one-shot service is not restarted"
+            assert "healthcheck" not in service, f"{name}: a one-shot service has no healthcheck"
+            continue
         assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
         check = service.get("healthcheck")
         assert check and not check.get("disable"), f"{name}: no healthcheck"
         test = check["test"]
         assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL"), f"{name}: healthcheck.test"
+        if name == "nginx":
+            # nginx has no health endpoint of its own: it asks the push server, where nginx itself answers
+            # 403 at / (no upstream, no credential).
+            port = ingress_config().push_listen.rsplit(":", 1)[1]
+            assert any(f"https://127.0.0.1:{port}/" in part and "403" in part for part in test), \
+                "nginx: the healthcheck does not ask the push server for its own 403"
+            continue
         assert any("/-/healthy" in part or "/-/ready" in part or "/api/health" in part for part in test), \
             f"{name}: the healthcheck asks no health endpoint"
 
@@ -184,8 +212,10 @@ def test_shared_namespace_serves_the_configs_127_0_0_1_addresses():
     ports = {int(port) for text in texts for port in re.findall(r"127\.0\.0\.1:(\d+)", text)}
     assert ports, "the configs no longer use 127.0.0.1: revisit the shared network namespace"
     assert ports <= set(LOCAL_PORTS), f"127.0.0.1 ports nothing in the namespace serves: {ports - set(LOCAL_PORTS)}"
-    assert {9090, 9093, 9091} <= published, "Prometheus, Alertmanager and the Pushgateway are published"
-    assert 9816 not in published, "the receiver's webhook is only for Alertmanager, over 127.0.0.1"
+    # Only nginx (in the namespace too) is published: the applications are reached through it.
+    assert all_services["nginx"].get("network_mode") == f"service:{NAMESPACE_OWNER}"
+    assert not published & set(LOCAL_PORTS), \
+        f"published directly, not through nginx: {sorted(published & set(LOCAL_PORTS))}"
 
 
 def test_prometheus_service():
@@ -263,6 +293,183 @@ def test_exporter_can_ping_and_has_its_secrets():
     config = yaml.safe_load((ROOT / source).read_text(encoding="utf-8"))
     for name in env_names(config):
         assert name in exporter["environment"], f"{source} reads {name}, the service does not pass it"
+
+
+def _published_ports(service: dict) -> dict[int, tuple[str, int]]:
+    """container port -> (host address with defaults filled in, host port)."""
+    ports = {}
+    for entry in service.get("ports", []):
+        address, host_port, container_port = interpolate(str(entry)).rsplit(":", 2)
+        ports[int(container_port.split("/")[0])] = (address, int(host_port))
+    return ports
+
+
+def _listen_port(service: dict) -> int:
+    """The port a service's application listens on, from the URL its healthcheck asks."""
+    probe = " ".join(service["healthcheck"]["test"])
+    return int(re.search(r"http://127\.0\.0\.1:(\d+)/", probe).group(1))
+
+
+def test_nginx_is_the_pinned_official_image_and_starts_after_the_render():
+    nginx = services()["nginx"]
+    repository, _, tag = nginx["image"].partition(":")
+    assert repository in ("nginx", "docker.io/library/nginx"), f"nginx: not the official image: {nginx['image']}"
+    assert tag and tag != "latest" and re.match(r"\d+\.\d+\.\d+", tag), f"nginx: {nginx['image']} is not pinned"
+    depends = nginx["depends_on"]
+    assert isinstance(depends, dict), "nginx: depends_on with conditions (the long syntax)"
+    assert depends["ingress-render"] == {"condition": "service_completed_successfully"}, \
+        "nginx must start only after ingress-render wrote nginx.conf"
+    # grafana:3000 is resolved when nginx starts: grafana's container must exist by then.
+    assert "grafana" in depends
+    render = services()["ingress-render"]
+    assert render["restart"] == "no" and "profiles" not in render, "ingress-render runs once at every `up`"
+
+
+def test_only_nginx_publishes_ports():
+    config = ingress_config()
+    all_services = services()
+    for name in ("alertmanager", "pushgateway", "grafana", "sitewatch-receiver", "sitewatch-exporter",
+                 "nginx", *ONE_SHOT):
+        assert "ports" not in all_services[name], f"{name}: publishes ports; only nginx's are published"
+    # nginx shares prometheus's namespace, so prometheus's ports: are nginx's, exactly its listen ports.
+    published = _published_ports(all_services[NAMESPACE_OWNER])
+    push_port = int(config.push_listen.rsplit(":", 1)[1])
+    office_ports = {int(app.listen.rsplit(":", 1)[1]) for app in config.office}
+    assert set(published) == {push_port} | office_ports, \
+        f"{NAMESPACE_OWNER}'s ports {sorted(published)} differ from nginx's (ingress/ingress-compose.yml)"
+    for port, (address, host_port) in published.items():
+        assert host_port == port, f"{port} is published as {host_port}: keep the same number"
+    assert published[push_port][0] == "0.0.0.0", "the sites push from the internet"
+    for port in office_ports:
+        assert published[port][0] == "127.0.0.1", f"office port {port}: not on SITEWATCH_BIND_ADDRESS (127.0.0.1)"
+    assert "${SITEWATCH_BIND_ADDRESS:-127.0.0.1}:" in COMPOSE_FILE.read_text(encoding="utf-8")
+    for app in (*config.office, ):
+        assert app.listen.startswith("0.0.0.0:"), f"office {app.name}: nginx listens on its namespace's 0.0.0.0"
+
+
+def test_only_prometheus_listens_beyond_the_shared_127_0_0_1():
+    """Alertmanager, the Pushgateway and the receiver are reached from outside only through nginx: not even
+    Grafana or the exporter, on the project network, reach them. Grafana queries Prometheus (prometheus:9090)."""
+    commands = {
+        "alertmanager": "\n".join(services()["alertmanager"]["command"]),
+        "pushgateway": "\n".join(services()["pushgateway"]["command"]),
+        "sitewatch-receiver": "\n".join(services()["sitewatch-receiver"]["command"]),
+    }
+    for name, command in commands.items():
+        port = next(p for p, service in LOCAL_PORTS.items() if service == name)
+        assert f"--web.listen-address=127.0.0.1:{port}" in command, f"{name}: must listen on 127.0.0.1:{port} only"
+    assert not any(a.startswith("--web.listen-address=") for a in services()["prometheus"]["command"])
+
+
+def test_the_ingress_services_mount_the_compose_config_and_share_the_state_volume():
+    config = ingress_config()
+    all_services = services()
+    state = None
+    for name in ("ingress-render", "ingress"):
+        service = all_services[name]
+        assert service.get("build"), f"{name}: the sitewatch image is built from the Dockerfile"
+        assert service["image"] == all_services["sitewatch-receiver"]["image"], f"{name}: the sitewatch image"
+        assert service["entrypoint"][0] == "sitewatch-ingress"
+        assert service["network_mode"] == "none", f"{name}: it needs no network"
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+        assert mounts.get(INGRESS_CONFIG_IN_CONTAINER) == "./ingress/ingress-compose.yml", \
+            f"{name}: ./ingress/ingress-compose.yml is not mounted at {INGRESS_CONFIG_IN_CONTAINER}"
+        assert f"./ingress/ingress-compose.yml:{INGRESS_CONFIG_IN_CONTAINER}:ro" in service["volumes"]
+        source = mounts.get(str(config.folder))
+        assert source and not source.startswith((".", "/")), f"{name}: {config.folder} is not on a named volume"
+        assert state in (None, source), "ingress-render and ingress use different volumes"
+        state = source
+        arguments = service["entrypoint"][1:] + service.get("command", [])
+        assert arguments[:2] == ["-c", INGRESS_CONFIG_IN_CONTAINER], f"{name}: -c {INGRESS_CONFIG_IN_CONTAINER}"
+        # Root writes the root-owned volume; nginx's group makes the 0640 credential files its workers'.
+        assert service["user"] == f"0:{NGINX_GID}", f"{name}: user 0:{NGINX_GID}"
+    assert all_services["ingress-render"]["command"][2:] == ["render", "--no-check"], \
+        "ingress-render: `render --no-check` (the sitewatch image has no nginx for `nginx -t`)"
+    assert all_services["ingress"]["profiles"] == ["tools"], "the tools service is not started by `up`"
+    nginx = all_services["nginx"]
+    assert f"{state}:{config.folder}:ro" in nginx["volumes"], "nginx reads the ingress state read-only"
+    command = nginx["command"]
+    assert command[0] == "nginx" and command[command.index("-c") + 1] == str(config.nginx_conf)
+    assert command[command.index("-g") + 1] == "daemon off;"
+    # nginx.conf puts nginx's temporary files under <folder>/tmp: writable over the read-only volume.
+    assert str(config.folder / "tmp") in nginx["tmpfs"]
+    # The pid file and the logs are nginx's own, not in the read-only volume the tools share.
+    assert not config.pid_file.is_relative_to(config.folder), "the pid file cannot be in the read-only volume"
+    assert config.pid_file.as_posix() == "/var/run/nginx.pid", "the official image's pid file: `nginx -s reload`"
+    assert config.log_folder.as_posix() == "/var/log/nginx"
+    assert config.user == NGINX_USER
+
+
+def test_the_compose_ingress_config_renders_with_upstreams_at_the_compose_addresses():
+    from ingress import nginxconf
+
+    config = ingress_config()
+    text = nginxconf.render(config)
+    all_services = services()
+    # Where nginx reaches a service: 127.0.0.1 when it shares nginx's namespace (nginx is in prometheus's),
+    # else the service's name on the project network.
+    assert all_services["nginx"]["network_mode"] == f"service:{NAMESPACE_OWNER}"
+
+    def address_of(name: str) -> str:
+        service = all_services[name]
+        shared = name == NAMESPACE_OWNER or service.get("network_mode") == f"service:{NAMESPACE_OWNER}"
+        return f"{'127.0.0.1' if shared else name}:{_listen_port(service)}"
+
+    assert set(OFFICE_SERVICES) == {app.name for app in config.office}, "every office application is served"
+    servers = re.findall(r"listen (\S+) ssl;(.*?)\n    }\n", text, re.S)
+    upstreams = {listen: re.search(r"proxy_pass http://([^/;]+)", body).group(1) for listen, body in servers
+                 if listen != config.push_listen}
+    for app in config.office:
+        assert upstreams[app.listen] == address_of(OFFICE_SERVICES[app.name]), \
+            f"office {app.name}: nginx proxies to {upstreams[app.listen]}, the compose service is at " \
+            f"{address_of(OFFICE_SERVICES[app.name])}"
+    assert list(config.pushgateways.values()) == [address_of("pushgateway")]
+    assert f"server {address_of('pushgateway')};" in text
+    # The receiver's webhook and metrics are not served to the office.
+    receiver = next(body for listen, body in servers if listen == dict((a.name, a.listen) for a in config.office)["receiver"])
+    assert "location /alert/ {\n            return 403;" in receiver and "location = /metrics {\n            return 403;" in receiver
+    assert f"user {NGINX_USER};" in text and f"pid {config.pid_file};" in text
+
+
+def test_the_rendered_nginx_conf_passes_nginx_t(tmp_path):
+    """Debian's nginx checks the rendered file, with its paths moved into tmp_path, a certificate made for
+    the check, and the upstreams that only the compose network resolves (grafana) pointed at 127.0.0.1."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx): the syntax is not checked")
+    from conftest import is_root
+
+    from ingress import certificate, nginxconf
+    from ingress.credentials import CredentialStore
+
+    config = ingress_config()
+    text = nginxconf.render(config)
+    folder, logs, run = tmp_path / "ingress", tmp_path / "logs", tmp_path / "run"
+    for path in (folder / "tmp", logs, run):
+        path.mkdir(parents=True)
+    text = (text.replace(str(config.folder), str(folder)).replace(str(config.log_folder), str(logs))
+            .replace(str(config.pid_file), str(run / "nginx.pid")))
+    for app in config.office:
+        host, port = app.upstream.rsplit(":", 1)
+        if not re.fullmatch(r"[\d.]+", host):
+            text = text.replace(f"proxy_pass http://{app.upstream};", f"proxy_pass http://127.0.0.1:{port};")
+    # Debian has no `nginx` user (the official image has); as root, the workers' user must exist.
+    text = text.replace(f"user {NGINX_USER};", "user root;" if is_root() else "")
+    assert "/etc/" not in text and "/var/" not in text, "a path was not moved into the tmp folder"
+    certificate.self_signed(["push.example.ru"], folder / "tls" / "cert.pem", folder / "tls" / "key.pem", 1)
+    CredentialStore(folder / "push.htpasswd", folder / "office.htpasswd", folder / "sites.map").ensure_files()
+    conf = folder / "nginx.conf"
+    conf.write_text(text, encoding="utf-8")
+    result = subprocess.run([nginx, "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_sitewatch_image_has_the_ingress_package():
+    """ingress-render and the ingress tools run sitewatch-ingress from the sitewatch image: pyproject.toml
+    installs the `ingress` package, but only what the Dockerfile copies into the build is there."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r"^COPY\s+ingress\s+\./ingress\s*$", text, re.M), \
+        "the Dockerfile does not COPY ingress ./ingress: sitewatch-ingress in the image cannot import ingress"
 
 
 def test_dockerfile_pins_its_base_and_runs_unprivileged():
