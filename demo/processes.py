@@ -52,38 +52,10 @@ class Supervisor:
         daemon = Daemon(name, process, log)
         self.daemons.append(daemon)
         if ready_url:
-            self._wait_ready(daemon, ready_url, timeout)
+            _wait(daemon, lambda: _answers(ready_url), f"was not ready at {ready_url}", timeout)
         if ready_port:
-            self._wait_listening(daemon, ready_port, timeout)
+            _wait(daemon, lambda: _listens(ready_port), f"did not listen on 127.0.0.1:{ready_port}", timeout)
         return daemon
-
-    @staticmethod
-    def _wait_listening(daemon: Daemon, port: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if daemon.process.poll() is not None:
-                raise StartFailed(f"{daemon.name} exited with {daemon.process.returncode}:\n{daemon.tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise StartFailed(f"{daemon.name} did not listen on 127.0.0.1:{port} after {timeout:g}s:\n{daemon.tail()}")
-
-    @staticmethod
-    def _wait_ready(daemon: Daemon, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if daemon.process.poll() is not None:
-                raise StartFailed(f"{daemon.name} exited with {daemon.process.returncode}:\n{daemon.tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise StartFailed(f"{daemon.name} was not ready at {url} after {timeout:g}s:\n{daemon.tail()}")
 
     def exited(self) -> list[Daemon]:
         return [d for d in self.daemons if d.process.poll() is not None]
@@ -103,3 +75,30 @@ class Supervisor:
                     killed.append(daemon.name)
         self.daemons.clear()
         return killed
+
+
+def _wait(daemon: Daemon, ready, failure: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.process.poll() is not None:
+            raise StartFailed(f"{daemon.name} exited with {daemon.process.returncode}:\n{daemon.tail()}")
+        if ready():
+            return
+        time.sleep(0.2)
+    raise StartFailed(f"{daemon.name} {failure} after {timeout:g}s:\n{daemon.tail()}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
