@@ -12,6 +12,7 @@ line per chat and user an hour, and a counter.
 from __future__ import annotations
 
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -32,6 +33,7 @@ REFUSAL_LOG_INTERVAL = 3600.0
 MAX_BACKOFF = 60.0
 CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for answerCallbackQuery's text
 MAX_COMMAND_AGE = 600.0  # seconds: an older command is not carried out (nor answered)
+REPLY_PATIENCE = 300.0  # seconds an answer may wait out Telegram's rate limits before it is given up
 
 
 class CommandPoller:
@@ -47,17 +49,25 @@ class CommandPoller:
         self._offset_key = f"telegram_offset:{settings.bot}"
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="receiver-commands", daemon=True)
+        # Answers go out from a thread of their own: a long /alerts in a group waits out Telegram's 20
+        # messages a minute, and the poll loop must meanwhile stay free for button presses, which Telegram
+        # wants answered within 15 s.
+        self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._replier = threading.Thread(target=self._send_replies, name="receiver-command-replies", daemon=True)
         self._refusals: dict[tuple[int, int | None], float] = {}
         self._failing_since: float | None = None
         self._offset: int | None = None
 
     def start(self) -> None:
         self._thread.start()
+        self._replier.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._replies.put(None)
+        for thread in (self._thread, self._replier):
+            if thread.is_alive():
+                thread.join(timeout)
 
     # --- the loop ---------------------------------------------------------------------------------------
 
@@ -216,25 +226,37 @@ class CommandPoller:
     # --- answers --------------------------------------------------------------------------------------------
 
     def _reply(self, chat_id: int, thread_id: int | None, text: str, reply_to: int | None) -> None:
+        """Queues an answer; the reply thread sends the chat's answers in order."""
         params: dict[str, Any] = {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
                                   "link_preview_options": {"is_disabled": True}}
         if thread_id:
             params["message_thread_id"] = thread_id
         if reply_to:
             params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
-        answer = self._send(params)
-        if answer.kind == "parse_error":  # never expected: every value is escaped; still, say it in plain text
-            answer = self._send({**params, "text": html_to_text(text), "parse_mode": None})
-        if not answer.ok:
-            log.warning("event=command_reply_failed chat=%s error=%r", chat_id,
-                        answer.description or answer.network_error)
+        self._replies.put(params)
+
+    def _send_replies(self) -> None:
+        while True:
+            params = self._replies.get()
+            if params is None or self._stopping.is_set():
+                return
+            answer = self._send(params)
+            if answer.kind == "parse_error":  # never expected, every value is escaped: say it in plain text
+                answer = self._send({**params, "text": html_to_text(params["text"]), "parse_mode": None})
+            if not answer.ok:
+                log.warning("event=command_reply_failed chat=%s error=%r", params["chat_id"],
+                            answer.description or answer.network_error)
 
     def _send(self, params: dict[str, Any]) -> ApiAnswer:
-        answer = self.api.call("sendMessage", {k: v for k, v in params.items() if v is not None})
-        if answer.retry_after:  # a reply is worth one wait; a command answered a minute late is useless
-            self._stopping.wait(min(answer.retry_after, 30))
+        """One answer, waiting out 429s (a long list in a group meets the 20-a-minute limit) for up to
+        REPLY_PATIENCE seconds; other failures are not retried: the user can ask again."""
+        deadline = time.monotonic() + REPLY_PATIENCE
+        while True:
             answer = self.api.call("sendMessage", {k: v for k, v in params.items() if v is not None})
-        return answer
+            if not answer.retry_after or time.monotonic() + answer.retry_after > deadline:
+                return answer
+            if self._stopping.wait(answer.retry_after):
+                return answer
 
     def _answer_button(self, query_id: str, text: str, alert: bool = False) -> bool:
         answer = self.api.call("answerCallbackQuery", {"callback_query_id": query_id,

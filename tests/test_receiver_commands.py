@@ -346,3 +346,25 @@ def test_bad_commands_sections_are_refused_with_the_path(tmp_path, section, expe
     result = subprocess.run([sys.executable, "-m", "alertmanager.cli", "check-config", "--offline", "-c", str(config)],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2 and expected in result.stderr, result.stderr
+
+
+def test_a_button_is_answered_at_once_while_a_long_answer_waits_out_the_group_limit(stack):
+    from simulators.telegram import RateLimits
+    stack.fire({"alertname": "PcUnreachable", "site": "shop-btn", "severity": "critical"},
+               *({"alertname": "PortDown", "site": f"shop-{i:03d}", "check": "rdp-port-on-the-main-server",
+                  "severity": "warning"} for i in range(150)))
+    message = firing_message_with_buttons(stack, "PcUnreachable")
+    wait_for(lambda: len(stack.am_alerts()) == 151, 20, "151 alerts in Alertmanager")
+    time.sleep(2)  # the alert notifications settle
+    # A group takes 3 messages a minute from now on: /alerts becomes several answers, most of them held.
+    stack.telegram.limits = RateLimits(group_per_minute=3, group_window=60.0)
+    stack.telegram.enforce_limits = True
+    stack.say("/alerts")
+    time.sleep(1)
+    pressed = time.monotonic()
+    query = stack.telegram.press_button(GROUP_CHAT, message.message_id,
+                                        message.reply_markup["inline_keyboard"][0][0]["callback_data"],
+                                        user_id=ALLOWED_USER)
+    stack.telegram.wait_for_callback_answer(query, timeout=10)
+    assert time.monotonic() - pressed < 5
+    wait_for(lambda: len(stack.silences()) == 1, 10, "the button's silence")
