@@ -33,6 +33,8 @@ bench: venv debs
 	$(PY) bench/shtrih_read.py
 	$(PY) bench/pushgateway_fleet.py
 	$(PY) bench/receiver_storm.py
+	$(PY) bench/bot_commands.py
+	$(PY) bench/ingress_push.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

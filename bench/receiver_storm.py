@@ -17,10 +17,7 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the fake Telegram lives in the repo
 
+from benchkit import (BenchError, Service, find_program, first_line, free_loopback_port, http_get,  # noqa: E402
+                      percentile, raise_system_exit)
 from simulators.telegram import DEFAULT_TOKEN, FakeTelegram
 
 DEFAULT_RATE = 500.0
@@ -50,8 +49,6 @@ LATENCY_TARGET_MS = 50.0
 GROUPS_TARGET_S = 30.0
 GROUP_COUNT = 100
 SAMPLE_EVERY = 1.0
-START_TIMEOUT = 30.0
-STOP_GRACE = 10.0
 WEBHOOK_TOKEN = "storm-bench-webhook-token"
 PRIVATE_CHAT_BASE = 700_000_000  # private chats have positive ids
 GROUP_CHAT_BASE = -1_001_700_000_000  # "-100…": supergroups, 20 messages a minute each
@@ -60,110 +57,6 @@ ALERTMANAGER_CANDIDATES = ("prometheus-alertmanager", "alertmanager")
 ALERT_NAMES = ("SiteDown", "KktUnreachable", "PingLoss", "HttpCheckFailed", "FnExpiresSoon")
 STORM_MARKER = re.compile(r"\bs-(\d+)\b")
 GROUP_MARKER = re.compile(r"\bg-(\d+)\b")
-
-
-class BenchError(RuntimeError):
-    """A program or the set-up failed in a way that makes the figures meaningless."""
-
-
-# -- the programs this script starts ------------------------------------------------------------------
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Service:
-    """A program on its own loopback port with its log in a file; stopped by its pid when the block ends."""
-
-    def __init__(self, name: str, argv: list[str], port: int, log_path: Path, ready_path: str = "/-/ready",
-                 env: dict[str, str] | None = None):
-        self.name = name
-        self.argv = argv
-        self.port = port
-        self.log_path = log_path
-        self.ready_path = ready_path
-        self.env = env
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Service":
-        with open(self.log_path, "wb") as log:
-            # A session of its own: Ctrl-C reaches only this script, which then stops the program itself.
-            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"{self.name} exited ({self.process.returncode}): {self.log_tail()}")
-            try:
-                if http_get(self.port, self.ready_path, timeout=2)[0] == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.1)
-        raise BenchError(f"{self.name} was not ready within {START_TIMEOUT:g} s: {self.log_tail()}")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def status_mib(self, key: str) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return None
-
-    def cpu_seconds(self) -> float:
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()  # the command name may itself contain spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self) -> str:
-        return self.log_text()[-2000:] or "(no log)"
-
-
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read().decode("utf-8", errors="replace")
-    finally:
-        connection.close()
 
 
 def metric_values(text: str) -> dict[str, float]:
@@ -238,12 +131,6 @@ def receiver_log_summary(service: Service) -> tuple[Counter, list[str]]:
         kinds[kind] += 1
         first_lines.setdefault(kind, line[:240])
     return kinds, list(first_lines.values())[:6]
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest rank; inf (a failed request) stays inf."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 def iso(moment: datetime) -> str:
@@ -874,23 +761,8 @@ def parse_arguments() -> argparse.Namespace:
 
 
 def find_alertmanager() -> str:
-    binary = next(filter(None, map(shutil.which, ALERTMANAGER_CANDIDATES)), None)
-    if binary is None and Path("/usr/bin/prometheus-alertmanager").exists():
-        binary = "/usr/bin/prometheus-alertmanager"
-    if binary is None:
-        sys.exit("receiver_storm: part 2 needs Alertmanager: apt-get install prometheus-alertmanager "
-                 "(or --skip-groups)")
-    return binary
-
-
-def first_line(argv: list[str]) -> str:
-    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=10)
-    return ((done.stdout or done.stderr).strip().splitlines() or ["?"])[0]
-
-
-def raise_system_exit(signum: int, _frame) -> None:
-    # Turns SIGTERM into an exception, so the finally blocks stop the programs this script started.
-    raise SystemExit(128 + signum)
+    return find_program(ALERTMANAGER_CANDIDATES, "receiver_storm: part 2 needs Alertmanager: apt-get install "
+                                                 "prometheus-alertmanager (or --skip-groups)")
 
 
 def main() -> int:
