@@ -25,6 +25,7 @@ from pathlib import Path
 from demo import configs
 from demo.devices import ATOL_PORT, KODEKS_PORT, MITSU_PORT, SHTRIH_PORT, WEB, Devices
 from demo.processes import StartFailed, Supervisor
+from exporter import lockedfile
 from ingress import certificate, nginxconf
 from ingress.config import IngressConfig, load_ingress_config
 from ingress.credentials import Credential, CredentialStore
@@ -144,10 +145,8 @@ def start_ingress(supervisor: Supervisor, work: Path, ports: configs.Ports, ngin
     store = CredentialStore(ingress.push_credentials, ingress.office_credentials, ingress.site_map)
     store.ensure_files()
     store.register_site(SHOP, "pos-service")
-    (work / "shop.password").write_text(store.issue(Credential("site", SHOP)) + "\n", encoding="utf-8")
-    (work / "office.password").write_text(store.issue(Credential("office", OFFICE_USER)) + "\n", encoding="utf-8")
-    (work / "shop.password").chmod(0o600)
-    (work / "office.password").chmod(0o600)
+    for name, credential in (("shop", Credential("site", SHOP)), ("office", Credential("office", OFFICE_USER))):
+        lockedfile.replace(work / f"{name}.password", store.issue(credential) + "\n", new_mode=0o600)
     ingress.nginx_conf.write_text(nginxconf.render(ingress), encoding="utf-8")
     supervisor.start("nginx", [nginx, "-c", str(ingress.nginx_conf), "-g", "daemon off;"],
                      ready_port=ports.ingress_push)

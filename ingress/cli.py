@@ -85,17 +85,25 @@ def _run(args: argparse.Namespace, config: IngressConfig, store: CredentialStore
         for folder in (config.folder, config.folder / "tmp", config.log_folder):
             folder.mkdir(parents=True, exist_ok=True)
         store.ensure_files()
-        lockedfile.replace(config.nginx_conf, nginxconf.render(config))
-        if not args.no_check:
-            nginxproc.check(config.nginx_conf, args.nginx)
+        if nginxproc.running(config.pid_file) is None:  # a socket left by a killed nginx would block its start
+            (config.folder / "tmp" / "refused.sock").unlink(missing_ok=True)
+        text = nginxconf.render(config)
+        if not args.no_check:  # checked before it replaces the running config's file
+            candidate = config.folder / ".nginx.conf.candidate"
+            lockedfile.replace(candidate, text)
+            try:
+                nginxproc.check(candidate, args.nginx)
+            finally:
+                candidate.unlink(missing_ok=True)
+        lockedfile.replace(config.nginx_conf, text)
         print(f"wrote {config.nginx_conf}" + ("" if args.no_check else " (nginx -t: ok)"))
-        _reload(config)
+        _reload(config, nginx=args.nginx, check=not args.no_check)
         return 0
     if args.command == "cert":
         certificate.self_signed(args.host, config.certificate, config.key, args.days)
         print(f"wrote {config.certificate} and {config.key} (self-signed, for {', '.join(args.host)}); sites "
               f"trust it with push.tls.ca_file: a copy of {config.certificate.name}")
-        _reload(config)
+        _reload(config, nginx=args.nginx)
         return 0
     if args.command == "issue":
         return _issue(args, config, store)
@@ -103,18 +111,18 @@ def _run(args: argparse.Namespace, config: IngressConfig, store: CredentialStore
         changed = store.register_site(args.site, args.distributor, args.move)
         print(f"site {args.site}: distributor {args.distributor}" + ("" if changed else " (already)"))
         if changed:
-            _reload(config)
+            _reload(config, nginx=args.nginx)
         return 0
     if args.command == "forget":
         store.forget_site(args.site)
         print(f"site {args.site} removed from {config.site_map}")
-        _reload(config)
+        _reload(config, nginx=args.nginx)
         return 0
     if args.command == "revoke":
         credential = Credential(args.kind, args.name)
         store.revoke(credential)
         print(f"revoked {credential.user}")
-        _reload(config)
+        _reload(config, nginx=args.nginx)
         return 0
     if args.command == "list":
         sites = store.sites()
@@ -128,7 +136,7 @@ def _run(args: argparse.Namespace, config: IngressConfig, store: CredentialStore
                 scope = "office UIs and Pushgateway reads"
             print(f"{credential.kind:<12} {credential.name:<28} {scope}")
         return 0
-    _reload(config, say_none=True)
+    _reload(config, say_none=True, nginx=args.nginx)
     return 0
 
 
@@ -142,6 +150,7 @@ def _issue(args: argparse.Namespace, config: IngressConfig, store: CredentialSto
     password = store.issue(credential)
     if args.password_file:
         lockedfile.replace(args.password_file, password + "\n", new_mode=0o600)
+        args.password_file.chmod(0o600)  # also when the file was there before, with looser permissions
         shown = f"{{file: {args.password_file}}}"
         print(f"issued {credential.user}; the password is in {args.password_file} (mode 0600)")
     else:
@@ -153,12 +162,12 @@ def _issue(args: argparse.Namespace, config: IngressConfig, store: CredentialSto
               f"  push:\n    gateway: https://<this server's name>:{host[1]}\n"
               f"    basic_auth: {{username: {credential.user}, password: {shown}}}\n"
               f"    tls: {{ca_file: <the CA of {config.certificate.name}, for a self-signed one the file itself>}}")
-    _reload(config)
+    _reload(config, nginx=args.nginx)
     return 0
 
 
-def _reload(config: IngressConfig, say_none: bool = False) -> None:
-    pid = nginxproc.reload(config.pid_file)
+def _reload(config: IngressConfig, say_none: bool = False, nginx: str = "nginx", check: bool = True) -> None:
+    pid = nginxproc.reload(config.pid_file, config.nginx_conf if check else None, nginx)
     if pid is not None:
         print(f"nginx reloaded (pid {pid})")
     elif say_none:

@@ -3,8 +3,8 @@
 - push.htpasswd: `site/<id>` and `distributor/<name>` users. A site credential may write only that site's
   group; a distributor's may write the groups of every site sites.map gives it.
 - office.htpasswd: people at the office, for the UIs and Pushgateway reads.
-- sites.map: `<site> <distributor>;` lines, the map nginx uses to scope distributor credentials and to
-  pick a distributor's Pushgateway.
+- sites.map: `<site> <distributor>/<site>;` lines, the map nginx uses to scope credentials and to pick a
+  distributor's Pushgateway.
 
 A password is made here, shown once, and stored only as a bcrypt hash. nginx checks it with the
 system's crypt(3), which on Debian handles bcrypt. The cost is kept low, because every push is checked:
@@ -64,7 +64,7 @@ class CredentialStore:
         sites = {}
         if self.site_map.exists():
             for line in self.site_map.read_text(encoding="utf-8").splitlines():
-                match = re.fullmatch(r"\s*(\S+)\s+(\S+);\s*", line)
+                match = re.fullmatch(r"\s*(\S+)\s+([^/\s]+)/\S+;\s*", line)
                 if match:
                     sites[match.group(1)] = match.group(2)
         return sites
@@ -80,6 +80,9 @@ class CredentialStore:
             current = sites.get(site)
             if current == distributor:
                 return False
+            twin = next((other for other in sites if other.lower() == site.lower() and other != site), None)
+            if twin is not None:  # nginx looks site ids up whatever their case: two such would clash
+                raise CredentialError(f"site {site} differs from the registered site {twin} only in case")
             if current is not None and not move:
                 raise CredentialError(f"site {site} belongs to distributor {current}, not {distributor}: pass "
                                       "--move to move it (its pushes then go to that distributor's Pushgateway)")
@@ -101,7 +104,9 @@ class CredentialStore:
             raise CredentialError(f"site {credential.name} is not in {self.site_map}: give --distributor, so "
                                   "that its pushes go to that distributor's Pushgateway")
         password = secrets.token_urlsafe(PASSWORD_BYTES)
-        digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
+        # $2y$, as Apache's htpasswd writes: the same algorithm as Python's $2b$, and the variant every
+        # crypt(3) knows (musl's, in the Alpine nginx image, refuses $2b$).
+        digest = "$2y$" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()[4:]
         path = self._file_of(credential)
         with lockedfile.locked(path):
             lines = [line for line in _lines(path) if _user_of(line) != credential.user]
@@ -151,5 +156,7 @@ def _users(path: Path) -> list[str]:
 
 
 def _site_map_text(sites: dict[str, str]) -> str:
-    header = "# site distributor; (kept by sitewatch-ingress; nginx includes it in a map block)\n"
-    return header + "".join(f"{site} {distributor};\n" for site, distributor in sorted(sites.items()))
+    # The value repeats the site: nginx matches the key in any case, the rendered config then compares
+    # the site exactly (nginxconf.py).
+    header = "# site distributor/site; (kept by sitewatch-ingress; nginx includes it in a map block)\n"
+    return header + "".join(f"{site} {distributor}/{site};\n" for site, distributor in sorted(sites.items()))

@@ -66,24 +66,49 @@ http {{
     # auth_basic), so the per-address zone also limits anyone guessing.
     limit_req_zone $remote_user zone=push_per_credential:10m rate={config.rate};
     limit_req_zone $binary_remote_addr zone=push_per_address:10m rate={config.address_rate};
+    limit_req_zone $binary_remote_addr zone=office_per_address:10m rate=20r/s;
+    map_hash_bucket_size 128;  # site ids of up to 63 characters
 
     map $uri $push_site {{
         default "";
         "~^/metrics/job/sitewatch/site/(?<site>{SITE_PATTERN})$" $site;
     }}
-    map $push_site $push_distributor {{
+    # sites.map lines are "<site> <distributor>/<site>;". nginx finds a string key whatever its case, so
+    # the value repeats the site, and the case-sensitive comparison below refuses "SHOP-01" for "shop-01".
+    map $push_site $push_entry {{
         default "";
         include {config.site_map};
     }}
-    map "$remote_user:$push_site:$push_distributor" $push_allowed {{
+    # Allowed: site/<id> for its own registered group; distributor/<d> for the groups sites.map gives <d>.
+    map "$remote_user:$push_site:$push_entry" $push_allowed {{
         default 0;
-        "~^site/(?<owner>[^:]+):\\k<owner>:" 1;
-        "~^distributor/(?<owner>[^:]+):[^:]+:\\k<owner>$" 1;
+        "~^site/(?<owner>[^:]+):\\k<owner>:[^:/]+/\\k<owner>$" 1;
+        "~^distributor/(?<owner>[^:/]+):(?<wanted>[^:]+):\\k<owner>/\\k<wanted>$" 1;
+    }}
+    map $push_entry $push_distributor {{
+        default "";
+        "~^(?<distributor>[^/]+)/" $distributor;
     }}
     map $push_distributor $push_upstream {{
         default pushgateway_{default_gateway};
 {shards}    }}
-{upstreams}
+    # Decided in proxy_pass, so after auth_basic: only a request with the right password learns whether
+    # the group is its own, and a refusal is counted by limit_req like any other request.
+    map $push_allowed $push_destination {{
+        1 $push_upstream;
+        default push_refused;
+    }}
+{upstreams}    upstream push_refused {{
+        server unix:{folder}/tmp/refused.sock;
+    }}
+
+    server {{
+        listen unix:{folder}/tmp/refused.sock;
+        access_log off;
+        location / {{
+            return 403 "this credential may not write this group\\n";
+        }}
+    }}
     server {{
         listen {config.push_listen} ssl;
         client_max_body_size {config.max_body};
@@ -100,10 +125,7 @@ http {{
             limit_req zone=push_per_credential burst={config.burst} nodelay;
             auth_basic "sitewatch push";
             auth_basic_user_file {config.push_credentials};
-            if ($push_allowed = 0) {{
-                return 403;
-            }}
-            proxy_pass http://$push_upstream/metrics/job/sitewatch/site/$push_site;
+            proxy_pass http://$push_destination/metrics/job/sitewatch/site/$push_site;
         }}
     }}
 {office}}}
@@ -111,11 +133,23 @@ http {{
 
 
 def _office_server(config: IngressConfig, app: OfficeApp) -> str:
-    closed = ""
+    # An office login is for looking: the Prometheus family's lifecycle endpoints stay closed, and the
+    # Pushgateway is read-only here (pushes come through the push port, with a site's credential).
+    closed = """
+        location ~ ^/-/(reload|quit)$ {
+            return 403;
+        }
+"""
+    methods = ""
+    if app.name == "pushgateway":
+        methods = """            limit_except GET HEAD {
+                deny all;
+            }
+"""
     if app.name == "receiver":
         # Alertmanager posts to the receiver directly and Prometheus scrapes it directly; through here only
         # its status page is served.
-        closed = """
+        closed += """
         location /alert/ {
             return 403;
         }
@@ -129,9 +163,10 @@ def _office_server(config: IngressConfig, app: OfficeApp) -> str:
         client_max_body_size 16m;
         auth_basic "sitewatch office: {app.name}";
         auth_basic_user_file {config.office_credentials};
+        limit_req zone=office_per_address burst=200 nodelay;
 {closed}
         location / {{
-            proxy_pass http://{app.upstream};
+{methods}            proxy_pass http://{app.upstream};
             proxy_set_header Host $http_host;
             proxy_set_header Connection "";  # set here, the http block's proxy_set_header lines no longer apply
             proxy_set_header Authorization "";

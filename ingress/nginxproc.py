@@ -28,8 +28,22 @@ def check(nginx_conf: Path, nginx: str = "nginx") -> None:
         raise ReloadProblem(f"nginx refuses {nginx_conf}: {result.stderr.strip()}")
 
 
-def reload(pid_file: Path) -> int | None:
-    """Signals the nginx whose pid `pid_file` holds; None when no nginx runs (the files apply at its start)."""
+def running(pid_file: Path) -> int | None:
+    """The pid of the nginx `pid_file` names, if that process is alive."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def reload(pid_file: Path, nginx_conf: Path | None = None, nginx: str = "nginx") -> int | None:
+    """Signals the nginx whose pid `pid_file` holds, after `nginx -t` on `nginx_conf` accepts the files it
+    includes (a refused change would otherwise leave the old config running, silently); None when no
+    nginx runs (the files apply at its start)."""
+    if nginx_conf is not None and running(pid_file) is not None:
+        check(nginx_conf, nginx)
     try:
         text = pid_file.read_text().strip()
     except FileNotFoundError:
