@@ -19,10 +19,11 @@ import time
 from typing import Any
 
 from alertmanager.buttons import parse_callback
-from alertmanager.chatcommands import Asker, ChatCommands, CommandProblem, human_duration
+from alertmanager.chatcommands import Asker, ChatCommands, CommandProblem
 from alertmanager.config import CommandsConfig
 from alertmanager.metrics import ReceiverMetrics
 from alertmanager.outbox import Outbox
+from alertmanager.render import duration_text
 from alertmanager.telegram import ApiAnswer, BotApi
 from alertmanager.telegram_html import html_to_text
 
@@ -194,7 +195,7 @@ class CommandPoller:
         seconds, fingerprint = pressed
         # Answered first, within Telegram's 15 s, so the spinner stops even if Alertmanager is slow. A press
         # Telegram no longer takes an answer for is stale (made while the receiver was down): not acted on.
-        if not self._answer_button(query["id"], f"⏳ Глушу на {human_duration(seconds)}…"):
+        if not self._answer_button(query["id"], f"⏳ Глушу на {duration_text(seconds)}…"):
             log.info("event=button_ignored reason=too_old chat=%s user=%s", chat_id, user_id)
             return
         asker = Asker(chat_id, int(user_id or 0), _display_name(sender))

@@ -28,7 +28,8 @@ def parse_callback(data: str) -> tuple[float, str] | None:
     return (float(match.group(1)), match.group(2)) if match else None
 
 
-def duration_text(seconds: float) -> str:
+def button_label(seconds: float) -> str:
+    """A duration as a button says it: hours up to a day ("24 ч", as on the buttons people know), days after."""
     if seconds % 86400 == 0:
         return f"{int(seconds // 86400) * 24} ч" if seconds <= 86400 else f"{int(seconds // 86400)} д"
     if seconds % 3600 == 0:
@@ -63,11 +64,11 @@ def keyboard(items: Sequence[Item], durations: Sequence[float]) -> dict[str, Any
             detail = alert.labels.get("kkt") or alert.labels.get("check") or alert.labels.get("site") or ""
             name = f"{name} {detail}".strip()
             name = name if len(name) <= LABEL_ROOM else name[:LABEL_ROOM - 1] + "…"
-            first = f"🔕 {name}: {duration_text(durations[0])}"
+            first = f"🔕 {name}: {button_label(durations[0])}"
         else:
-            first = f"🔕 Заглушить на {duration_text(durations[0])}"
+            first = f"🔕 Заглушить на {button_label(durations[0])}"
         row = [{"text": first, "callback_data": callback_data(durations[0], alert.fingerprint)}]
-        row += [{"text": duration_text(seconds), "callback_data": callback_data(seconds, alert.fingerprint)}
+        row += [{"text": button_label(seconds), "callback_data": callback_data(seconds, alert.fingerprint)}
                 for seconds in durations[1:]]
         rows.append(row)
     return {"inline_keyboard": rows} if rows else None

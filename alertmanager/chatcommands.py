@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from alertmanager.config import CommandsConfig, ReceiverConfig
-from alertmanager.render import plural
+from alertmanager.render import duration_text, plural
 from alertmanager.silences import AlertmanagerApi, AlertmanagerError, exact_matchers
 from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
 from exporter.config import ConfigError, open_targets
@@ -68,17 +68,8 @@ def parse_duration(text: str, maximum: float) -> float:
     if seconds < 60:
         raise CommandProblem("Срок тишины — не меньше минуты.")
     if seconds > maximum:
-        raise CommandProblem(f"Срок тишины — не больше {human_duration(maximum)}.")
+        raise CommandProblem(f"Срок тишины — не больше {duration_text(maximum)}.")
     return float(seconds)
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [f"{days} д" if days else "", f"{hours} ч" if hours else "", f"{minutes} мин" if minutes else ""]
-    return " ".join(p for p in parts if p) or "меньше минуты"
 
 
 def split_messages(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> list[str]:
@@ -264,7 +255,7 @@ class ChatCommands:
         note = f"Под неё сейчас попадает оповещений: {covered}." if covered else \
             "Сейчас под неё не попадает ни одно оповещение: она заглушит будущие."
         return split_messages([f"🔕 {html.escape(asker.name)} заглушил(а) {html.escape(what)} на "
-                               f"{human_duration(seconds)}, до {self._when(ends)}.", note,
+                               f"{duration_text(seconds)}, до {self._when(ends)}.", note,
                                f"id <code>{short}</code> · снять: <code>/unsilence {short}</code>"])
 
     def list_silences(self, arguments: list[str], asker: Asker) -> list[str]:

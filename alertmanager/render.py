@@ -229,17 +229,7 @@ class Renderer:
         return moment.astimezone(self.timezone).strftime(self._words.time_format)
 
     def duration_text(self, seconds: float) -> str:
-        """The two largest units, the second left out when zero: "1 ч 5 мин", "2 д 3 ч", "45 с"."""
-        rest = max(0, round(seconds))
-        amounts = []
-        for size in (86400, 3600, 60, 1):
-            amounts.append(rest // size)
-            rest %= size
-        first = next((i for i, amount in enumerate(amounts) if amount), 3)
-        parts = [(amounts[first], self._words.duration_units[first])]
-        if first < 3 and amounts[first + 1]:
-            parts.append((amounts[first + 1], self._words.duration_units[first + 1]))
-        return " ".join(f"{amount}{self._words.unit_spacing}{unit}" for amount, unit in parts)
+        return duration_text(seconds, self.language)
 
     def alert_values(self, alert: Alert, group: GroupInfo) -> TemplateValues:
         """Everything an `alert(a)` macro gets, as plain strings: the template escapes them all."""
@@ -349,6 +339,21 @@ class Renderer:
 def _check_status(status: str) -> None:
     if status not in ("firing", "resolved"):
         raise ValueError(f'status: expected "firing" or "resolved", got {status!r}')
+
+
+def duration_text(seconds: float, language: str = "ru") -> str:
+    """The two largest units, the second left out when zero: "1 ч 5 мин", "2 д 3 ч", "45 с"."""
+    words = LANGUAGES[language]
+    rest = max(0, round(seconds))
+    amounts = []
+    for size in (86400, 3600, 60, 1):
+        amounts.append(rest // size)
+        rest %= size
+    first = next((i for i, amount in enumerate(amounts) if amount), 3)
+    parts = [(amounts[first], words.duration_units[first])]
+    if first < 3 and amounts[first + 1]:
+        parts.append((amounts[first + 1], words.duration_units[first + 1]))
+    return " ".join(f"{amount}{words.unit_spacing}{unit}" for amount, unit in parts)
 
 
 def plural(count: int, *forms: str) -> str:

@@ -98,7 +98,7 @@ def _change(args: argparse.Namespace, change, done: str) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    targets_file = open_targets(args.config, args.key_file)  # a bad targets file is a ConfigError here
+    targets_file = open_targets(args.config, args.key_file)
     try:
         targets = targets_file.load()
     except TargetsError as err:

@@ -138,7 +138,8 @@ def open_targets(path: str | os.PathLike[str], key_file: str | None = None) -> T
     """
     from exporter.targets import TargetsError, TargetsFile
 
-    config = load_config(path, key_file, read_secrets=False)
+    # targets=[]: the config alone is checked here; the targets file is read under the lock when changed.
+    config = load_config(path, key_file, targets=[], read_secrets=False)
     if config.targets_file is None:
         raise ConfigError(path, "targets_file: expected the path of a targets file, as devices are added to one: "
                                 "add `targets_file: targets.yml` to the config (relative to its folder)")
