@@ -19,20 +19,18 @@ result comes later in a packet with id F0 (`A6 TID answer`).
 from __future__ import annotations
 
 import argparse
-import os
 import select
 import signal
 import socket
-import termios
 import threading
 import time
-import tty
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from exporter.kkt import atol_codec as codec
 from simulators.mitsu import hold_port
+from simulators.ptyline import PtyLine
 from simulators.tcpserver import LoopbackTcpServer
 
 __all__ = ["AtolDevice", "AtolPtySimulator", "AtolScenario", "AtolTcpSimulator", "answer", "hold_port"]
@@ -320,108 +318,35 @@ class _Session:
 
 # --- the serial line on a pty ----------------------------------------------------------------------------
 
-class AtolPtySimulator:
+class AtolPtySimulator(PtyLine):
     """The register on a pseudo-terminal at `baudrate`; `.device` is the path a driver opens."""
 
+    thread_name = "atol-pty"
+
     def __init__(self, scenario: AtolScenario | None = None, baudrate: int = 115200):
+        super().__init__(baudrate)
         self.scenario = scenario or AtolScenario()
-        self.baudrate = baudrate
-        self.device = ""
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.bytes_ignored = 0  # received at another line speed than the register's
-        self._speed = getattr(termios, f"B{baudrate}")
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._session: _Session | None = None
 
     def start(self) -> AtolPtySimulator:
-        self._master, self._slave = os.openpty()
-        # raw: no echo of packets back to the driver, no newline translation of binary frames
-        tty.setraw(self._slave)
-        # the simulator keeps its own slave handle open, so the master never reads EIO between polls
-        os.set_blocking(self._master, False)
-        self.device = os.ttyname(self._slave)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="atol-pty", daemon=True)
-        self._thread.start()
-        return self
+        self._session = _Session(AtolDevice(self.scenario))
+        return super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+    def _next_due(self, longest: float) -> float:
+        return self._session.wait(longest)
 
-    def __enter__(self) -> AtolPtySimulator:
-        return self.start()
+    def _due(self) -> None:
+        for data in self._session.due(time.monotonic()):
+            self._send(data)
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def byte_time(self) -> float:
-        return 10 / self.baudrate  # start bit, 8 data bits, stop bit
-
-    def _line_speed_matches(self) -> bool:
-        """Whether the driver set the tty to the register's speed (termios settings belong to the tty, so
-        the simulator's own slave handle shows what the driver's handle set)."""
-        try:
-            return termios.tcgetattr(self._slave)[4] == self._speed
-        except termios.error:
-            return False
-
-    def _serve(self) -> None:
-        session = _Session(AtolDevice(self.scenario))
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], session.wait(0.05))
-            for data in session.due(time.monotonic()):
-                self._send(data)
-            if not ready:
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:  # EIO: no slave open; cannot happen while we hold ours, but never spin on it
-                self._stop.wait(0.05)
-                continue
-            arrived = time.monotonic()
-            if not self._line_speed_matches():
-                self.bytes_ignored += len(data)  # noise at the register's speed: nothing it can answer
-                continue
-            self.bytes_received += len(data)
-            # a real line delivers the packet at the baud rate before the register can act on it
-            self._sleep_until(arrived + len(data) * self.byte_time)
-            replies = session.receive(data)
-            if replies and self.scenario.delay:
-                self._stop.wait(self.scenario.delay)
-            for reply in replies:
-                self._send(reply)
-
-    def _sleep_until(self, moment: float) -> None:
-        wait = moment - time.monotonic()
-        if wait > 0:
-            self._stop.wait(wait)
-
-    def _send(self, data: bytes) -> None:
-        """Writes `data` no faster than the line carries it: a few bytes, then a pause to their due time."""
-        chunk = max(1, int(self.baudrate / 10 * 0.002))  # what the line carries in about 2 ms
-        started = time.monotonic()
-        sent = 0
-        while sent < len(data) and not self._stop.is_set():
-            self._sleep_until(started + sent * self.byte_time)
-            try:
-                sent += os.write(self._master, data[sent:sent + chunk])
-            except BlockingIOError:  # the driver is not reading and the pty's queue is full
-                select.select([], [self._master], [], 0.05)
-        self.bytes_sent += sent
-        self._sleep_until(started + len(data) * self.byte_time)  # the last byte's stop bit
+    def _received(self, data: bytes, arrived: float) -> None:
+        # a real line delivers the packet at the baud rate before the register can act on it
+        self._sleep_until(arrived + len(data) * self.byte_time)
+        replies = self._session.receive(data)
+        if replies and self.scenario.delay:
+            self._stop.wait(self.scenario.delay)
+        for reply in replies:
+            self._send(reply)
 
 
 # --- the network link ------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """A Mitsu 1-F register that speaks the real wire protocol, on a pseudo-terminal or a loopback TCP port.
 
-`MitsuPtySimulator` answers framed commands on a pty (`.device` is the path to give pyserial) and sends its
-replies at the configured baud rate, 10 bits a byte, so timing is what a real serial line gives.
+`MitsuPtySimulator` answers framed commands on a pty (`.device` is the path to give pyserial) at its own line
+speed: commands sent at another speed are noise to it, and its replies go out at its baud rate, 10 bits a byte.
 `MitsuTcpSimulator` answers raw XML on 127.0.0.1 (`.url` is `socket://127.0.0.1:PORT`), splits replies
-into 535-byte ETB packets and keeps the connection open between commands. A `MitsuScenario` sets what the
-register reports and how it misbehaves; tests may change it while a simulator runs.
+into 535-byte ETB packets and, as the real unit does, closes the connection after each reply. A
+`MitsuScenario` sets what the register reports and how it misbehaves; tests may change it while a
+simulator runs.
 
     python -m simulators.mitsu --pty [--baudrate 9600] [--fn-expiry 2026-01-31] [--unsent 5 ...]
     python -m simulators.mitsu --tcp 127.0.0.1:8200
@@ -17,14 +18,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import html
-import os
 import random
 import select
 import signal
 import socket
 import threading
 import time
-import tty
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from zoneinfo import ZoneInfo
 import serial
 
 from exporter.kkt import mitsu_codec as codec
+from simulators.ptyline import PtyLine
 from simulators.tcpserver import LoopbackTcpServer
 
 # The manual's code for a malformed or unknown command is not in our reference; 1 is this simulator's.
@@ -89,6 +89,8 @@ class MitsuScenario:
     shuffle_attributes: bool = False
     double_quotes: bool = False
     lowercase: bool = False  # <ok dev='…'/>: names in the other case
+    no_spaces: bool = False  # <OK FN='…'FFD='…'/>: no space between attributes, as real units send
+    keep_connection: bool = False  # network: answer on one connection for ever (real units close after each reply)
     commands: list[str] = field(default_factory=list)  # every command received, in order
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -133,7 +135,8 @@ def _render(scenario: MitsuScenario, tag: str, attrs: list[tuple[str, str]],
     def value(text: str) -> str:
         return html.escape(text, quote=False).replace(quote, "&#39;" if quote == "'" else "&quot;")
 
-    head = "<" + " ".join([name(tag)] + [f"{name(k)}={quote}{value(v)}{quote}" for k, v in attrs])
+    pairs = [f"{name(k)}={quote}{value(v)}{quote}" for k, v in attrs]
+    head = "<" + name(tag) + (" " + ("" if scenario.no_spaces else " ").join(pairs) if pairs else "")
     if children is None:
         return head + "/>"
     inner = "".join(f"<{name(k)}>{html.escape(v, quote=False)}</{name(k)}>" for k, v in children)
@@ -221,85 +224,31 @@ def _registration(s: MitsuScenario) -> str:
 
 # --- the serial line on a pty ----------------------------------------------------------------------------
 
-class MitsuPtySimulator:
-    """The register on a pseudo-terminal; `.device` is the path a driver opens."""
+class MitsuPtySimulator(PtyLine):
+    """The register on a pseudo-terminal at `baudrate`; `.device` is the path a driver opens."""
+
+    thread_name = "mitsu-pty"
 
     def __init__(self, scenario: MitsuScenario | None = None, baudrate: int = 115200):
+        super().__init__(baudrate)
         self.scenario = scenario or MitsuScenario()
-        self.baudrate = baudrate
-        self.device = ""
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._buffer = bytearray()
+        self._first_byte_at = 0.0
 
-    def start(self) -> MitsuPtySimulator:
-        self._master, self._slave = os.openpty()
-        # raw: no echo of commands back to the driver, no newline translation of binary frames
-        tty.setraw(self._slave)
-        # the simulator keeps its own slave handle open, so the master never reads EIO between polls
-        os.set_blocking(self._master, False)
-        self.device = os.ttyname(self._slave)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="mitsu-pty", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
-
-    def __enter__(self) -> MitsuPtySimulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def byte_time(self) -> float:
-        return 10 / self.baudrate  # start bit, 8 data bits, stop bit
-
-    def _serve(self) -> None:
-        buffer = bytearray()
-        first_byte_at = 0.0
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:  # EIO: no slave open; cannot happen while we hold ours, but never spin on it
-                self._stop.wait(0.05)
-                continue
-            if not buffer:
-                first_byte_at = time.monotonic()
-            buffer += data
-            self.bytes_received += len(data)
-            while buffer:
-                command, used = codec.split_command_frame(bytes(buffer))
-                if used == 0:
-                    break
-                del buffer[:used]
-                if command is not None:
-                    # a real line delivers the command at the baud rate before the device can act on it
-                    self._sleep_until(first_byte_at + used * self.byte_time)
-                    self._reply(command)
-                first_byte_at = time.monotonic()
-
-    def _sleep_until(self, moment: float) -> None:
-        wait = moment - time.monotonic()
-        if wait > 0:
-            self._stop.wait(wait)
+    def _received(self, data: bytes, arrived: float) -> None:
+        if not self._buffer:
+            self._first_byte_at = arrived
+        self._buffer += data
+        while self._buffer:
+            command, used = codec.split_command_frame(bytes(self._buffer))
+            if used == 0:
+                break
+            del self._buffer[:used]
+            if command is not None:
+                # a real line delivers the command at the baud rate before the device can act on it
+                self._sleep_until(self._first_byte_at + used * self.byte_time)
+                self._reply(command)
+            self._first_byte_at = time.monotonic()
 
     def _reply(self, command: str) -> None:
         scenario = self.scenario
@@ -317,20 +266,6 @@ class MitsuPtySimulator:
                 scenario.bad_checksum -= 1
         self._send(codec.reply_frame(text, corrupt=corrupt))
 
-    def _send(self, data: bytes) -> None:
-        """Writes `data` no faster than the line carries it: a few bytes, then a pause to their due time."""
-        chunk = max(1, int(self.baudrate / 10 * 0.002))  # what the line carries in about 2 ms
-        started = time.monotonic()
-        sent = 0
-        while sent < len(data) and not self._stop.is_set():
-            self._sleep_until(started + sent * self.byte_time)
-            try:
-                sent += os.write(self._master, data[sent:sent + chunk])
-            except BlockingIOError:  # the driver is not reading and the pty's queue is full
-                select.select([], [self._master], [], 0.05)
-        self.bytes_sent += sent
-        self._sleep_until(started + len(data) * self.byte_time)  # the last byte's stop bit
-
 
 @contextlib.contextmanager
 def hold_port(device: str) -> Iterator[serial.Serial]:
@@ -345,7 +280,12 @@ def hold_port(device: str) -> Iterator[serial.Serial]:
 # --- the network link ------------------------------------------------------------------------------------
 
 class MitsuTcpSimulator(LoopbackTcpServer):
-    """The register on a loopback TCP port; `.url` is the `socket://` address a driver opens."""
+    """The register on a loopback TCP port; `.url` is the `socket://` address a driver opens.
+
+    Like the real unit, it answers one command per connection and closes the connection after the reply
+    (serty2005/mitsu-dto opens a socket per request for that reason); a second command sent on the same
+    connection meets a closed socket. `scenario.keep_connection` keeps it open instead.
+    """
 
     def __init__(self, scenario: MitsuScenario | None = None, host: str = "127.0.0.1", port: int = 0):
         super().__init__(host, port, "mitsu-tcp")
@@ -373,6 +313,20 @@ class MitsuTcpSimulator(LoopbackTcpServer):
             buffer.clear()
             if not self._reply(conn, command):
                 return
+            if not self.scenario.keep_connection and not self.scenario.silent:
+                self._close(conn)
+                return
+
+    def _close(self, conn: socket.socket) -> None:
+        """Ends the connection as the unit does once its reply is out."""
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        with self._lock:
+            if conn in self._sockets:
+                self._sockets.remove(conn)
+        conn.close()
 
     def _reply(self, conn: socket.socket, command: str) -> bool:
         scenario = self.scenario
@@ -419,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal; prints its path")
     where.add_argument("--tcp", metavar="HOST:PORT", help="serve on this TCP address (keep it on 127.0.0.1)")
-    parser.add_argument("--baudrate", type=int, default=115200, help="pace of the pty's replies")
+    parser.add_argument("--baudrate", type=int, default=115200, help="the register's line speed on the pty")
     parser.add_argument("--fn-expiry", metavar="YYYY-MM-DD", help="the ФН's validity date")
     parser.add_argument("--unsent", type=int, help="documents waiting for the OFD")
     parser.add_argument("--first-unsent", metavar="YYYY-MM-DD", help="date of the oldest of them")

@@ -1,12 +1,14 @@
 """A Shtrih-M register that speaks protocol 1, on a pseudo-terminal or a loopback TCP port.
 
-`ShtrihPtySimulator` answers on a pty (`.device` is the path to give pyserial) and sends its bytes at the
-configured baud rate, 10 bits a byte, so timing is what a real serial line gives. `ShtrihTcpSimulator`
+`ShtrihPtySimulator` answers on a pty (`.device` is the path to give pyserial) at its own line speed, 4800
+baud unless told otherwise, as the units ship: bytes sent at another speed are noise to it, and its own go
+out at its speed, 10 bits a byte. `ShtrihTcpSimulator`
 answers on 127.0.0.1 (`.url` is `socket://127.0.0.1:PORT`) with the same frames and handshake. Both
 follow the link layer: ENQ gets NAK when idle and ACK when an answer is pending (which is then sent);
-a command frame gets ACK (NAK when its LRC is wrong), then its answer, which is sent again on NAK until the
-host ACKs it. A `ShtrihScenario` sets what the register reports and how it misbehaves; tests may change it
-while a simulator runs.
+a command frame gets ACK (NAK when its LRC is wrong), then its answer, which is held until the host ACKs it.
+A NAK from the host is not answered: the held answer is sent again only after the host's next ENQ (ACK,
+then the frame), as the protocol description says. A `ShtrihScenario` sets what the register reports and
+how it misbehaves; tests may change it while a simulator runs.
 
     python -m simulators.shtrih --pty [--baudrate 9600] [--fn-expiry 2026-01-31] [--unsent 5 ...]
     python -m simulators.shtrih --tcp 127.0.0.1:7778 [--stray-ff] [--pending]
@@ -17,13 +19,11 @@ while a simulator runs.
 from __future__ import annotations
 
 import argparse
-import os
 import select
 import signal
 import socket
 import threading
 import time
-import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from exporter.kkt import shtrih_codec as codec
 from simulators.mitsu import hold_port  # noqa: F401  (re-exported for tests and the demo)
+from simulators.ptyline import PtyLine
 from simulators.tcpserver import LoopbackTcpServer
 
 # Codes this simulator answers with. 0x4F is the wrong-password code of pyshtrih's table; 0x37 "command
@@ -72,6 +73,8 @@ class ShtrihScenario:
     firmware_version: str = "C1"
     firmware_build: int = 34115
     firmware_date: str = "2023-12-15"
+    # 11h "fiscal memory" software date. An unfiscalised unit sends 00 00 00 there instead (reference §10).
+    fm_date: str = "2018-05-14"
     fn_serial: str = "9999078902014447"
     fn_expiry: str = field(default_factory=lambda: _days_from_now(300))  # YYYY-MM-DD
     phase: int = 0x03
@@ -85,7 +88,7 @@ class ShtrihScenario:
     first_unsent_number: int = 78
     first_unsent: str = field(default_factory=lambda: _days_from_now(-0.2, with_time=True))  # YYYY-MM-DD HH:MM
     ofd_status: int | None = None  # FF39 status bits; None: b1 "message pending" when something is unsent
-    registered: bool = True  # False: FF09 refused, INN not entered, ФН dates zero
+    registered: bool = True  # False: FF09 refused, INN not entered, ФН dates and the 11h fiscal-memory date zero
     unregistered_error: int = WRONG_FN_STATE  # what FF09 answers before registration (not confirmed)
     registration_time: str = "2023-02-10 18:39"
     rnm: str = "0000123456029024"
@@ -152,7 +155,7 @@ def long_status(s: ShtrihScenario) -> bytes:
     data.append(0)  # port
     data += codec.encode_text("00", 2)  # fiscal-memory version
     data += (0).to_bytes(2, "little")
-    data += codec.encode_dmy(None)
+    data += codec.encode_dmy(_day(s.fm_date) if s.registered else None)  # 00 00 00 before fiscalisation
     data += bytes([now.day, now.month, now.year - 2000, now.hour, now.minute, now.second])
     data.append(0)  # fiscal-memory flags
     data += (number & 0xFFFFFFFF).to_bytes(4, "little")
@@ -349,12 +352,16 @@ class _Session:
             self.send(bytes([codec.STRAY]))
 
     def _nak(self) -> None:
+        # The host could not read the answer. The unit keeps it but does not send it again on its own: the
+        # protocol description (quoted in the docstring of rosix-ru/shtrihm-fr's `BaseKKT`, and in a comment of a
+        # PHP driver's `ShtrihM_HiLevel::writecmd`) says an answer that gets NAK is not repeated and the unit
+        # waits for ENQ to repeat it. The vendor's Java driver (`PrinterProtocol_1.readAnswer`) and pyshtrih
+        # (`Protocol.handle_response`) both follow NAK with ENQ and expect ACK before the frame; neither waits
+        # for a resend after the NAK alone, and none of these sources names a model that resends on NAK.
+        # So `_enq` below does the resend: ACK, then the held frame.
         r = self.register
         with r.lock:
             r.naks += 1
-            pending = r.pending
-        if pending is not None and not self.scenario.silent:
-            self._send_answer(pending)
 
     def _command(self, frame: bytes) -> None:
         s, r = self.scenario, self.register
@@ -432,84 +439,26 @@ class _Simulator:
 
 # --- the serial line on a pty ----------------------------------------------------------------------------
 
-class ShtrihPtySimulator(_Simulator):
-    """The register on a pseudo-terminal; `.device` is the path a driver opens."""
+class ShtrihPtySimulator(_Simulator, PtyLine):
+    """The register on a pseudo-terminal at `baudrate`; `.device` is the path a driver opens."""
 
-    def __init__(self, scenario: ShtrihScenario | None = None, baudrate: int = 115200):
-        super().__init__(scenario)
-        self.baudrate = baudrate
-        self.device = ""
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    thread_name = "shtrih-pty"
+
+    def __init__(self, scenario: ShtrihScenario | None = None, baudrate: int = 4800):
+        _Simulator.__init__(self, scenario)
+        PtyLine.__init__(self, baudrate)
+        self._session: _Session | None = None
 
     def start(self) -> ShtrihPtySimulator:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no echo, no newline translation of binary frames
-        # the simulator keeps its own slave handle open, so the master never reads EIO between polls
-        os.set_blocking(self._master, False)
-        self.device = os.ttyname(self._slave)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="shtrih-pty", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
-
-    def __enter__(self) -> ShtrihPtySimulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def byte_time(self) -> float:
-        return 10 / self.baudrate  # start bit, 8 data bits, stop bit
+        self._session = _Session(self.register, self._send, self._wait, self.byte_time)
+        return PtyLine.start(self)
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0:
             self._stop.wait(seconds)
 
-    def _serve(self) -> None:
-        session = _Session(self.register, self._send, self._wait, self.byte_time)
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:  # EIO: no slave open; cannot happen while we hold ours, but never spin on it
-                self._stop.wait(0.05)
-                continue
-            self.bytes_received += len(data)
-            session.feed(data)
-
-    def _send(self, data: bytes) -> None:
-        """Writes `data` no faster than the line carries it: a few bytes, then a pause to their due time."""
-        chunk = max(1, int(self.baudrate / 10 * 0.002))  # what the line carries in about 2 ms
-        started = time.monotonic()
-        sent = 0
-        while sent < len(data) and not self._stop.is_set():
-            self._wait(started + sent * self.byte_time - time.monotonic())
-            try:
-                sent += os.write(self._master, data[sent:sent + chunk])
-            except BlockingIOError:  # the driver is not reading and the pty's queue is full
-                select.select([], [self._master], [], 0.05)
-        self.bytes_sent += sent
-        self._wait(started + len(data) * self.byte_time - time.monotonic())  # the last byte's stop bit
+    def _received(self, data: bytes, arrived: float) -> None:
+        self._session.feed(data)
 
 
 # --- the network link ------------------------------------------------------------------------------------
@@ -582,7 +531,8 @@ def main(argv: list[str] | None = None) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal; prints its path")
     where.add_argument("--tcp", metavar="HOST:PORT", help="serve on this TCP address (keep it on 127.0.0.1)")
-    parser.add_argument("--baudrate", type=int, default=115200, help="pace of the pty's bytes")
+    parser.add_argument("--baudrate", type=int, default=4800,
+                        help="the register's line speed on the pty (4800 from the factory)")
     parser.add_argument("--fn-expiry", metavar="YYYY-MM-DD", help="the ФН's validity date")
     parser.add_argument("--unsent", type=int, help="documents waiting for the OFD")
     parser.add_argument("--first-unsent", metavar="YYYY-MM-DD", help="date of the oldest of them")

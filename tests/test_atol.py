@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 from datetime import date, datetime
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.kkt import atol_codec as codec
+from exporter.kkt import speeds
 from exporter.kkt.atol import probe, read_state
 from exporter.kkt.model import FiscalDrive, KktError
 from simulators.atol import AtolPtySimulator, AtolScenario, AtolTcpSimulator, hold_port
@@ -663,7 +665,7 @@ def test_a_stopped_buffer_is_cleared_and_the_task_queued_once_more(simulators):
 def test_silent_register_times_out_within_the_command_timeout(register):
     port = register(AtolScenario(silent=True))
     started = time.monotonic()
-    err = read_error(port, command_timeout=0.3, fallback_baudrates=())
+    err = read_error(port, command_timeout=0.3)
     elapsed = time.monotonic() - started
     assert err.reason == "timeout" and elapsed < 0.3 + MARGIN
     assert err.message == f"ATOL on {port} did not answer abort (C4) within 0.3s"
@@ -685,7 +687,7 @@ def test_whole_read_stops_at_its_timeout_even_when_each_reply_is_in_time(registe
 def test_a_frame_cut_short_times_out_instead_of_hanging(register):
     port = register(AtolScenario(garbage=codec.encode_frame(1, hex_bytes("A3 55 00 01 02"))[:6]))
     started = time.monotonic()
-    err = read_error(port, command_timeout=0.3, fallback_baudrates=())
+    err = read_error(port, command_timeout=0.3)
     assert err.reason == "timeout" and "stopped answering abort (C4) after" in err.message
     assert time.monotonic() - started < 0.3 + MARGIN
 
@@ -709,28 +711,33 @@ def test_a_well_framed_answer_that_is_not_the_command_answer_is_a_protocol_error
 def test_a_register_at_57600_is_found_after_115200_gets_no_answer(simulators):
     simulator = simulators(healthy_scenario(), baudrate=57600)
     started = time.monotonic()
-    state = read_state(simulator.device, 115200, **FAST)
-    assert state.serial == "123456" and state.fn.unsent_documents == 4
+    state = read_state(simulator.device, speeds.search_order("atol", speeds.AUTO), **FAST)
+    assert state.serial == "123456" and state.fn.unsent_documents == 4 and state.baudrate == 57600
     assert simulator.bytes_ignored > 0  # the first abort went out at 115200: noise to the register
     assert simulator.scenario.requests == STATE_READ
-    assert time.monotonic() - started < FAST["command_timeout"] + 1.0
+    assert time.monotonic() - started < speeds.PROBE_TIMEOUT + 1.0
 
 
-def test_a_register_at_115200_is_found_when_57600_is_configured(simulators):
-    simulator = simulators(healthy_scenario(), baudrate=115200)
-    assert read_state(simulator.device, 57600, **FAST).serial == "123456"
+@pytest.mark.parametrize("speed", [4800, 9600, 38400])
+def test_a_register_left_at_a_slow_speed_is_found_in_the_vendors_order(simulators, speed):
+    simulator = simulators(healthy_scenario(), baudrate=speed)
+    state = read_state(simulator.device, speeds.search_order("atol", speeds.AUTO), **{**FAST, "timeout": 6.0})
+    assert state.baudrate == speed and state.serial == "123456"
+    order = speeds.VENDOR_ORDER["atol"]
+    assert simulator.speeds_seen == [getattr(termios, f"B{each}") for each in order[:order.index(speed) + 1]]
 
 
-def test_without_fallback_a_wrong_speed_is_a_timeout(simulators):
+def test_a_fixed_speed_is_the_only_speed_asked(simulators):
     simulator = simulators(baudrate=57600)
-    err = read_error(simulator.device, baudrate=115200, fallback_baudrates=())
+    err = read_error(simulator.device, baudrate=115200)
     assert err.reason == "timeout" and "did not answer abort (C4)" in err.message
+    assert simulator.speeds_seen == [termios.B115200]
 
 
-def test_a_register_at_no_standard_speed_is_named_in_the_error(simulators):
+def test_a_register_at_no_speed_of_the_search_is_named_in_the_error(simulators):
     simulator = simulators(baudrate=9600)
-    err = read_error(simulator.device, baudrate=115200, command_timeout=0.2)
-    assert err.reason == "timeout" and "answered at none of 115200 or 57600 baud" in err.message
+    err = read_error(simulator.device, baudrate=(115200, 57600), command_timeout=0.2)
+    assert err.reason == "timeout" and "answered at none of 115200, 57600 baud" in err.message
 
 
 # --- ports -----------------------------------------------------------------------------------------------
@@ -781,8 +788,8 @@ def test_probe_says_yes_to_an_atol_on_either_link(register):
     assert probe(register(AtolScenario()), 115200, 1.0) is True
 
 
-def test_probe_finds_an_atol_at_the_fallback_speed(simulators):
-    assert probe(simulators(baudrate=57600).device, 115200, 1.0) is True
+def test_probe_finds_an_atol_at_another_speed_of_the_search(simulators):
+    assert probe(simulators(baudrate=57600).device, speeds.search_order("atol", speeds.AUTO), 1.0) is True
 
 
 def test_probe_asks_nothing_but_device_info(simulators):
@@ -791,7 +798,7 @@ def test_probe_asks_nothing_but_device_info(simulators):
     assert simulator.scenario.commands == ["A5"] and "C4" not in simulator.scenario.requests
 
 
-def test_probe_says_no_to_silence_to_a_mitsu_and_to_missing_ports():
+def test_probe_says_no_to_silence_and_to_a_mitsu_and_names_a_port_that_cannot_be_used():
     silent = AtolPtySimulator(AtolScenario(silent=True)).start()
     mitsu = MitsuPtySimulator().start()
     try:
@@ -802,9 +809,12 @@ def test_probe_says_no_to_silence_to_a_mitsu_and_to_missing_ports():
     finally:
         silent.stop()
         mitsu.stop()
-    assert probe("/dev/ttyATOL-not-here", 115200, 0.2) is False
-    assert probe("socket://127.0.0.1:1", 115200, 0.2) is False
-    assert probe("socket://no-such-host.invalid:5555", 115200, 0.2) is False
+    # no vendor could answer there: the reason is the port's, not "nothing answered"
+    for port, reason in [("/dev/ttyATOL-not-here", "not_found"), ("socket://127.0.0.1:1", "refused"),
+                         ("socket://no-such-host.invalid:5555", "dns")]:
+        with pytest.raises(KktError) as caught:
+            probe(port, 115200, 0.2)
+        assert caught.value.reason == reason
 
 
 # --- random bytes from the register ----------------------------------------------------------------------

@@ -361,3 +361,97 @@ def test_a_shtrih_password_from_the_config_reaches_the_register(tmp_path):
         """))
     assert wrong.reason == "device_error" and "password" in wrong.message
     assert right.success, right.message
+
+
+# -- line speed: `baudrate: auto`, the default ---------------------------------------------------------
+
+def _at_speed(vendor: str, speed: int):
+    from simulators.shtrih import ShtrihPtySimulator, ShtrihScenario
+
+    if vendor == "mitsu":
+        return MitsuPtySimulator(MitsuScenario(), speed), "065001234567890"
+    return ShtrihPtySimulator(ShtrihScenario(), speed), "0012345678901234"
+
+
+@pytest.mark.parametrize("speed", [4800, 9600, 57600, 115200])
+@pytest.mark.parametrize("vendor", ["shtrih", "mitsu"])
+def test_a_register_at_any_common_speed_is_read_with_the_default_config_and_its_speed_remembered(
+        tmp_path, vendor, speed):
+    import asyncio
+
+    from exporter.httpclient import HttpClient
+    from exporter.icmp.engine import PingEngine
+    from exporter.runner import run_once
+
+    simulator, serial = _at_speed(vendor, speed)
+    memory: dict = {}
+    with simulator:
+        check = one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: {vendor}, port: "{simulator.device}"}}
+        """)
+        engine, http = PingEngine(), HttpClient()
+        try:
+            first = asyncio.run(run_once(check, engine, http, memory))
+            speeds_first = list(simulator.speeds_seen)
+            simulator.speeds_seen.clear()
+            second = asyncio.run(run_once(check, engine, http, memory))
+        finally:
+            http.close()
+            engine.stop()
+    assert first.success and second.success, (first.message, second.message)
+    assert samples(first)[("sitewatch_kkt_up", (("kkt", serial),))] == 1.0
+    assert f"answered at {speed} baud" in first.details[0]
+    assert memory["baudrate"] == speed
+    assert len(speeds_first) >= 1 and simulator.speeds_seen == [speeds_first[-1]]  # no search the second time
+
+
+def test_the_one_shot_check_says_at_which_speed_a_shtrih_left_at_4800_answered(tmp_path):
+    from simulators.shtrih import ShtrihPtySimulator, ShtrihScenario
+
+    with ShtrihPtySimulator(ShtrihScenario(), 4800) as simulator:
+        config = write_config(tmp_path / "site.yml", textwrap.dedent(f"""
+            sites:
+              - id: shop
+                checks:
+                  - name: till
+                    kkt: {{driver: shtrih, port: "{simulator.device}"}}
+        """))
+        result = subprocess.run([sys.executable, "-m", "exporter.cli", "check", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "№0012345678901234, answered at 4800 baud, ФН 9999078902014447" in result.stdout
+
+
+def test_driver_auto_with_speed_auto_finds_a_mitsu_left_at_9600(tmp_path):
+    with MitsuPtySimulator(MitsuScenario(), 9600) as simulator:
+        result = run_check(one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: auto, port: "{simulator.device}"}}
+        """))
+    assert result.success, result.message
+    assert "answered at 9600 baud" in result.details[0]
+
+
+def test_a_fixed_baudrate_is_the_only_speed_tried(tmp_path):
+    import termios
+
+    with MitsuPtySimulator(MitsuScenario(), 9600) as simulator:
+        result = run_check(one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: mitsu, port: "{simulator.device}", baudrate: 115200, command_timeout: 300ms}}
+        """))
+        assert simulator.speeds_seen == [termios.B115200]
+    assert result.reason == "timeout"
+
+
+def test_a_port_held_without_a_lock_is_busy_through_the_check(tmp_path, mitsu_pty):
+    from simulators.tillholder import unlocked_holder
+
+    with unlocked_holder(mitsu_pty.device, "frontol") as till:
+        result = run_check(one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: auto, port: "{mitsu_pty.device}"}}
+        """))
+    assert result.reason == "port_busy" and f"frontol (pid {till.pid})" in result.message
+    assert till.received == 0 and mitsu_pty.bytes_received == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import termios
 import threading
 import time
 from datetime import datetime
@@ -17,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.kkt import mitsu_codec as codec
-from exporter.kkt import transport
+from exporter.kkt import speeds, transport
 from exporter.kkt.mitsu import read_state
 from exporter.kkt.model import FiscalDrive, KktError
 from simulators.mitsu import MitsuPtySimulator, MitsuScenario, MitsuTcpSimulator, hold_port
+from simulators.tillholder import unlocked_holder
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 FAST = {"timeout": 3.0, "command_timeout": 0.5, "timezone": MOSCOW}
@@ -149,6 +151,12 @@ def test_parse_reply_reads_attributes_in_any_order_case_and_quoting(text):
     assert reply.get("PHASE") == "0x03"
 
 
+@pytest.mark.parametrize("text", ["<OK HOLDS='0'PENDING='1'/>", '<OK HOLDS="0"PENDING="1"/>',
+                                  "<OK HOLDS='0'  PENDING='1'/>", "<ok holds='0'pending='1'></ok>"])
+def test_parse_reply_reads_attributes_run_together_as_real_units_send_them(text):
+    assert codec.parse_reply(text).attrs == {"holds": "0", "pending": "1"}
+
+
 def test_parse_reply_decodes_child_tags_and_entities():
     reply = codec.parse_reply("<OK REG='7' T1037='0000123456029024'><T1048> ООО &quot;АБВГД&quot;</T1048>"
                               "<t1009>Москва, ул. Труда &amp; Мира</t1009><T1046>АтласКарт</T1046></OK>")
@@ -164,7 +172,7 @@ def test_parse_reply_reads_the_error_fields():
 
 @pytest.mark.parametrize("text", [
     "", "OK", "<OK", "<OK DEV='x'", "<OK DEV='x'/", "<OK><T1048>x</T1048>", "<OK></ERROR>", "<OK/><OK/>",
-    "<DOC/>", "<ERROR No='x'/>", "<ERROR/>", "<OK DEV='a<b'/>", "<OK DEV='\x01'/>", "<OK DEV='x'DATE='y'/>",
+    "<DOC/>", "<ERROR No='x'/>", "<ERROR/>", "<OK DEV='a<b'/>", "<OK DEV='\x01'/>", "<OK DEV=x'DATE='y'/>",
 ])
 def test_parse_reply_refuses_malformed_text(text):
     with pytest.raises(codec.ProtocolError):
@@ -378,11 +386,19 @@ def test_whole_read_stops_at_its_timeout_even_when_each_reply_is_in_time(registe
 
 
 def test_a_reply_cut_short_times_out_instead_of_hanging(register):
-    port = register(MitsuScenario(garbage=b"<OK DEV='MITSU"))
+    port = register(MitsuScenario(garbage=b"<OK DEV='MITSU", keep_connection=True))
     started = time.monotonic()
     err = read_error(port, command_timeout=0.3)
     assert err.reason == "timeout" and "stopped answering" in err.message
     assert time.monotonic() - started < 0.3 + MARGIN
+
+
+def test_a_connection_closed_mid_reply_is_a_protocol_error_at_once(simulators):
+    simulator = simulators(MitsuScenario(garbage=b"<OK DEV='MITSU"), "tcp")
+    started = time.monotonic()
+    err = read_error(simulator.url, command_timeout=2.0)
+    assert err.reason == "protocol" and "closed the connection in the middle of its reply" in err.message
+    assert time.monotonic() - started < 1.0  # the close ends the wait, not the command timeout
 
 
 def test_bytes_that_are_not_xml_are_a_protocol_error(register):
@@ -413,10 +429,79 @@ def test_replies_longer_than_535_bytes_are_reassembled(register):
     assert state.organization == name and len(name.encode("cp1251")) > 900
 
 
-def test_network_link_keeps_one_connection_for_the_whole_read(simulators):
+def test_network_link_opens_one_connection_per_command(simulators):
     simulator = simulators(kind="tcp")
     read_state(simulator.url.replace("socket://", "tcp://"), **FAST)
-    assert simulator.connections == 1 and len(simulator.scenario.commands) == 7
+    assert simulator.connections == 7 and len(simulator.scenario.commands) == 7
+
+
+def test_the_network_simulator_closes_after_each_reply_as_the_unit_does(simulators):
+    """What a driver keeping one connection meets: the reply, then the end of the connection."""
+    simulator = simulators(kind="tcp")
+    with socket.create_connection((simulator.host, simulator.port), timeout=2) as sock:
+        sock.sendall(b"<GET DEV='?'/>")
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+        assert received == b"<OK DEV='MITSU-1-F'/>"
+        with pytest.raises(OSError):  # a second command on the same connection goes nowhere
+            for _ in range(20):
+                sock.sendall(b"<GET VER='?'/>")
+                time.sleep(0.01)
+    assert simulator.scenario.commands == ["<GET DEV='?'/>"]
+
+
+def test_a_connection_closed_without_a_reply_is_disconnected(simulators):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = f"socket://127.0.0.1:{server.getsockname()[1]}"
+        thread = threading.Thread(target=lambda: server.accept()[0].close())
+        thread.start()
+        err = read_error(port)
+        thread.join()
+    assert err.reason == "disconnected" and "closed the connection without answering <GET DEV='?'/>" in err.message
+
+
+def test_a_network_read_stays_within_its_timeout_across_connections(simulators):
+    simulator = simulators(MitsuScenario(delay=0.15), "tcp")
+    started = time.monotonic()
+    err = read_error(simulator.url, timeout=0.5, command_timeout=1.0)
+    assert err.reason == "timeout" and "took over 0.5s" in err.message
+    assert time.monotonic() - started < 0.5 + MARGIN
+
+
+def expected_reading(scenario: MitsuScenario) -> dict:
+    """Every field the check reports, as the simulator was told it (not as another read saw it)."""
+    def moment(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=MOSCOW).timestamp()
+
+    return {
+        "serial": scenario.serial, "model": f"{scenario.model} {scenario.model_version}",
+        "firmware": scenario.firmware, "rnm": scenario.rnm, "inn": scenario.inn.strip(),
+        "organization": scenario.organization.strip(), "ofd": scenario.ofd_name, "address": scenario.address,
+        "registered": scenario.registered, "registration_time": moment(scenario.registration_time),
+        "ffd": scenario.fn_ffd, "shift_expired": scenario.shift_state == 9,
+        "fn": FiscalDrive(
+            serial=scenario.fn_serial, phase=scenario.phase, flags=scenario.flags,
+            expiry=datetime.fromisoformat(scenario.fn_expiry).replace(tzinfo=MOSCOW).timestamp(),
+            ffd=scenario.fn_ffd, edition=scenario.fn_edition, registrations_done=scenario.registrations_done,
+            registrations_remaining=scenario.registrations_remaining, last_document_number=scenario.last_document,
+            last_document_time=moment(scenario.last_document_time), unsent_documents=scenario.unsent,
+            first_unsent_number=scenario.first_unsent_number, first_unsent_time=moment(scenario.first_unsent)),
+    }
+
+
+@pytest.mark.parametrize("variant", [
+    {}, {"no_spaces": True}, {"no_spaces": True, "shuffle_attributes": True},
+    {"no_spaces": True, "double_quotes": True, "lowercase": True},
+    {"shuffle_attributes": True, "double_quotes": True, "lowercase": True, "no_spaces": True},
+])
+def test_a_networked_unit_is_read_completely_whatever_its_spelling(simulators, variant):
+    scenario = healthy_scenario(flags=0x08, phase=0x03, shift_state=9, **variant)
+    simulator = simulators(scenario, "tcp")
+    state = read_state(simulator.url.replace("socket://", "tcp://"), **FAST)
+    got = {name: getattr(state, name) for name in expected_reading(scenario)}
+    assert got == expected_reading(scenario)
+    assert state.baudrate is None and simulator.connections == 7
 
 
 def test_port_held_by_another_program_is_port_busy(simulators):
@@ -427,6 +512,60 @@ def test_port_held_by_another_program_is_port_busy(simulators):
     assert err.message == (f"{simulator.device} is in use by another program (the till?); "
                            f"will try again next interval")
     assert read_state(simulator.device, **FAST).serial == "065001234567890"  # free again once the till lets go
+
+
+def test_port_a_till_holds_without_a_lock_is_busy_and_hears_nothing(simulators):
+    simulator = simulators()
+    with unlocked_holder(simulator.device, "frontol") as till:
+        started = time.monotonic()
+        err = read_error(simulator.device)
+        elapsed = time.monotonic() - started
+    assert err.reason == "port_busy"
+    assert f"held open by frontol (pid {till.pid})" in err.message and "Nothing was sent" in err.message
+    assert till.received == 0  # the till heard nothing of a conversation
+    assert simulator.bytes_received == 0 and simulator.bytes_ignored == 0  # the driver sent not one byte
+    assert simulator.speeds_seen == []  # nor touched the line's speed
+    assert elapsed < 0.5
+    assert read_state(simulator.device, **FAST).serial == "065001234567890"  # read again once the till lets go
+
+
+def test_port_holders_names_other_processes_only(simulators):
+    simulator = simulators()
+    assert transport.port_holders(simulator.device) == []  # the simulator holds only the pty's master
+    with open(simulator.device, "rb", buffering=0):  # this process itself: its polls meet the lock instead
+        assert transport.port_holders(simulator.device) == []
+    with unlocked_holder(simulator.device, "iikofront") as till:
+        assert transport.port_holders(simulator.device) == [(till.pid, "iikofront")]
+
+
+@pytest.mark.parametrize("speed", [4800, 9600, 57600, 115200])
+def test_a_unit_at_any_speed_is_found_in_the_vendors_order_and_read(simulators, speed):
+    simulator = simulators(healthy_scenario(), "pty", baudrate=speed)
+    state = read_state(simulator.device, speeds.search_order("mitsu", speeds.AUTO), **{**FAST, "timeout": 8.0})
+    assert state.baudrate == speed
+    assert {name: getattr(state, name) for name in expected_reading(simulator.scenario)} == \
+        expected_reading(simulator.scenario)
+    order = speeds.VENDOR_ORDER["mitsu"]
+    assert simulator.speeds_seen == [getattr(termios, f"B{each}") for each in order[:order.index(speed) + 1]]
+
+
+def test_the_speed_that_answered_last_is_asked_first(simulators):
+    simulator = simulators(baudrate=4800)
+    state = read_state(simulator.device, speeds.search_order("mitsu", speeds.AUTO, remembered=4800), **FAST)
+    assert state.baudrate == 4800 and simulator.speeds_seen == [termios.B4800]
+    assert simulator.bytes_ignored == 0
+
+
+def test_a_fixed_wrong_speed_is_not_searched_past(simulators):
+    simulator = simulators(baudrate=4800)
+    err = read_error(simulator.device, baudrate=115200)
+    assert err.reason == "timeout" and simulator.speeds_seen == [termios.B115200] and simulator.bytes_ignored > 0
+
+
+def test_a_unit_at_no_speed_of_the_search_names_every_speed_tried(simulators):
+    simulator = simulators(baudrate=2400)
+    err = read_error(simulator.device, baudrate=(115200, 9600))
+    assert err.reason == "timeout" and "answered at none of 115200, 9600 baud" in err.message
 
 
 def test_port_is_free_for_the_till_after_a_read_and_after_a_failed_one(simulators):

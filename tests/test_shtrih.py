@@ -13,6 +13,7 @@ from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+import serial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,8 @@ from simulators.mitsu import MitsuPtySimulator
 from simulators.shtrih import ShtrihPtySimulator, ShtrihScenario, ShtrihTcpSimulator, hold_port
 
 MOSCOW = ZoneInfo("Europe/Moscow")
-FAST = {"timeout": 3.0, "command_timeout": 0.5, "timezone": MOSCOW}
+# the simulators here run at 115200 (not the factory 4800) to keep the protocol tests quick; speeds: test_kkt_checks
+FAST = {"timeout": 3.0, "command_timeout": 0.5, "timezone": MOSCOW, "baudrate": 115200}
 MARGIN = 0.3  # what a deadline may overshoot by: one read slice, thread wake-ups
 ALL_COMMANDS = [0xFC, 0x11, 0x1F, 0xFF01, 0xFF03, 0xFF09, 0xFF39]
 
@@ -249,6 +251,31 @@ def test_long_status_not_entered_serial_and_inn_read_as_empty():
     assert (status.serial_number, status.serial, status.inn) == (None, "", "")
 
 
+def test_long_status_fiscal_memory_date_of_zeros_is_none_and_not_an_error():
+    data = bytearray(sim.long_status(ShtrihScenario()))
+    data[20:23] = bytes(3)  # DD MM YY all zero: an unfiscalised unit's fiscal-memory date
+    status = codec.decode_long_status(reply(0x11, bytes(data)))
+    assert status.fm_date is None
+    assert status.clock is not None and status.inn == "7704849611" and status.mode_number == 2
+
+
+def test_long_status_impossible_fiscal_memory_date_still_reads_as_unknown():
+    data = bytearray(sim.long_status(ShtrihScenario()))
+    data[20:23] = bytes([14, 13, 23])  # 14.13.23: month 13, as before a date that cannot be is None
+    assert codec.decode_long_status(reply(0x11, bytes(data))).fm_date is None
+    data[20:23] = bytes([14, 5, 18])
+    assert codec.decode_long_status(reply(0x11, bytes(data))).fm_date == date(2018, 5, 14)
+
+
+def test_simulator_sends_a_fiscal_memory_date_only_for_a_fiscalised_unit():
+    fiscal = sim.long_status(ShtrihScenario(fm_date="2018-05-14"))
+    assert fiscal[20:23] == bytes([14, 5, 18])
+    assert codec.decode_long_status(reply(0x11, fiscal)).fm_date == date(2018, 5, 14)
+    unfiscalised = sim.long_status(ShtrihScenario(registered=False, fm_date="2018-05-14"))
+    assert unfiscalised[20:23] == bytes(3)
+    assert codec.decode_long_status(reply(0x11, unfiscalised)).fm_date is None
+
+
 def test_long_status_serial_high_bytes_only_when_asked():
     scenario = ShtrihScenario(serial="0012345678901234", status_serial_high=True)
     answer = reply(0x11, sim.long_status(scenario))
@@ -422,6 +449,17 @@ def test_unregistered_unit_reads_as_not_registered_with_empty_dates(register):
     assert state.fn.registrations_remaining == 27 and state.clock is not None
 
 
+def test_unfiscalised_unit_with_a_zero_fiscal_memory_date_in_the_long_status_reads_fully(register):
+    scenario = ShtrihScenario(registered=False, phase=0x01)
+    assert sim.long_status(scenario)[20:23] == bytes(3)  # what the driver gets in 11h
+    simulator = register(scenario)
+    state = read_state(port_of(simulator), **FAST)
+    assert (state.registered, state.registration_time, state.rnm) == (False, None, "")
+    assert state.serial == "0012345678901234" and state.model == "ШТРИХ-М-01Ф" and state.clock is not None
+    assert state.firmware == "C.1 build 34115" and state.fn.serial == "9999078902014447"
+    assert simulator.scenario.commands == ALL_COMMANDS  # every command asked and answered: nothing failed
+
+
 def test_refused_registration_query_on_a_fiscal_fn_still_reads_as_registered(register):
     state = read_state(port_of(register(ShtrihScenario(errors={0xFF09: 0x08}))), **FAST)
     assert state.registered is True and state.rnm == "" and state.inn == "7704849611"  # INN from 11h
@@ -504,10 +542,54 @@ def test_stray_ff_after_each_ack_over_tcp_is_skipped(simulators):
     assert simulator.strays_sent >= 7
 
 
-def test_one_bad_checksum_is_survived_by_one_nak(register):
-    simulator = register(healthy_scenario(bad_checksum=1))
-    assert read_state(port_of(simulator), **FAST).serial == "0012345678901234"
-    assert simulator.naks == 1 and simulator.scenario.commands == ALL_COMMANDS
+def read_frame(line: serial.SerialBase) -> bytes:
+    head = line.read(2)
+    assert len(head) == 2 and head[0] == codec.STX, head
+    return head + line.read(head[1] + 1)
+
+
+def test_simulator_holds_a_naked_answer_until_enq_then_acks_and_sends_it_again(register):
+    """The register's side of a bad checksum, byte by byte: NAK alone brings nothing back (a host that only
+    waits times out); ENQ brings ACK and the same answer, which the host's ACK then clears."""
+    simulator = register(ShtrihScenario(bad_checksum=1))
+    good = sim.answer_frame(ShtrihScenario(), 0xFC, b"")
+    with serial.serial_for_url(port_of(simulator), baudrate=115200, timeout=1.0) as line:
+        line.write(bytes([codec.ENQ]))
+        assert line.read(1) == bytes([codec.NAK])
+        line.write(codec.request(0xFC, None))
+        assert line.read(1) == bytes([codec.ACK])
+        with pytest.raises(codec.ChecksumError):
+            codec.decode_reply(read_frame(line))
+        line.write(bytes([codec.NAK]))
+        line.timeout = 0.4
+        assert line.read(1) == b""  # no resend on NAK: the old driver waited here until its timeout
+        assert simulator.pending == good  # still held
+        line.timeout = 1.0
+        line.write(bytes([codec.ENQ]))
+        assert line.read(1) == bytes([codec.ACK])  # "I still hold an answer"
+        assert read_frame(line) == good
+        line.write(bytes([codec.ACK]))
+        assert eventually(lambda: simulator.pending is None)
+    assert simulator.naks == 1 and simulator.enqs == 2 and simulator.pending_served == 1
+    assert simulator.scenario.commands == [0xFC]  # the command ran once; only its answer was sent twice
+
+
+@pytest.mark.parametrize("bad", [1, 2])
+def test_bad_checksums_are_survived_by_nak_then_enq(register, bad):
+    simulator = register(healthy_scenario(bad_checksum=bad))
+    state = read_state(port_of(simulator), **FAST)
+    assert state.serial == "0012345678901234" and state.fn.unsent_documents == 4
+    assert simulator.naks == bad and simulator.pending_served == bad
+    assert simulator.enqs == len(ALL_COMMANDS) + bad  # one handshake a command, one ENQ a bad frame
+    assert simulator.scenario.commands == ALL_COMMANDS  # nothing was asked twice
+    assert eventually(lambda: simulator.acks == len(ALL_COMMANDS) and simulator.pending is None)
+
+
+def test_a_bad_checksum_in_an_answer_left_pending_is_recovered_the_same_way(register):
+    simulator = register(healthy_scenario(pending_command=0x10, bad_checksum=1))
+    assert read_state(port_of(simulator), **FAST).fn.serial == "9999078902014447"
+    assert simulator.naks == 1 and simulator.pending_served == 2
+    assert simulator.scenario.commands == ALL_COMMANDS
 
 
 def test_bad_checksum_every_time_is_a_protocol_error(register):
@@ -515,6 +597,16 @@ def test_bad_checksum_every_time_is_a_protocol_error(register):
     err = read_error(port_of(simulator))
     assert err.reason == "protocol" and "FCh (device type) with a bad checksum 3 times" in err.message
     assert eventually(lambda: simulator.naks == 3)
+    assert simulator.enqs == 1 + 2  # the handshake, then one ENQ after each bad frame but the last
+
+
+def test_a_register_that_drops_its_answer_after_a_bad_checksum_is_a_protocol_error(register):
+    # enq_reply NAK: every ENQ says "ready", so the one after the bad frame says the answer is gone
+    simulator = register(ShtrihScenario(bad_checksum=1, enq_reply=bytes([codec.NAK])))
+    err = read_error(port_of(simulator))
+    assert err.reason == "protocol"
+    assert "no longer held its answer to FCh (device type) after a bad checksum (ENQ got NAK" in err.message
+    assert simulator.naks == 1 and simulator.scenario.commands == [0xFC]
 
 
 def test_a_command_frame_the_register_naks_is_sent_again(register):
@@ -661,12 +753,14 @@ def test_probe_says_no_to_a_unit_that_does_not_handshake_and_in_time(register, c
     assert time.monotonic() - started < 0.3 + MARGIN
 
 
-def test_probe_says_no_to_a_mitsu_and_to_missing_ports():
+def test_probe_says_no_to_a_mitsu_and_names_a_port_that_cannot_be_used():
     with MitsuPtySimulator() as mitsu:
         assert probe(mitsu.device, 115200, 0.3) is False
-    assert probe("/dev/ttySHTRIH-not-here", 115200, 0.3) is False
-    assert probe(f"socket://127.0.0.1:{free_tcp_port()}", 115200, 0.3) is False
     assert probe("socket://bad url", 115200, 0.3) is False
+    for port, reason in [("/dev/ttySHTRIH-not-here", "not_found"), (f"socket://127.0.0.1:{free_tcp_port()}", "refused")]:
+        with pytest.raises(KktError) as caught:
+            probe(port, 115200, 0.3)
+        assert caught.value.reason == reason
 
 
 # --- random bytes from the register ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from exporter import schema as s
 from exporter.checks.base import CheckContext, Result, Sample
-from exporter.kkt import atol, mitsu, shtrih
+from exporter.kkt import atol, mitsu, shtrih, speeds
 from exporter.kkt import metrics as kkt_metrics
 from exporter.kkt.model import KktError, KktState
 
@@ -31,10 +31,17 @@ def _port(value: Any, path: str) -> str:
         value, path)
 
 
+def _baudrate(value: Any, path: str) -> int | str:
+    if value == speeds.AUTO or (value in speeds.STANDARD and not isinstance(value, bool)):
+        return value
+    raise s.Invalid(path, "auto or one of " + ", ".join(map(str, speeds.STANDARD)), value)
+
+
 OPTIONS = s.struct({
     "driver": s.Field(s.choice("auto", *DRIVERS), required=True),
     "port": s.Field(_port, required=True),
-    "baudrate": s.Field(s.integer_choice(2400, 4800, 9600, 19200, 38400, 57600, 115200), default=115200),
+    # auto: the vendor's speeds in the vendor's order, the one that answered last time first
+    "baudrate": s.Field(_baudrate, default=speeds.AUTO),
     "serial": s.Field(s.string(r"[0-9A-Za-z-]{1,32}", "the register's serial (factory) number")),
     "command_timeout": s.Field(s.duration(minimum=0.1, maximum=60), default=2.0),
     # The register's access password: ATOL's defaults to 0, Shtrih-M's administrator password to 30.
@@ -48,26 +55,33 @@ def known_fns(site_memory: dict[str, Any]) -> dict[str, str]:
     return site_memory.setdefault("fn_by_kkt", {})
 
 
-def _read(options: dict[str, Any], vendor: str, timeout: float, timezone) -> KktState:
+def _read(options: dict[str, Any], vendor: str, memory: dict[str, Any], timeout: float, timezone) -> KktState:
     extra = {} if options["password"] is None or vendor == "mitsu" else {"password": options["password"]}
-    return DRIVERS[vendor].read_state(options["port"], options["baudrate"], timeout, timezone,
-                                      options["command_timeout"], **extra)
+    order = speeds.search_order(vendor, options["baudrate"], memory.get("baudrate"))
+    state = DRIVERS[vendor].read_state(options["port"], order, timeout, timezone, options["command_timeout"],
+                                       **extra)
+    if state.baudrate is not None:
+        memory["baudrate"] = state.baudrate  # asked first next time, so a found speed is searched for once
+    return state
 
 
-def detect_vendor(port: str, baudrate: int, timeout: float) -> str:
-    """Which vendor answers on `port`, asking each in turn with a harmless query."""
+def detect_vendor(port: str, baudrate: int | str, timeout: float) -> str:
+    """Which vendor answers on `port`, asking each in turn with a harmless query (at each of its speeds,
+    for `auto`)."""
     for vendor in PROBE_ORDER:
-        if DRIVERS[vendor].probe(port, baudrate, timeout):
+        if DRIVERS[vendor].probe(port, speeds.search_order(vendor, baudrate), timeout):
             return vendor
-    raise KktError("not_found", f"no Mitsu, ATOL or Shtrih-M register answered on {port} at {baudrate} baud")
+    at = "at any of their speeds" if baudrate == speeds.AUTO else f"at {baudrate} baud"
+    raise KktError("not_found", f"no Mitsu, ATOL or Shtrih-M register answered on {port} {at}")
 
 
 def _read_any(options: dict[str, Any], memory: dict[str, Any], timeout: float, timezone) -> KktState:
     vendor = options["driver"]
     if vendor == "auto":
-        vendor = memory.get("vendor") or detect_vendor(options["port"], options["baudrate"],
-                                                       min(options["command_timeout"], timeout / 4))
-    state = _read(options, vendor, timeout, timezone)
+        # a fixed speed is asked once per vendor; for `auto` each vendor's speeds share a quarter of the time
+        budget = timeout / 4 if options["baudrate"] == speeds.AUTO else min(options["command_timeout"], timeout / 4)
+        vendor = memory.get("vendor") or detect_vendor(options["port"], options["baudrate"], budget)
+    state = _read(options, vendor, memory, timeout, timezone)
     memory["vendor"] = vendor  # found once, kept: the till's port is not asked three times every hour
     return state
 
@@ -77,8 +91,11 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
         state = await context.workers.run(_read_any, options, context.memory, context.timeout * 0.9,
                                           context.timezone)
     except KktError as err:
-        if options["driver"] == "auto" and err.reason not in ("port_busy", "permission"):
-            context.memory.pop("vendor", None)  # maybe another register now: ask again next time
+        if err.reason not in ("port_busy", "permission"):
+            # maybe another register, or the same at another speed, now: search again next time
+            context.memory.pop("baudrate", None)
+            if options["driver"] == "auto":
+                context.memory.pop("vendor", None)
         return _unreadable(options, context, err)
     samples = kkt_metrics.state_samples(state)
     details = [kkt_metrics.summary(state, context.timezone)]

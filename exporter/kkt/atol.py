@@ -3,8 +3,8 @@ for telling an ATOL on a port from other registers.
 
 Protocol 3.1 over the "v3" transport (`atol_codec`): the task buffer is cleared (C4), then each state
 command is queued as a task (C1), its result taken (at once, or from a later F0 packet when the register
-answers "in progress") and acknowledged (C2). A serial port that gets no answer at the configured speed
-is tried at the other standard ATOL speeds (115200, then 57600). Replies are matched to requests by
+answers "in progress") and acknowledged (C2). Given several speeds (`baudrate: auto`), a serial port is
+asked at each in turn until the register answers (`speeds`: 115200, 57600, then the others). Replies are matched to requests by
 packet id; a broken frame (bad CRC or escaping) is recovered by asking for the task's result again (C3).
 
 Everything that goes wrong comes out as a `KktError` with a fixed reason: those of `transport`, and
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -23,10 +23,9 @@ from zoneinfo import ZoneInfo
 import serial
 
 from exporter.kkt import atol_codec as codec
-from exporter.kkt import transport
+from exporter.kkt import speeds, transport
 from exporter.kkt.model import FiscalDrive, KktError, KktState
 
-FALLBACK_BAUDRATES = (115200, 57600)  # the speeds ATOL registers ship with, tried in this order
 # Each read returns as soon as a byte is there, or after this long, so the deadlines are checked often.
 READ_SLICE = 0.05
 MAX_REPLY = 512  # the longest packet a state answer needs; a longer length field is line noise
@@ -281,34 +280,23 @@ class _Link:
                                        f"answer ({err}): {answer[:40].hex(' ').upper()}") from None
 
 
-def _speeds(port: str, baudrate: int, fallback: tuple[int, ...]) -> list[int]:
-    if transport.is_network(port):
-        return [baudrate]
-    return [baudrate] + [speed for speed in fallback if speed != baudrate]
-
-
-def _start(link: _Link, speeds: list[int]) -> int:
-    """Clears the task buffer at the first speed that gets an answer; returns that speed."""
-    failures: list[KktError] = []
-    for index, speed in enumerate(speeds):
-        if index:
-            link.port_object.baudrate = speed
-            link.reset()
+def _start(link: _Link, candidates: Sequence[int]) -> int:
+    """Clears the task buffer (C4) at the first of `candidates` that gets an answer; returns that speed."""
+    if link.network or len(candidates) == 1:
         link.port_object.reset_input_buffer()  # nothing left from before this poll may pass as an answer
-        try:
-            link.abort()
-            return speed
-        except _NoAnswer as err:
-            failures.append(err)
-    last = failures[-1]
-    if len(speeds) == 1:
-        raise KktError(last.reason, last.message)
-    reason = "protocol" if any(err.reason == "protocol" for err in failures) else "timeout"
-    tried = " or ".join(str(speed) for speed in speeds)
-    prefix = f"ATOL on {link.port} "
-    each = "; ".join(f"at {speed}: {err.message.removeprefix(prefix)}"
-                     for speed, err in zip(speeds, failures, strict=True))
-    raise KktError(reason, f"{prefix}answered at none of {tried} baud ({each})")
+        link.abort()
+        return candidates[0]
+    full = link.command_timeout
+    link.command_timeout = min(full, speeds.PROBE_TIMEOUT)
+
+    def ask() -> None:
+        link.reset()
+        link.abort()
+
+    try:
+        return speeds.find(link.port_object, candidates, ask, f"ATOL on {link.port}")
+    finally:
+        link.command_timeout = full
 
 
 def _stamp(moment: datetime | None, timezone: ZoneInfo | None) -> float | None:
@@ -319,15 +307,16 @@ def _day(day: date | None, timezone: ZoneInfo | None) -> float | None:
     return None if day is None else datetime(day.year, day.month, day.day, tzinfo=timezone).timestamp()
 
 
-def read_state(port: str, baudrate: int = 115200, timeout: float = 10.0, timezone: ZoneInfo | None = None,
-               command_timeout: float = 2.0, password: int = 0, *,
-               fallback_baudrates: tuple[int, ...] = FALLBACK_BAUDRATES, bcd_byte_order: str = "big",
-               read_registration: bool = False, read_last_document_number: bool = False) -> KktState:
+def read_state(port: str, baudrate: int | Sequence[int] = 115200, timeout: float = 10.0,
+               timezone: ZoneInfo | None = None, command_timeout: float = 2.0, password: int = 0, *,
+               bcd_byte_order: str = "big", read_registration: bool = False,
+               read_last_document_number: bool = False) -> KktState:
     """Reads the register on `port` (COM7, /dev/ttyUSB0, socket://host:5555, tcp://host:5555) once.
 
-    `timeout` bounds the whole read, `command_timeout` the wait for each answer (and each gap within one).
-    Register dates carry no zone: they are read in `timezone`, the site's. `password` is the register's
-    access password (0..9999). A serial port silent at `baudrate` is tried at `fallback_baudrates`.
+    `baudrate` is the serial speed, or speeds to try in order (`speeds.search_order`); the state says which
+    one answered. `timeout` bounds the whole read, `command_timeout` the wait for each answer (and each gap
+    within one). Register dates carry no zone: they are read in `timezone`, the site's. `password` is the
+    register's access password (0..9999).
 
     Options for what the sources leave open, off by default:
     `bcd_byte_order` ("big" or "little") for the 3F serial, receipt and shift numbers;
@@ -340,11 +329,14 @@ def read_state(port: str, baudrate: int = 115200, timeout: float = 10.0, timezon
         raise KktError("error", f"an ATOL password is a number 0..9999, not {password!r}")
     deadline = time.monotonic() + timeout
     try:
-        with transport.open_port(port, baudrate, min(command_timeout, timeout)) as port_object:
+        candidates = speeds.as_speeds(baudrate)
+        with transport.open_port(port, candidates[0], min(command_timeout, timeout)) as port_object:
             port_object.timeout = READ_SLICE
             link = _Link(port_object, port, deadline, command_timeout, timeout, password)
-            _start(link, _speeds(port, baudrate, fallback_baudrates))
-            return _read(link, port, timezone, bcd_byte_order, read_registration, read_last_document_number)
+            speed = _start(link, candidates)
+            state = _read(link, port, timezone, bcd_byte_order, read_registration, read_last_document_number)
+            state.baudrate = None if link.network else speed
+            return state
     except KktError as err:
         if type(err) is not KktError:
             raise KktError(err.reason, err.message) from None
@@ -403,28 +395,32 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None, bcd_byte_order: str
     )
 
 
-def probe(port: str, baudrate: int, timeout: float) -> bool:
+def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> bool:
     """True when an ATOL answers the harmless device-info query (A5) on `port` (for `driver: auto`), at
-    `baudrate` or a fallback speed within `timeout`; never raises."""
+    `baudrate` or any of the speeds given, within `timeout`. Raises KktError only when the
+    port itself cannot be used (`transport.PORT_FAULTS`)."""
     deadline = time.monotonic() + timeout
     try:
-        speeds = _speeds(port, baudrate, FALLBACK_BAUDRATES)
-        with transport.open_port(port, baudrate, timeout) as port_object:
+        candidates = (115200,) if transport.is_network(port) else speeds.as_speeds(baudrate)
+        with transport.open_port(port, candidates[0], timeout) as port_object:
             port_object.timeout = READ_SLICE
-            link = _Link(port_object, port, deadline, timeout / len(speeds), timeout, 0)
-            for index, speed in enumerate(speeds):
-                if index:
-                    port_object.baudrate = speed
-                    link.reset()
-                port_object.reset_input_buffer()
+            each = min(timeout / len(candidates), speeds.PROBE_TIMEOUT) if len(candidates) > 1 else timeout
+            link = _Link(port_object, port, deadline, each, timeout, 0)
+
+            def ask() -> None:
+                link.reset()
                 try:
                     link.run(codec.DEVICE_INFO, "device info (A5)")
                 except KktError:
                     pass
-                if link.answered:
-                    return True
-                if time.monotonic() >= deadline:
-                    break
-            return False
-    except Exception:  # noqa: BLE001 - a probe answers yes or no, whatever happens
+                if not link.answered:
+                    raise KktError("timeout", f"ATOL on {port} did not answer device info (A5)")
+
+            speeds.find(port_object, candidates, ask, f"ATOL on {port}")
+            return True
+    except KktError as err:
+        if err.reason in transport.PORT_FAULTS:
+            raise  # no vendor can be asked on this port: say why, not "nothing answered"
+        return False
+    except Exception:  # noqa: BLE001 - otherwise a probe answers yes or no, whatever happens
         return False

@@ -97,6 +97,8 @@ def summary(state: KktState, timezone: ZoneInfo | None = None, now: float | None
         return (datetime.fromtimestamp(timestamp, timezone).date() - datetime.fromtimestamp(now, timezone).date()).days
 
     parts = [f"{state.model or state.vendor} №{state.serial}"]
+    if state.baudrate is not None:
+        parts.append(f"answered at {state.baudrate} baud")
     if not state.registered:
         parts.append("not registered")
     fn = state.fn

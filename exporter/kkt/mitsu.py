@@ -1,20 +1,25 @@
 """Reads a Mitsu 1-F register's state and its ФН's over a serial port or the network: `read_state`.
 
-Seven GET commands (DEV, VER, REG, INFO='F', INFO='OFD', DATE/TIME, INFO='0') on a port opened for this
-poll only. Replies are parsed by attribute name, since the order differs between firmware builds.
+Seven GET commands (DEV, VER, REG, INFO='F', INFO='OFD', DATE/TIME, INFO='0'): on a serial port opened for
+this poll only, at the configured speed or the first of the vendor's speeds that answers; over the network on
+a connection of their own each, since the register closes the connection after every reply. Replies are
+parsed by attribute name, since the order and spacing differ between firmware builds.
 Everything that goes wrong comes out as a `KktError` with a fixed reason: those of `transport`, and
 ``timeout``, ``protocol``, ``device_error`` and ``disconnected``.
 """
 
 from __future__ import annotations
 
+import select
+import socket
 import time
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 import serial
 
 from exporter.kkt import mitsu_codec as codec
-from exporter.kkt import transport
+from exporter.kkt import speeds, transport
 from exporter.kkt.model import FFD_BY_TAG_1209, FiscalDrive, KktError, KktState, local_timestamp
 
 DEV = "<GET DEV='?'/>"
@@ -57,13 +62,11 @@ def error_meaning(code: int) -> str:
 
 
 class _Link:
-    """One open port and the poll's deadlines: sends a command, returns its reply, or raises KktError."""
+    """The poll's deadlines and one way to reach the register: sends a command, returns its reply, or raises
+    KktError. `_SerialLink` and `_NetworkLink` say how the bytes travel."""
 
-    def __init__(self, port_object: serial.SerialBase, port: str, deadline: float, command_timeout: float,
-                 timeout: float):
-        self.port_object = port_object
+    def __init__(self, port: str, deadline: float, command_timeout: float, timeout: float):
         self.port = port
-        self.network = transport.is_network(port)
         self.deadline = deadline
         self.command_timeout = command_timeout
         self.timeout = timeout
@@ -97,10 +100,29 @@ class _Link:
         raise KktError("device_error", message)
 
     def _exchange(self, command: str) -> str:
-        frame = codec.tcp_split(command.encode(codec.ENCODING)) if self.network else codec.command_frame(command)
+        raise NotImplementedError
+
+    def _timed_out(self, command: str, received: int) -> KktError:
+        return KktError("timeout", f"MITSU on {self.port}: reading the state took over {self.timeout:g}s "
+                                   f"(stopped at {command}, {received} bytes of its reply)")
+
+    def _not_a_reply(self, err: codec.ProtocolError, buffer: bytes) -> KktError:
+        return KktError("protocol", f"MITSU on {self.port} sent something that is not a Mitsu reply ({err}): "
+                                    f"{bytes(buffer[:40])!r}")
+
+
+class _SerialLink(_Link):
+    """A COM or USB port held open for the whole poll: framed commands, replies ending in ETX and LRC."""
+
+    def __init__(self, port_object: serial.SerialBase, port: str, deadline: float, command_timeout: float,
+                 timeout: float):
+        super().__init__(port, deadline, command_timeout, timeout)
+        self.port_object = port_object
+
+    def _exchange(self, command: str) -> str:
         try:
             self.port_object.reset_input_buffer()  # nothing late from an earlier command may pass as this reply
-            self.port_object.write(frame)
+            self.port_object.write(codec.command_frame(command))
         except serial.SerialTimeoutException:
             raise KktError("timeout", f"MITSU on {self.port}: could not send {command} within "
                                       f"{self.port_object.write_timeout:g}s") from None
@@ -115,13 +137,11 @@ class _Link:
                 return text
             now = time.monotonic()
             if now >= self.deadline:
-                raise KktError("timeout", f"MITSU on {self.port}: reading the state took over {self.timeout:g}s "
-                                          f"(stopped at {command}, {len(buffer)} bytes of its reply)")
+                raise self._timed_out(command, len(buffer))
             if now >= quiet_until:
                 if buffer and not codec.could_be_reply_start(bytes(buffer)):
-                    hint = "" if self.network else " (wrong baud rate?)"
                     raise KktError("protocol", f"MITSU on {self.port} sent {len(buffer)} bytes that are not a Mitsu "
-                                               f"reply to {command}{hint}: {bytes(buffer[:40])!r}")
+                                               f"reply to {command} (wrong baud rate?): {bytes(buffer[:40])!r}")
                 if buffer:
                     raise KktError("timeout", f"MITSU on {self.port} stopped answering {command} after "
                                               f"{len(buffer)} bytes (nothing more for {self.command_timeout:g}s)")
@@ -140,16 +160,89 @@ class _Link:
                                            f"{command} without ending the reply")
 
     def _reply_in(self, buffer: bytearray) -> str | None:
+        end = codec.serial_reply_end(buffer)
+        if end is None:
+            return None
         try:
-            if self.network:
-                return codec.tcp_reply(buffer)
-            end = codec.serial_reply_end(buffer)
-            return None if end is None else codec.decode_serial_reply(buffer[:end])
+            return codec.decode_serial_reply(buffer[:end])
         except codec.ChecksumError:
             raise
         except codec.ProtocolError as err:
-            raise KktError("protocol", f"MITSU on {self.port} sent something that is not a Mitsu reply ({err}): "
-                                       f"{bytes(buffer[:40])!r}") from None
+            raise self._not_a_reply(err, buffer) from None
+
+
+class _NetworkLink(_Link):
+    """A networked register: one TCP connection per command, which the register closes after its reply
+    (serty2005/mitsu-dto does the same; a second command on one connection meets "connection reset").
+    A reply is whole when its root element is, or when the register closes the connection after it."""
+
+    def _exchange(self, command: str) -> str:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._timed_out(command, 0)
+        with transport.connect(self.port, min(self.command_timeout, remaining)) as sock:
+            sock.setblocking(False)
+            try:
+                sock.sendall(codec.tcp_split(command.encode(codec.ENCODING)))
+            except BlockingIOError:
+                raise KktError("timeout", f"MITSU on {self.port} took no command {command}") from None
+            except OSError as err:
+                raise KktError("disconnected", f"MITSU on {self.port} closed the connection before taking "
+                                               f"{command}: {err}") from None
+            return self._read_reply(sock, command)
+
+    def _read_reply(self, sock: socket.socket, command: str) -> str:
+        buffer = bytearray()
+        quiet_until = time.monotonic() + self.command_timeout
+        while True:
+            try:
+                text = codec.tcp_reply(buffer)
+            except codec.ProtocolError as err:
+                raise self._not_a_reply(err, buffer) from None
+            if text is not None:
+                return text
+            now = time.monotonic()
+            if now >= self.deadline:
+                raise self._timed_out(command, len(buffer))
+            if now >= quiet_until:
+                if buffer:
+                    raise KktError("timeout", f"MITSU on {self.port} stopped answering {command} after "
+                                              f"{len(buffer)} bytes (nothing more for {self.command_timeout:g}s)")
+                raise KktError("timeout", f"MITSU on {self.port} did not answer {command} within "
+                                          f"{self.command_timeout:g}s")
+            ready, _, _ = select.select([sock], [], [], max(0.0, min(quiet_until, self.deadline) - now))
+            if not ready:
+                continue
+            try:
+                chunk = sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as err:
+                chunk = b""  # a reset after the reply is the register's way of closing; judged below
+                reset = err
+            else:
+                reset = None
+            if not chunk:
+                return self._at_close(buffer, command, reset)
+            buffer += chunk
+            quiet_until = time.monotonic() + self.command_timeout
+            if len(buffer) > codec.MAX_REPLY + codec.MAX_REPLY // codec.TCP_CHUNK + 1:
+                raise KktError("protocol", f"MITSU on {self.port} sent over {codec.MAX_REPLY} bytes for "
+                                           f"{command} without ending the reply")
+
+    def _at_close(self, buffer: bytearray, command: str, reset: OSError | None) -> str:
+        """The reply once the register has closed the connection: what came must be a whole reply."""
+        if not buffer:
+            why = f" ({reset})" if reset else ""
+            raise KktError("disconnected", f"MITSU on {self.port} closed the connection without answering "
+                                           f"{command}{why}")
+        try:
+            return codec.decode_tcp_reply(buffer)
+        except codec.IncompleteError:
+            raise KktError("protocol", f"MITSU on {self.port} closed the connection in the middle of its reply "
+                                       f"to {command} after {len(buffer)} bytes: {bytes(buffer[:40])!r}") from None
+        except codec.ProtocolError as err:
+            raise self._not_a_reply(err, buffer) from None
 
 
 def _int(text: str) -> int | None:
@@ -175,26 +268,40 @@ def _pair(text: str) -> tuple[int | None, int | None]:
     return _int(done), _int(remaining)
 
 
-def read_state(port: str, baudrate: int = 115200, timeout: float = 10.0, timezone: ZoneInfo | None = None,
-               command_timeout: float = 2.0) -> KktState:
+def read_state(port: str, baudrate: int | Sequence[int] = 115200, timeout: float = 10.0,
+               timezone: ZoneInfo | None = None, command_timeout: float = 2.0) -> KktState:
     """Reads the register on `port` (COM7, /dev/ttyUSB0, socket://host:8200, tcp://host:8200) once.
 
-    `timeout` bounds the whole read, `command_timeout` the wait for each reply (and each gap within one).
-    Register dates carry no zone: they are read in `timezone`, the site's.
+    `baudrate` is the serial speed, or speeds to try in order (`speeds.search_order`); the state says which
+    one answered. `timeout` bounds the whole read, `command_timeout` the wait for each reply (and each gap
+    within one). Register dates carry no zone: they are read in `timezone`, the site's.
     """
     deadline = time.monotonic() + timeout
     try:
-        with transport.open_port(port, baudrate, min(command_timeout, timeout)) as port_object:
+        if transport.is_network(port):
+            return _read(_NetworkLink(port, deadline, command_timeout, timeout), port, timezone, None)
+        candidates = speeds.as_speeds(baudrate)
+        with transport.open_port(port, candidates[0], min(command_timeout, timeout)) as port_object:
             port_object.timeout = READ_SLICE
-            link = _Link(port_object, port, deadline, command_timeout, timeout)
-            return _read(link, port, timezone)
+            link = _SerialLink(port_object, port, deadline, command_timeout, timeout)
+            speed = candidates[0]
+            if len(candidates) > 1:
+                speed = _find_speed(port_object, port, deadline, command_timeout, timeout, candidates)
+            return _read(link, port, timezone, speed)
     except KktError:
         raise
     except Exception as err:  # the exporter must get a reason, whatever a driver bug or an OS raises
         raise KktError("error", f"MITSU on {port}: {type(err).__name__}: {err}") from err
 
 
-def _read(link: _Link, port: str, timezone: ZoneInfo | None) -> KktState:
+def _find_speed(port_object: serial.SerialBase, port: str, deadline: float, command_timeout: float,
+                timeout: float, candidates: Sequence[int]) -> int:
+    """The first of `candidates` at which the register answers DEV (an ERROR is an answer too)."""
+    probe_link = _SerialLink(port_object, port, deadline, min(command_timeout, speeds.PROBE_TIMEOUT), timeout)
+    return speeds.find(port_object, candidates, lambda: probe_link.ask(DEV, optional=True), f"MITSU on {port}")
+
+
+def _read(link: _Link, port: str, timezone: ZoneInfo | None, baudrate: int | None) -> KktState:
     dev = link.ask(DEV)
     ver = link.ask(VER)
     reg = link.ask(REG)
@@ -237,6 +344,7 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None) -> KktState:
         vendor="mitsu",
         serial=serial_number,
         source=port,
+        baudrate=baudrate,
         model=model,
         firmware=ver.get("ver").strip(),
         rnm=rnm,
@@ -255,13 +363,24 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None) -> KktState:
     )
 
 
-def probe(port: str, baudrate: int, timeout: float) -> bool:
-    """True when a Mitsu answers the harmless model query on `port` (for `driver: auto`); never raises."""
+def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> bool:
+    """True when a Mitsu answers the harmless model query on `port` (for `driver: auto`), at `baudrate` or
+    any of the speeds given, within `timeout`. Raises KktError only when the
+    port itself cannot be used (`transport.PORT_FAULTS`)."""
     deadline = time.monotonic() + timeout
     try:
-        with transport.open_port(port, baudrate, timeout) as port_object:
+        if transport.is_network(port):
+            return _NetworkLink(port, deadline, timeout, timeout).ask(DEV, optional=True) is not None
+        candidates = speeds.as_speeds(baudrate)
+        with transport.open_port(port, candidates[0], timeout) as port_object:
             port_object.timeout = READ_SLICE
-            reply = _Link(port_object, port, deadline, timeout, timeout).ask(DEV)
-            return reply is not None and reply.ok
-    except (KktError, OSError, ValueError):
+            each = min(timeout / len(candidates), speeds.PROBE_TIMEOUT) if len(candidates) > 1 else timeout
+            link = _SerialLink(port_object, port, deadline, each, timeout)
+            speeds.find(port_object, candidates, lambda: link.ask(DEV, optional=True), f"MITSU on {port}")
+            return True
+    except KktError as err:
+        if err.reason in transport.PORT_FAULTS:
+            raise  # no vendor can be asked on this port: say why, not "nothing answered"
+        return False
+    except Exception:  # noqa: BLE001 - otherwise a probe answers yes or no, whatever happens
         return False

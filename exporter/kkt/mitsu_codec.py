@@ -274,6 +274,7 @@ class _Scanner:
             raise ProtocolError("elements nested too deep")
         self.expect("<")
         element = Element(self.name())
+        after_quote = False
         while True:
             had_space = self.pos < len(self.text) and self.text[self.pos] in _SPACE
             self.skip_space()
@@ -286,13 +287,17 @@ class _Scanner:
             if self.pos >= len(self.text) or self.text[self.pos:] == "/":
                 self.pos = len(self.text)
                 raise self.fail("'/>' or '>'")
-            if not had_space:
+            # real units run attributes together after a closing quote (HOLDS='0'PENDING='1'); elsewhere a
+            # missing space would make two names one, so it is still an error there
+            if not had_space and not after_quote:
                 raise self.fail("a space before an attribute")
             attr = self.name()
             self.skip_space()
+            after_quote = False
             if self.text.startswith("=", self.pos):
                 self.pos += 1
                 self.skip_space()
+                after_quote = self.pos < len(self.text) and self.text[self.pos] in "'\""
                 element.attrs.setdefault(attr, self.value())
             else:
                 element.attrs.setdefault(attr, "")

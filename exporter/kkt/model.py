@@ -65,6 +65,7 @@ class KktState:
     vendor: str  # mitsu, atol, shtrih
     serial: str
     source: str  # where it came from: a port, a file
+    baudrate: int | None = None  # the serial speed that answered; None over the network or from a file
     model: str = ""
     firmware: str = ""
     rnm: str = ""

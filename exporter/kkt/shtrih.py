@@ -3,9 +3,11 @@
 Protocol 1 on a port opened for this poll only (`COM7`, `/dev/ttyUSB0`, `socket://host:7778`,
 `tcp://host:7778`). Every command goes through the handshake: ENQ; NAK means the register is ready, ACK
 that it still holds an answer from before, which is read (and acknowledged) first. The register ACKs the
-command frame (a NAK asks for it again), then sends its answer, which is acknowledged in turn, or NAKed
-to have it sent again when its checksum is wrong. A stray 0xFF, which some units send over TCP after the
-host's ACK, is skipped.
+command frame (a NAK asks for it again), then sends its answer, which is acknowledged in turn. An answer
+with a wrong checksum is NAKed, and then asked for again with ENQ: the register does not resend on the NAK
+alone, it answers the ENQ with ACK ("I still hold an answer") and sends the frame again (reference §10;
+the vendor's `PrinterProtocol_1.readAnswer`, pyshtrih's `protocol.py`). A stray 0xFF, which some units
+send over TCP after the host's ACK, is skipped.
 
 Commands: FCh (model), 11h (mode, clock, firmware), 1Fh table 18 field 1 (full serial number), FF01h (ФН
 serial, phase, flags), FF03h (expiry, re-registrations), FF09h (RNM, INN), FF39h (unsent documents).
@@ -16,18 +18,19 @@ Everything that goes wrong comes out as a `KktError` with a fixed reason: those 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import serial
 
 from exporter.kkt import shtrih_codec as codec
-from exporter.kkt import transport
+from exporter.kkt import speeds, transport
 from exporter.kkt.model import FiscalDrive, KktError, KktState
 
 # Bounded retries: command frames the register NAKs, answers with a bad checksum, answers left pending.
 MAX_SENDS = 3
-MAX_CHECKSUM_TRIES = 3
+MAX_CHECKSUM_TRIES = 3  # answer frames read in all, the first included: two bad ones are survived
 MAX_PENDING = 3
 MAX_STRAYS = 4  # 0xFF bytes skipped while waiting for one answer; more of them are noise
 MAX_NOISE = 64  # bytes that are neither a control byte nor a frame before giving up on the line
@@ -141,13 +144,15 @@ class _Link:
             data.append(byte)
 
     def _answer(self, stage: str) -> codec.Reply:
-        """Reads an answer frame and ACKs it; NAKs one with a bad checksum to have it sent again."""
-        for _ in range(MAX_CHECKSUM_TRIES):
+        """Reads an answer frame and ACKs it; one with a bad checksum is NAKed and asked for again."""
+        for attempt in range(1, MAX_CHECKSUM_TRIES + 1):
             data = self._frame(stage)
             try:
                 reply = codec.decode_reply(data)
             except codec.ChecksumError:
                 self._write(bytes([codec.NAK]), f"NAK for {stage}")
+                if attempt < MAX_CHECKSUM_TRIES:  # after the last try the answer stays with the register
+                    self._ask_again(stage)
                 continue
             except codec.ProtocolError as err:
                 raise self._error("protocol", f"answered {stage} with a frame that is not a Shtrih answer "
@@ -155,6 +160,19 @@ class _Link:
             self._write(bytes([codec.ACK]), f"ACK for {stage}")
             return reply
         raise self._error("protocol", f"answered {stage} with a bad checksum {MAX_CHECKSUM_TRIES} times")
+
+    def _ask_again(self, stage: str) -> None:
+        """After a NAKed answer: ENQ, and the register's ACK says it still holds the answer, which comes next.
+
+        A register does not resend on the NAK alone (a host that just waits times out), so the ENQ is what
+        brings the frame back. A NAK to this ENQ means the register no longer holds the answer; as the vendor
+        driver does, that ends the read rather than sending the command again.
+        """
+        asking = f"ENQ asking for {stage} again"
+        self._write(bytes([codec.ENQ]), asking)
+        if self._expect(asking, {codec.ACK, codec.NAK}) == codec.NAK:
+            raise self._error("protocol", f"no longer held its answer to {stage} after a bad checksum "
+                                          f"(ENQ got NAK, not ACK)")
 
     # --- the handshake and commands ---
 
@@ -217,11 +235,13 @@ def _stamp(moment: date | datetime | None, timezone: ZoneInfo | None) -> float |
     return moment.replace(tzinfo=timezone).timestamp()
 
 
-def read_state(port: str, baudrate: int = 115200, timeout: float = 10.0, timezone: ZoneInfo | None = None,
-               command_timeout: float = 2.0, password: int = codec.ADMIN_PASSWORD, *,
-               status_serial_high: bool = False) -> KktState:
+def read_state(port: str, baudrate: int | Sequence[int] = 4800, timeout: float = 10.0,
+               timezone: ZoneInfo | None = None, command_timeout: float = 2.0,
+               password: int = codec.ADMIN_PASSWORD, *, status_serial_high: bool = False) -> KktState:
     """Reads the register on `port` (COM7, /dev/ttyUSB0, socket://host:7778, tcp://host:7778) once.
 
+    `baudrate` is the serial speed (4800 from the factory), or speeds to try in order
+    (`speeds.search_order`); the state says which one answered.
     `timeout` bounds the whole read, `command_timeout` the wait for each answer (and each gap within one).
     `password` is the system administrator's (30 by default), sent with every command but FCh.
     Register dates carry no zone: they are read in `timezone`, the site's.
@@ -236,14 +256,29 @@ def read_state(port: str, baudrate: int = 115200, timeout: float = 10.0, timezon
     except codec.ProtocolError as err:
         raise KktError("error", f"SHTRIH on {port}: {err}") from None
     try:
-        with transport.open_port(port, baudrate, min(command_timeout, timeout)) as port_object:
+        candidates = speeds.as_speeds(baudrate)
+        with transport.open_port(port, candidates[0], min(command_timeout, timeout)) as port_object:
             port_object.timeout = READ_SLICE
             link = _Link(port_object, port, deadline, command_timeout, timeout)
-            return _read(link, port, timezone, secret, status_serial_high)
+            speed = _find_speed(link, candidates) if len(candidates) > 1 and not link.network else candidates[0]
+            state = _read(link, port, timezone, secret, status_serial_high)
+            state.baudrate = None if link.network else speed
+            return state
     except KktError:
         raise
     except Exception as err:  # the exporter must get a reason, whatever a driver bug or an OS raises
         raise KktError("error", f"SHTRIH on {port}: {type(err).__name__}: {err}") from err
+
+
+def _find_speed(link: _Link, candidates: Sequence[int]) -> int:
+    """The first of `candidates` at which the register answers ENQ (the vendor's own search asks the same)."""
+    full = link.command_timeout
+    link.command_timeout = min(full, speeds.PROBE_TIMEOUT)
+    try:
+        return speeds.find(link.port_object, candidates, lambda: link.handshake("the speed search"),
+                           f"SHTRIH on {link.port}")
+    finally:
+        link.command_timeout = full
 
 
 def _read(link: _Link, port: str, timezone: ZoneInfo | None, secret: bytes, status_serial_high: bool) -> KktState:
@@ -299,19 +334,27 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None, secret: bytes, stat
     )
 
 
-def probe(port: str, baudrate: int, timeout: float) -> bool:
-    """True when a Shtrih answers the handshake on `port` (for `driver: auto`); never raises.
+def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> bool:
+    """True when a Shtrih answers the handshake on `port` (for `driver: auto`), at `baudrate` or any of the
+    speeds given, within `timeout`. Raises KktError only when the port
+    itself cannot be used (`transport.PORT_FAULTS`).
 
     Sends ENQ twice and wants NAK (ready) both times; an answer left pending (ACK) is read and acknowledged,
     as the protocol asks. No command is sent.
     """
     deadline = time.monotonic() + timeout
     try:
-        with transport.open_port(port, baudrate, timeout) as port_object:
+        candidates = (4800,) if transport.is_network(port) else speeds.as_speeds(baudrate)
+        with transport.open_port(port, candidates[0], timeout) as port_object:
             port_object.timeout = READ_SLICE
-            link = _Link(port_object, port, deadline, timeout, timeout)
-            link.handshake("the probe")
+            each = min(timeout / len(candidates), speeds.PROBE_TIMEOUT) if len(candidates) > 1 else timeout
+            link = _Link(port_object, port, deadline, each, timeout)
+            speeds.find(port_object, candidates, lambda: link.handshake("the probe"), f"SHTRIH on {port}")
             link.handshake("the probe")
             return True
-    except Exception:  # a probe answers yes or no, whatever happened
+    except KktError as err:
+        if err.reason in transport.PORT_FAULTS:
+            raise  # no vendor can be asked on this port: say why, not "nothing answered"
+        return False
+    except Exception:  # noqa: BLE001 - otherwise a probe answers yes or no, whatever happens
         return False

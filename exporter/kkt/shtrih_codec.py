@@ -58,6 +58,9 @@ MODE_DOCUMENT_OPEN = 8
 # "Not entered" markers in the long status.
 _NO_SERIAL = 0xFFFFFFFF
 _NO_INN = 0xFFFFFFFFFFFF
+# A date of 00 00 00 in the long status means "none": an unfiscalised unit sends it as its fiscal-memory date
+# (reference §10; pyshtrih, which builds a date from every field, fails on it).
+_NO_DATE = bytes(3)
 
 
 class ProtocolError(ValueError):
@@ -340,7 +343,8 @@ LONG_STATUS_SIZE = 46  # bytes after the error code (the frame's LEN is 48 with 
 
 @dataclass
 class LongStatus:
-    """11h. `serial_number` and `inn` are None when the unit reports them as not entered (all FF)."""
+    """11h. `serial_number` and `inn` are None when the unit reports them as not entered (all FF); the dates
+    are None when they are 00 00 00 (not set, e.g. `fm_date` before fiscalisation) or not a date at all."""
 
     operator: int
     firmware_version: str  # two characters
@@ -397,7 +401,9 @@ def decode_long_status(reply: Reply, serial_high_in_tail: bool = False) -> LongS
         return int.from_bytes(d[at:at + 2], "little")
 
     def dmy(at: int) -> date | None:
-        return _date(d[at + 2], d[at + 1], d[at])
+        if d[at:at + 3] == _NO_DATE:
+            return None  # no such date yet, which is no fault of the answer
+        return _date(d[at + 2], d[at + 1], d[at])  # an impossible one (month 13) reads as unknown, None too
 
     serial_low = int.from_bytes(d[30:34], "little")
     inn_number = int.from_bytes(d[40:46], "little")

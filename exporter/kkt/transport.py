@@ -4,6 +4,9 @@ a `with` block so the port is free again for the till the moment the poll ends.
 
 Failures become `KktError`s with a fixed reason: ``port_busy``, ``not_found``, ``permission``, ``refused``,
 ``timeout``, ``unreachable``, ``dns`` or ``error``.
+
+A till program may open the serial device without any lock; the exclusive open cannot see that one, so on
+Linux the port also counts as busy while any other process holds the device open (`port_holders`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
+from urllib.parse import urlsplit
 
 import serial
 from serial.urlhandler import protocol_socket
@@ -18,6 +23,8 @@ from serial.urlhandler import protocol_socket
 from exporter.kkt.model import KktError
 
 _NETWORK_SCHEMES = ("socket://", "tcp://")
+# Reasons that are about the port, not about what answers on it: no vendor's driver would do better.
+PORT_FAULTS = frozenset({"port_busy", "not_found", "permission", "refused", "dns", "unreachable"})
 
 
 def is_network(port: str) -> bool:
@@ -33,6 +40,39 @@ def network_url(port: str) -> str:
     return "socket://" + port[len("socket://"):] if port.lower().startswith("socket://") else port
 
 
+def connect(port: str, timeout: float) -> socket.socket:
+    """A new TCP connection to a network register, made within `timeout`; KktError if it cannot be made."""
+    url = network_url(port)
+    where = url[len("socket://"):]
+    try:
+        sock = socket.create_connection(_address(port), timeout=timeout)
+    except ConnectionRefusedError:
+        raise KktError("refused", f"{where} refused the connection: is the register on, and is this its network "
+                                  "port (by default Mitsu 8200, ATOL 5555, Shtrih-M 7778)?") from None
+    except TimeoutError:
+        raise KktError("timeout", f"{where} did not accept a connection within {timeout:g}s") from None
+    except socket.gaierror as err:
+        raise KktError("dns", f"cannot resolve the register's host in {port}: {err.strerror}") from None
+    except OSError as err:
+        if err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            raise KktError("unreachable", f"{where} is unreachable: {err.strerror}") from None
+        raise KktError("error", f"cannot connect to {where}: {err}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # commands are tiny; send each at once
+    return sock
+
+
+def _address(port: str) -> tuple[str, int]:
+    """(host, port) of `socket://host:port`; KktError naming the expected form for anything else."""
+    parts = urlsplit(network_url(port))
+    try:
+        number = parts.port
+    except ValueError:
+        number = None
+    if not parts.hostname or number is None or parts.query or parts.path not in ("", "/"):
+        raise KktError("error", f"{port} is not a valid network port; write socket://host:port") from None
+    return parts.hostname, number
+
+
 class _NetworkPort(protocol_socket.Serial):
     """pyserial's `socket://` port, but connecting within the poll's own time limit (pyserial waits a fixed
     5 s) and closing at once (pyserial sleeps 0.3 s after every close, which a poll has no use for)."""
@@ -45,10 +85,7 @@ class _NetworkPort(protocol_socket.Serial):
         if self.is_open:
             raise serial.SerialException("Port is already open.")
         self.logger = None  # pyserial's socket port logs only when its URL asks to
-        address = self.from_url(self.portstr)
-        # OSErrors pass through untouched so open_port can tell refused from timed out
-        sock = socket.create_connection(address, timeout=self._connect_timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # commands are tiny; send each at once
+        sock = connect(self.portstr, self._connect_timeout)
         sock.setblocking(False)  # pyserial's socket port reads with select()
         self._socket = sock
         self.is_open = True
@@ -70,9 +107,18 @@ def open_port(port: str, baudrate: int, timeout: float) -> serial.SerialBase:
 
     Serial ports are opened exclusively (Linux: flock; Windows ports are always exclusive), so a port the
     POS program holds fails fast with ``port_busy`` instead of two programs reading each other's replies.
+    On Linux a port that another process holds open without a lock is ``port_busy`` too, before a byte
+    is sent or the line's speed is touched.
     """
     if is_network(port):
         return _open_network(port, timeout)
+    holders = port_holders(port)
+    if holders:
+        # checked before the open: opening sets the line's speed, which would already disturb the till
+        pid, name = holders[0]
+        others = f" and {len(holders) - 1} more" if len(holders) > 1 else ""
+        raise KktError("port_busy", f"{port} is held open by {name} (pid {pid}){others}, the till's program? "
+                                    f"Nothing was sent; will try again next interval")
     try:
         return serial.serial_for_url(port, baudrate=baudrate, bytesize=serial.EIGHTBITS, parity=serial.PARITY_NONE,
                                      stopbits=serial.STOPBITS_ONE, timeout=timeout, write_timeout=timeout,
@@ -81,6 +127,51 @@ def open_port(port: str, baudrate: int, timeout: float) -> serial.SerialBase:
         raise _serial_error(port, err) from None
     except (OSError, ValueError) as err:
         raise KktError("error", f"cannot open {port}: {err}") from None
+
+
+def port_holders(device: str, proc: str = "/proc") -> list[tuple[int, str]]:
+    """Other processes that hold `device` open, as (pid, program name), lowest pid first.
+
+    Linux only (elsewhere, and for names that are not a device, the list is empty). Processes whose
+    descriptors this user may not read (other users', without root) cannot be seen: a till running as
+    another user is caught only by the exclusive open, when it locks the port.
+    """
+    if not sys.platform.startswith("linux") or not os.path.isdir(proc):
+        return []
+    try:
+        target = os.path.realpath(device, strict=True)
+    except OSError:
+        return []  # no such device: the open says so with its own reason
+    own = os.getpid()  # this process holds nothing between polls; a second poll here meets the lock instead
+    holders = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        if _holds(os.path.join(entry.path, "fd"), target):
+            holders.append((int(entry.name), _program(entry.path)))
+    return sorted(holders)
+
+
+def _holds(fd_dir: str, target: str) -> bool:
+    try:
+        descriptors = os.listdir(fd_dir)
+    except OSError:  # gone, or another user's
+        return False
+    for fd in descriptors:
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _program(process_dir: str) -> str:
+    try:
+        with open(os.path.join(process_dir, "comm"), encoding="utf-8", errors="replace") as comm:
+            return comm.read().strip() or "?"
+    except OSError:
+        return "?"
 
 
 def _serial_error(port: str, err: serial.SerialException) -> KktError:
@@ -101,20 +192,7 @@ def _serial_error(port: str, err: serial.SerialException) -> KktError:
 
 
 def _open_network(port: str, timeout: float) -> serial.SerialBase:
-    url = network_url(port)
-    where = url[len("socket://"):]
     try:
-        return _NetworkPort(url, connect_timeout=timeout, timeout=timeout, write_timeout=timeout)
-    except ConnectionRefusedError:
-        raise KktError("refused", f"{where} refused the connection: is the register on, and is this its network "
-                                  "port (by default Mitsu 8200, ATOL 5555, Shtrih-M 7778)?") from None
-    except TimeoutError:
-        raise KktError("timeout", f"{where} did not accept a connection within {timeout:g}s") from None
-    except socket.gaierror as err:
-        raise KktError("dns", f"cannot resolve the register's host in {port}: {err.strerror}") from None
-    except (serial.SerialException, ValueError) as err:  # a bad URL; SerialException is an OSError: before it
+        return _NetworkPort(network_url(port), connect_timeout=timeout, timeout=timeout, write_timeout=timeout)
+    except (serial.SerialException, ValueError) as err:  # pyserial refused the URL's options
         raise KktError("error", f"{port} is not a valid network port ({err}); write socket://host:port") from None
-    except OSError as err:
-        if err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            raise KktError("unreachable", f"{where} is unreachable: {err.strerror}") from None
-        raise KktError("error", f"cannot connect to {where}: {err}") from None
