@@ -31,6 +31,7 @@ bench: venv debs
 	$(PY) bench/mitsu_read.py
 	$(PY) bench/atol_read.py
 	$(PY) bench/shtrih_read.py
+	$(PY) bench/kkt_speeds.py
 	$(PY) bench/pushgateway_fleet.py
 	$(PY) bench/receiver_storm.py
 	$(PY) bench/bot_commands.py

@@ -18,7 +18,7 @@ import threading
 import time
 import tty
 
-NO_DRIVER_WAIT = 0.02  # while no program has the port open the master reads EIO at once: do not spin on it
+NO_DRIVER_WAIT = 0.005  # while no program has the port open the master reads EIO at once: do not spin on it
 
 
 class PtyLine:
