@@ -785,11 +785,11 @@ def test_closed_tcp_port_is_refused():
 # --- probe -----------------------------------------------------------------------------------------------
 
 def test_probe_says_yes_to_an_atol_on_either_link(register):
-    assert probe(register(AtolScenario()), 115200, 1.0) is True
+    assert probe(register(AtolScenario()), 115200, 1.0) == 115200
 
 
 def test_probe_finds_an_atol_at_another_speed_of_the_search(simulators):
-    assert probe(simulators(baudrate=57600).device, speeds.search_order("atol", speeds.AUTO), 1.0) is True
+    assert probe(simulators(baudrate=57600).device, speeds.search_order("atol", speeds.AUTO), 1.0) == 57600
 
 
 def test_probe_asks_nothing_but_device_info(simulators):
@@ -803,9 +803,9 @@ def test_probe_says_no_to_silence_and_to_a_mitsu_and_names_a_port_that_cannot_be
     mitsu = MitsuPtySimulator().start()
     try:
         started = time.monotonic()
-        assert probe(silent.device, 115200, 0.4) is False
+        assert probe(silent.device, 115200, 0.4) is None
         assert time.monotonic() - started < 0.4 + MARGIN
-        assert probe(mitsu.device, 115200, 0.4) is False
+        assert probe(mitsu.device, 115200, 0.4) is None
     finally:
         silent.stop()
         mitsu.stop()

@@ -3,11 +3,13 @@ loopback TCP, a getad folder, an iikoFront log with a swapped ФН, the one-shot
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -455,3 +457,82 @@ def test_a_port_held_without_a_lock_is_busy_through_the_check(tmp_path, mitsu_pt
         """))
     assert result.reason == "port_busy" and f"frontol (pid {till.pid})" in result.message
     assert till.received == 0 and mitsu_pty.bytes_received == 0
+
+
+def test_driver_auto_and_baudrate_auto_read_a_mitsu_at_4800_within_the_default_time(tmp_path):
+    import asyncio
+    import time
+
+    from exporter.httpclient import HttpClient
+    from exporter.icmp.engine import PingEngine
+    from exporter.runner import run_once
+
+    memory: dict = {}
+    with MitsuPtySimulator(MitsuScenario(), 4800) as simulator:
+        check = one_check(tmp_path, f"""
+            - name: till
+              kkt: {{driver: auto, port: "{simulator.device}"}}
+        """)
+        engine, http = PingEngine(), HttpClient()
+        try:
+            started = time.monotonic()
+            result = asyncio.run(run_once(check, engine, http, memory))
+            elapsed = time.monotonic() - started
+        finally:
+            http.close()
+            engine.stop()
+    assert result.success, result.message
+    assert elapsed < 9.0  # the check's default timeout is 10 s; the driver has 90 % of it
+    assert memory["vendor"] == "mitsu" and memory["baudrate"] == 4800
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run "
+                    "the scan as another user")
+def test_a_scan_that_cannot_see_other_users_processes_says_so(tmp_path, mitsu_pty):
+    from simulators.tillholder import unlocked_holder
+
+    script = ("import sys; from exporter.kkt import transport as t; "
+              "print(t.port_holders(sys.argv[1]), t.unseen_processes(sys.argv[1]))")
+    with unlocked_holder(mitsu_pty.device, "frontol") as till:
+        as_nobody = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                    sys.executable, "-c", script, mitsu_pty.device],
+                                   capture_output=True, text=True, timeout=30, cwd=ROOT)
+        as_root = subprocess.run([sys.executable, "-c", script, mitsu_pty.device],
+                                 capture_output=True, text=True, timeout=30, cwd=ROOT)
+        with_caps = {}
+        for caps in ("+dac_read_search", "+dac_read_search,+sys_ptrace"):
+            with_caps[caps] = subprocess.run(
+                ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", f"--inh-caps={caps}",
+                 f"--ambient-caps={caps}", sys.executable, "-c", script, mitsu_pty.device],
+                capture_output=True, text=True, timeout=30, cwd=ROOT).stdout
+    holders, unseen = as_nobody.stdout.rsplit(" ", 1)
+    assert holders == "[]" and int(unseen) > 0, as_nobody.stdout + as_nobody.stderr  # blind, and it knows
+    assert as_root.stdout.startswith(f"[({till.pid}, 'frontol')]")
+    # listing alone is not enough: the links need CAP_SYS_PTRACE, and a scan that lacks it says so
+    assert with_caps["+dac_read_search"].startswith("[] ") and int(with_caps["+dac_read_search"].split()[-1]) > 0
+    # the two capabilities the systemd unit documents are enough
+    assert with_caps["+dac_read_search,+sys_ptrace"].startswith(f"[({till.pid}, 'frontol')]")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run "
+                    "the check as another user")
+def test_the_check_run_as_another_user_says_its_busy_port_scan_was_incomplete(mitsu_pty):
+    import tempfile
+
+    from simulators.tillholder import unlocked_holder
+
+    with tempfile.TemporaryDirectory() as folder, unlocked_holder(mitsu_pty.device, "frontol"):
+        os.chmod(folder, 0o755)
+        config = write_config(Path(folder) / "site.yml", textwrap.dedent(f"""
+            sites:
+              - id: shop
+                checks:
+                  - name: till
+                    kkt: {{driver: mitsu, port: "{mitsu_pty.device}"}}
+        """))
+        os.chmod(config, 0o644)
+        result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                 sys.executable, "-m", "exporter.cli", "check", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert "could not look into" in result.stdout and "CAP_SYS_PTRACE" in result.stdout, \
+        result.stdout + result.stderr

@@ -607,3 +607,19 @@ def test_random_bytes_from_the_register_fail_as_protocol_or_timeout_in_time(simu
         assert time.monotonic() - started < 0.6 + MARGIN
 
     check()
+
+
+def test_the_search_stops_at_the_reads_deadline_and_names_only_the_speeds_asked(simulators):
+    simulator = simulators(baudrate=2400)
+    started = time.monotonic()
+    err = read_error(simulator.device, baudrate=speeds.search_order("mitsu", speeds.AUTO), timeout=1.0)
+    assert time.monotonic() - started < 1.0 + MARGIN
+    assert err.reason == "timeout" and "2400" not in err.message
+    assert "at 115200, 57600" in err.message and "did not answer <GET DEV='?'/> within 0.3s" in err.message
+    assert termios.B2400 not in simulator.speeds_seen  # nothing written after the time was up
+
+
+def test_a_register_that_answers_with_an_error_at_the_probe_is_found_at_that_speed(simulators):
+    simulator = simulators(healthy_scenario(errors={"DEV": 69}), baudrate=9600)
+    err = read_error(simulator.device, baudrate=speeds.search_order("mitsu", speeds.AUTO), timeout=6.0)
+    assert err.reason == "device_error" and "error 69" in err.message  # the real fault, not "no answer"

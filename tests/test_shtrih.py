@@ -735,13 +735,13 @@ def test_closed_tcp_port_is_refused_with_the_shtrih_default_port_in_the_hint():
 
 def test_probe_finds_a_shtrih_on_either_link_without_sending_a_command(register):
     simulator = register()
-    assert probe(port_of(simulator), 115200, 0.5) is True
+    assert probe(port_of(simulator), 115200, 0.5) == 115200
     assert simulator.scenario.commands == [] and simulator.enqs == 2
 
 
 def test_probe_takes_a_pending_answer(register):
     simulator = register(ShtrihScenario(pending_command=0x10))
-    assert probe(port_of(simulator), 115200, 0.5) is True
+    assert probe(port_of(simulator), 115200, 0.5) == 115200
     assert simulator.pending_served == 1
 
 
@@ -749,15 +749,16 @@ def test_probe_takes_a_pending_answer(register):
 def test_probe_says_no_to_a_unit_that_does_not_handshake_and_in_time(register, changes):
     port = port_of(register(ShtrihScenario(**changes)))
     started = time.monotonic()
-    assert probe(port, 115200, 0.3) is False
+    assert probe(port, 115200, 0.3) is None
     assert time.monotonic() - started < 0.3 + MARGIN
 
 
 def test_probe_says_no_to_a_mitsu_and_names_a_port_that_cannot_be_used():
     with MitsuPtySimulator() as mitsu:
-        assert probe(mitsu.device, 115200, 0.3) is False
-    assert probe("socket://bad url", 115200, 0.3) is False
-    for port, reason in [("/dev/ttySHTRIH-not-here", "not_found"), (f"socket://127.0.0.1:{free_tcp_port()}", "refused")]:
+        assert probe(mitsu.device, 115200, 0.3) is None
+    assert probe("socket://bad url", 115200, 0.3) is None
+    for port, reason in [("/dev/ttySHTRIH-not-here", "not_found"),
+                         (f"socket://127.0.0.1:{free_tcp_port()}", "refused")]:
         with pytest.raises(KktError) as caught:
             probe(port, 115200, 0.3)
         assert caught.value.reason == reason
@@ -798,6 +799,6 @@ def test_random_bytes_instead_of_the_handshake_fail_as_protocol_or_timeout_in_ti
         err = read_error(ports[which], timeout=0.6, command_timeout=0.1)
         assert err.reason in ("protocol", "timeout"), err.message
         assert time.monotonic() - started < 0.6 + MARGIN
-        assert probe(ports[which], 115200, 0.2) is False
+        assert probe(ports[which], 115200, 0.2) is None
 
     check()

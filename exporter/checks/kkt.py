@@ -9,16 +9,18 @@ read worked.
 
 from __future__ import annotations
 
+import logging
 import time
 from types import ModuleType
 from typing import Any
 
 from exporter import schema as s
 from exporter.checks.base import CheckContext, Result, Sample
-from exporter.kkt import atol, mitsu, shtrih, speeds
+from exporter.kkt import atol, mitsu, shtrih, speeds, transport
 from exporter.kkt import metrics as kkt_metrics
 from exporter.kkt.model import KktError, KktState
 
+log = logging.getLogger("sitewatch.exporter")
 NAME = "kkt"
 DEFAULT_INTERVAL = 3600.0  # the till shares the port: poll rarely
 DRIVERS: dict[str, ModuleType] = {"mitsu": mitsu, "atol": atol, "shtrih": shtrih}
@@ -65,23 +67,33 @@ def _read(options: dict[str, Any], vendor: str, memory: dict[str, Any], timeout:
     return state
 
 
-def detect_vendor(port: str, baudrate: int | str, timeout: float) -> str:
-    """Which vendor answers on `port`, asking each in turn with a harmless query (at each of its speeds,
-    for `auto`)."""
+def detect_vendor(port: str, baudrate: int | str, timeout: float) -> tuple[str, int]:
+    """Which vendor answers on `port`, and at which speed, asking each in turn with a harmless query (at each
+    of its speeds, for `auto`)."""
     for vendor in PROBE_ORDER:
-        if DRIVERS[vendor].probe(port, speeds.search_order(vendor, baudrate), timeout):
-            return vendor
+        speed = DRIVERS[vendor].probe(port, speeds.search_order(vendor, baudrate), timeout)
+        if speed is not None:
+            return vendor, speed
     at = "at any of their speeds" if baudrate == speeds.AUTO else f"at {baudrate} baud"
     raise KktError("not_found", f"no Mitsu, ATOL or Shtrih-M register answered on {port} {at}")
 
 
 def _read_any(options: dict[str, Any], memory: dict[str, Any], timeout: float, timezone) -> KktState:
+    deadline = time.monotonic() + timeout
     vendor = options["driver"]
-    if vendor == "auto":
+    if vendor == "auto" and not memory.get("vendor"):
         # a fixed speed is asked once per vendor; for `auto` each vendor's speeds share a quarter of the time
         budget = timeout / 4 if options["baudrate"] == speeds.AUTO else min(options["command_timeout"], timeout / 4)
-        vendor = memory.get("vendor") or detect_vendor(options["port"], options["baudrate"], budget)
-    state = _read(options, vendor, memory, timeout, timezone)
+        vendor, speed = detect_vendor(options["port"], options["baudrate"], budget)
+        memory["vendor"] = vendor  # kept through a read that runs out of time: the next poll reads at once
+        if not transport.is_network(options["port"]):
+            memory["baudrate"] = speed  # the read asks there first instead of searching again
+    elif vendor == "auto":
+        vendor = memory["vendor"]
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise KktError("timeout", f"finding the register on {options['port']} took the whole {timeout:g}s")
+    state = _read(options, vendor, memory, remaining, timezone)
     memory["vendor"] = vendor  # found once, kept: the till's port is not asked three times every hour
     return state
 
@@ -91,14 +103,17 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
         state = await context.workers.run(_read_any, options, context.memory, context.timeout * 0.9,
                                           context.timezone)
     except KktError as err:
-        if err.reason not in ("port_busy", "permission"):
-            # maybe another register, or the same at another speed, now: search again next time
+        if err.reason in ("timeout", "protocol"):
+            # nothing sensible answered: maybe another speed now (the search asks the old one first anyway)
             context.memory.pop("baudrate", None)
-            if options["driver"] == "auto":
-                context.memory.pop("vendor", None)
-        return _unreadable(options, context, err)
+        if options["driver"] == "auto" and err.reason not in ("port_busy", "permission", "timeout", "disconnected"):
+            # something else answered than the vendor found: maybe another register now, ask again next time
+            context.memory.pop("vendor", None)
+        result = _unreadable(options, context, err)
+        result.details.extend(_busy_check_gaps(options["port"], context))
+        return result
     samples = kkt_metrics.state_samples(state)
-    details = [kkt_metrics.summary(state, context.timezone)]
+    details = [kkt_metrics.summary(state, context.timezone)] + _busy_check_gaps(options["port"], context)
     expected = options["serial"]
     if expected and expected != state.serial:
         # Not the register this check watches: export what answered, but do not remember it as ours.
@@ -109,6 +124,22 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
     if state.fn is not None and state.fn.serial:
         known_fns(context.site_memory)[state.serial] = state.fn.serial
     return Result(True, figures=f"{state.model} №{state.serial}", samples=samples, details=details)
+
+
+def _busy_check_gaps(port: str, context: CheckContext) -> list[str]:
+    """A line saying that the look for a till holding the port could not see every process, logged once."""
+    if transport.is_network(port):
+        return []
+    unseen = transport.unseen_processes(port)
+    if not unseen:
+        return []
+    if not context.memory.get("busy_check_gap_logged"):
+        context.memory["busy_check_gap_logged"] = True
+        log.warning("event=port_busy_check_incomplete port=%s unseen_processes=%d hint=%r", port, unseen,
+                    "run the exporter as the till's user, or grant it CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE")
+    return [f"could not look into {unseen} other processes (other users'): a till among them holding {port} "
+            f"without a lock would not be noticed; run as the till's user, as root, or with "
+            f"CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE"]
 
 
 def _unreadable(options: dict[str, Any], context: CheckContext, err: KktError) -> Result:

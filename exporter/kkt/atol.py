@@ -4,8 +4,9 @@ for telling an ATOL on a port from other registers.
 Protocol 3.1 over the "v3" transport (`atol_codec`): the task buffer is cleared (C4), then each state
 command is queued as a task (C1), its result taken (at once, or from a later F0 packet when the register
 answers "in progress") and acknowledged (C2). Given several speeds (`baudrate: auto`), a serial port is
-asked at each in turn until the register answers (`speeds`: 115200, 57600, then the others). Replies are matched to requests by
-packet id; a broken frame (bad CRC or escaping) is recovered by asking for the task's result again (C3).
+asked at each in turn until the register answers (`speeds`: 115200, 57600, then the others). Replies are
+matched to requests by packet id; a broken frame (bad CRC or escaping) is recovered by asking for the
+task's result again (C3).
 
 Everything that goes wrong comes out as a `KktError` with a fixed reason: those of `transport`, and
 ``timeout``, ``protocol``, ``device_error`` and ``disconnected``.
@@ -294,7 +295,7 @@ def _start(link: _Link, candidates: Sequence[int]) -> int:
         link.abort()
 
     try:
-        return speeds.find(link.port_object, candidates, ask, f"ATOL on {link.port}")
+        return speeds.find(link.port_object, candidates, ask, f"ATOL on {link.port}", link.deadline)
     finally:
         link.command_timeout = full
 
@@ -395,32 +396,28 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None, bcd_byte_order: str
     )
 
 
-def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> bool:
-    """True when an ATOL answers the harmless device-info query (A5) on `port` (for `driver: auto`), at
-    `baudrate` or any of the speeds given, within `timeout`. Raises KktError only when the
-    port itself cannot be used (`transport.PORT_FAULTS`)."""
+def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> int | None:
+    """The speed at which an ATOL answers the harmless device-info query (A5) on `port` (for `driver:
+    auto`), trying `baudrate` or each of the speeds given within `timeout` (a network port: the first speed
+    given); None when none answers. Raises KktError only when the port itself cannot be used
+    (`transport.PORT_FAULTS`)."""
+    return transport.probe_answer(lambda: _probe(port, baudrate, timeout))
+
+
+def _probe(port: str, baudrate: int | Sequence[int], timeout: float) -> int | None:
     deadline = time.monotonic() + timeout
-    try:
-        candidates = (115200,) if transport.is_network(port) else speeds.as_speeds(baudrate)
-        with transport.open_port(port, candidates[0], timeout) as port_object:
-            port_object.timeout = READ_SLICE
-            each = min(timeout / len(candidates), speeds.PROBE_TIMEOUT) if len(candidates) > 1 else timeout
-            link = _Link(port_object, port, deadline, each, timeout, 0)
+    candidates, each = speeds.probe_plan(baudrate, timeout, transport.is_network(port))
+    with transport.open_port(port, candidates[0], timeout) as port_object:
+        port_object.timeout = READ_SLICE
+        link = _Link(port_object, port, deadline, each, timeout, 0)
 
-            def ask() -> None:
-                link.reset()
-                try:
-                    link.run(codec.DEVICE_INFO, "device info (A5)")
-                except KktError:
-                    pass
-                if not link.answered:
-                    raise KktError("timeout", f"ATOL on {port} did not answer device info (A5)")
+        def ask() -> None:
+            link.reset()
+            try:
+                link.run(codec.DEVICE_INFO, "device info (A5)")
+            except KktError:
+                pass
+            if not link.answered:
+                raise KktError("timeout", f"ATOL on {port} did not answer device info (A5)")
 
-            speeds.find(port_object, candidates, ask, f"ATOL on {port}")
-            return True
-    except KktError as err:
-        if err.reason in transport.PORT_FAULTS:
-            raise  # no vendor can be asked on this port: say why, not "nothing answered"
-        return False
-    except Exception:  # noqa: BLE001 - otherwise a probe answers yes or no, whatever happens
-        return False
+        return speeds.find(port_object, candidates, ask, f"ATOL on {port}", deadline)

@@ -106,6 +106,12 @@ class _Link:
         return KktError("timeout", f"MITSU on {self.port}: reading the state took over {self.timeout:g}s "
                                    f"(stopped at {command}, {received} bytes of its reply)")
 
+    def _silent(self, command: str, received: int) -> KktError:
+        if received:
+            return KktError("timeout", f"MITSU on {self.port} stopped answering {command} after {received} bytes "
+                                       f"(nothing more for {self.command_timeout:g}s)")
+        return KktError("timeout", f"MITSU on {self.port} did not answer {command} within {self.command_timeout:g}s")
+
     def _not_a_reply(self, err: codec.ProtocolError, buffer: bytes) -> KktError:
         return KktError("protocol", f"MITSU on {self.port} sent something that is not a Mitsu reply ({err}): "
                                     f"{bytes(buffer[:40])!r}")
@@ -142,11 +148,7 @@ class _SerialLink(_Link):
                 if buffer and not codec.could_be_reply_start(bytes(buffer)):
                     raise KktError("protocol", f"MITSU on {self.port} sent {len(buffer)} bytes that are not a Mitsu "
                                                f"reply to {command} (wrong baud rate?): {bytes(buffer[:40])!r}")
-                if buffer:
-                    raise KktError("timeout", f"MITSU on {self.port} stopped answering {command} after "
-                                              f"{len(buffer)} bytes (nothing more for {self.command_timeout:g}s)")
-                raise KktError("timeout", f"MITSU on {self.port} did not answer {command} within "
-                                          f"{self.command_timeout:g}s")
+                raise self._silent(command, len(buffer))
             try:
                 chunk = self.port_object.read(max(1, self.port_object.in_waiting))
             except (serial.SerialException, OSError) as err:
@@ -205,11 +207,7 @@ class _NetworkLink(_Link):
             if now >= self.deadline:
                 raise self._timed_out(command, len(buffer))
             if now >= quiet_until:
-                if buffer:
-                    raise KktError("timeout", f"MITSU on {self.port} stopped answering {command} after "
-                                              f"{len(buffer)} bytes (nothing more for {self.command_timeout:g}s)")
-                raise KktError("timeout", f"MITSU on {self.port} did not answer {command} within "
-                                          f"{self.command_timeout:g}s")
+                raise self._silent(command, len(buffer))
             ready, _, _ = select.select([sock], [], [], max(0.0, min(quiet_until, self.deadline) - now))
             if not ready:
                 continue
@@ -298,7 +296,8 @@ def _find_speed(port_object: serial.SerialBase, port: str, deadline: float, comm
                 timeout: float, candidates: Sequence[int]) -> int:
     """The first of `candidates` at which the register answers DEV (an ERROR is an answer too)."""
     probe_link = _SerialLink(port_object, port, deadline, min(command_timeout, speeds.PROBE_TIMEOUT), timeout)
-    return speeds.find(port_object, candidates, lambda: probe_link.ask(DEV, optional=True), f"MITSU on {port}")
+    return speeds.find(port_object, candidates, lambda: probe_link.ask(DEV, optional=True), f"MITSU on {port}",
+                       deadline)
 
 
 def _read(link: _Link, port: str, timezone: ZoneInfo | None, baudrate: int | None) -> KktState:
@@ -363,24 +362,21 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None, baudrate: int | Non
     )
 
 
-def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> bool:
-    """True when a Mitsu answers the harmless model query on `port` (for `driver: auto`), at `baudrate` or
-    any of the speeds given, within `timeout`. Raises KktError only when the
-    port itself cannot be used (`transport.PORT_FAULTS`)."""
+def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> int | None:
+    """The speed at which a Mitsu answers the harmless model query on `port` (for `driver: auto`), trying
+    `baudrate` or each of the speeds given within `timeout` (a network port: the first speed given); None
+    when none answers. Raises KktError only when the port itself cannot be used (`transport.PORT_FAULTS`)."""
+    return transport.probe_answer(lambda: _probe(port, baudrate, timeout))
+
+
+def _probe(port: str, baudrate: int | Sequence[int], timeout: float) -> int | None:
     deadline = time.monotonic() + timeout
-    try:
-        if transport.is_network(port):
-            return _NetworkLink(port, deadline, timeout, timeout).ask(DEV, optional=True) is not None
-        candidates = speeds.as_speeds(baudrate)
-        with transport.open_port(port, candidates[0], timeout) as port_object:
-            port_object.timeout = READ_SLICE
-            each = min(timeout / len(candidates), speeds.PROBE_TIMEOUT) if len(candidates) > 1 else timeout
-            link = _SerialLink(port_object, port, deadline, each, timeout)
-            speeds.find(port_object, candidates, lambda: link.ask(DEV, optional=True), f"MITSU on {port}")
-            return True
-    except KktError as err:
-        if err.reason in transport.PORT_FAULTS:
-            raise  # no vendor can be asked on this port: say why, not "nothing answered"
-        return False
-    except Exception:  # noqa: BLE001 - otherwise a probe answers yes or no, whatever happens
-        return False
+    candidates, each = speeds.probe_plan(baudrate, timeout, transport.is_network(port))
+    if transport.is_network(port):
+        _NetworkLink(port, deadline, timeout, timeout).ask(DEV, optional=True)  # an ERROR is a Mitsu's answer too
+        return candidates[0]
+    with transport.open_port(port, candidates[0], timeout) as port_object:
+        port_object.timeout = READ_SLICE
+        link = _SerialLink(port_object, port, deadline, each, timeout)
+        return speeds.find(port_object, candidates, lambda: link.ask(DEV, optional=True), f"MITSU on {port}",
+                           deadline)

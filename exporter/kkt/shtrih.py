@@ -276,7 +276,7 @@ def _find_speed(link: _Link, candidates: Sequence[int]) -> int:
     link.command_timeout = min(full, speeds.PROBE_TIMEOUT)
     try:
         return speeds.find(link.port_object, candidates, lambda: link.handshake("the speed search"),
-                           f"SHTRIH on {link.port}")
+                           f"SHTRIH on {link.port}", link.deadline)
     finally:
         link.command_timeout = full
 
@@ -334,27 +334,24 @@ def _read(link: _Link, port: str, timezone: ZoneInfo | None, secret: bytes, stat
     )
 
 
-def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> bool:
-    """True when a Shtrih answers the handshake on `port` (for `driver: auto`), at `baudrate` or any of the
-    speeds given, within `timeout`. Raises KktError only when the port
-    itself cannot be used (`transport.PORT_FAULTS`).
+def probe(port: str, baudrate: int | Sequence[int], timeout: float) -> int | None:
+    """The speed at which a Shtrih answers the handshake on `port` (for `driver: auto`), trying `baudrate`
+    or each of the speeds given within `timeout` (a network port: the first speed given); None when none
+    answers. Raises KktError only when the port itself cannot be used (`transport.PORT_FAULTS`).
 
     Sends ENQ twice and wants NAK (ready) both times; an answer left pending (ACK) is read and acknowledged,
     as the protocol asks. No command is sent.
     """
+    return transport.probe_answer(lambda: _probe(port, baudrate, timeout))
+
+
+def _probe(port: str, baudrate: int | Sequence[int], timeout: float) -> int | None:
     deadline = time.monotonic() + timeout
-    try:
-        candidates = (4800,) if transport.is_network(port) else speeds.as_speeds(baudrate)
-        with transport.open_port(port, candidates[0], timeout) as port_object:
-            port_object.timeout = READ_SLICE
-            each = min(timeout / len(candidates), speeds.PROBE_TIMEOUT) if len(candidates) > 1 else timeout
-            link = _Link(port_object, port, deadline, each, timeout)
-            speeds.find(port_object, candidates, lambda: link.handshake("the probe"), f"SHTRIH on {port}")
-            link.handshake("the probe")
-            return True
-    except KktError as err:
-        if err.reason in transport.PORT_FAULTS:
-            raise  # no vendor can be asked on this port: say why, not "nothing answered"
-        return False
-    except Exception:  # noqa: BLE001 - otherwise a probe answers yes or no, whatever happens
-        return False
+    candidates, each = speeds.probe_plan(baudrate, timeout, transport.is_network(port))
+    with transport.open_port(port, candidates[0], timeout) as port_object:
+        port_object.timeout = READ_SLICE
+        link = _Link(port_object, port, deadline, each, timeout)
+        speed = speeds.find(port_object, candidates, lambda: link.handshake("the probe"), f"SHTRIH on {port}",
+                            deadline)
+        link.handshake("the probe")
+        return speed

@@ -14,6 +14,7 @@ another fast one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import serial
@@ -51,15 +52,27 @@ def as_speeds(baudrate: int | Sequence[int]) -> tuple[int, ...]:
     return speeds
 
 
-def find(port_object: serial.SerialBase, speeds: Sequence[int], ask: Callable[[], None], who: str) -> int:
+def probe_plan(baudrate: int | Sequence[int], timeout: float, network: bool) -> tuple[tuple[int, ...], float]:
+    """For a vendor's probe: the speeds to ask (one over the network, where speed means nothing) and how long
+    each may stay silent, so that all of them fit in `timeout`."""
+    candidates = as_speeds(baudrate)[:1] if network else as_speeds(baudrate)
+    each = min(timeout / len(candidates), PROBE_TIMEOUT) if len(candidates) > 1 else timeout
+    return candidates, each
+
+
+def find(port_object: serial.SerialBase, speeds: Sequence[int], ask: Callable[[], None], who: str,
+         deadline: float | None = None) -> int:
     """The first of `speeds` at which `ask()` (the vendor's harmless question) gets an answer.
 
     `ask` raises KktError when nothing sensible answers. A port opened at `speeds[0]` is switched to each
-    further speed in turn; a single speed is asked once, and its own error stands.
+    further speed in turn, until the read's `deadline` (time.monotonic()) passes; a single speed is asked
+    once, and its own error stands. The error for no answer names each speed tried and what it got.
     """
     failures: list[tuple[int, KktError]] = []
     for index, speed in enumerate(speeds):
         if index:
+            if deadline is not None and time.monotonic() >= deadline:
+                break  # the read's time is up: the speeds not asked are not named as silent
             port_object.baudrate = speed
         port_object.reset_input_buffer()  # bytes heard at the last speed are not an answer at this one
         try:
@@ -73,5 +86,14 @@ def find(port_object: serial.SerialBase, speeds: Sequence[int], ask: Callable[[]
         raise failures[0][1]
     reason = "protocol" if any(err.reason == "protocol" for _, err in failures) else "timeout"
     tried = ", ".join(str(speed) for speed, _ in failures)
-    raise KktError(reason, f"{who} answered at none of {tried} baud: is it switched on, connected to this port, "
-                           f"and is it this vendor's register?")
+    raise KktError(reason, f"{who} answered at none of {tried} baud ({_each(failures, who)}): is it switched on, "
+                           f"connected to this port, and is it this vendor's register?")
+
+
+def _each(failures: list[tuple[int, KktError]], who: str) -> str:
+    """What each speed got, speeds with the same outcome together: "at 4800, 9600: did not answer …"."""
+    by_message: dict[str, list[int]] = {}
+    for speed, err in failures:
+        text = err.message.removeprefix(who).strip().removeprefix(":").strip()
+        by_message.setdefault(text, []).append(speed)
+    return "; ".join(f"at {', '.join(map(str, group))}: {text}" for text, group in by_message.items())

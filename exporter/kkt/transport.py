@@ -15,6 +15,8 @@ import errno
 import os
 import socket
 import sys
+import threading
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import serial
@@ -25,6 +27,19 @@ from exporter.kkt.model import KktError
 _NETWORK_SCHEMES = ("socket://", "tcp://")
 # Reasons that are about the port, not about what answers on it: no vendor's driver would do better.
 PORT_FAULTS = frozenset({"port_busy", "not_found", "permission", "refused", "dns", "unreachable"})
+
+
+def probe_answer(ask: Callable[[], int | None]) -> int | None:
+    """What a vendor's probe found (`ask()`: the speed that answered, or None). A fault of the port itself
+    (`PORT_FAULTS`) is raised, since no vendor could answer there; anything else means "not this vendor"."""
+    try:
+        return ask()
+    except KktError as err:
+        if err.reason in PORT_FAULTS:
+            raise
+        return None
+    except Exception:  # noqa: BLE001 - otherwise a probe answers yes or no, whatever happens
+        return None
 
 
 def is_network(port: str) -> bool:
@@ -133,36 +148,66 @@ def port_holders(device: str, proc: str = "/proc") -> list[tuple[int, str]]:
     """Other processes that hold `device` open, as (pid, program name), lowest pid first.
 
     Linux only (elsewhere, and for names that are not a device, the list is empty). Processes whose
-    descriptors this user may not read (other users', without root) cannot be seen: a till running as
-    another user is caught only by the exclusive open, when it locks the port.
+    descriptors this user may not read (other users', without root or both CAP_DAC_READ_SEARCH and
+    CAP_SYS_PTRACE) cannot be seen:
+    `unseen_processes` counts them for the last scan of each device.
     """
+    holders, unseen = _scan(device, proc)
+    with _unseen_lock:
+        _unseen[device] = unseen
+    return holders
+
+
+def unseen_processes(device: str) -> int:
+    """How many other processes the last scan of `device` could not look into: a till among them that
+    opens the port without a lock would not have been noticed."""
+    with _unseen_lock:
+        return _unseen.get(device, 0)
+
+
+_unseen: dict[str, int] = {}
+_unseen_lock = threading.Lock()
+
+
+def _scan(device: str, proc: str) -> tuple[list[tuple[int, str]], int]:
     if not sys.platform.startswith("linux") or not os.path.isdir(proc):
-        return []
+        return [], 0
     try:
         target = os.path.realpath(device, strict=True)
     except OSError:
-        return []  # no such device: the open says so with its own reason
+        return [], 0  # no such device: the open says so with its own reason
     own = os.getpid()  # this process holds nothing between polls; a second poll here meets the lock instead
     holders = []
+    unseen = 0
+    # What root may not read belongs to another user namespace (a container's runtime), not to a till here.
+    root = os.geteuid() == 0
     for entry in os.scandir(proc):
         if not entry.name.isdigit() or int(entry.name) == own:
             continue
-        if _holds(os.path.join(entry.path, "fd"), target):
+        held = _holds(os.path.join(entry.path, "fd"), target)
+        if held is None and not root:
+            unseen += 1
+        elif held:
             holders.append((int(entry.name), _program(entry.path)))
-    return sorted(holders)
+    return sorted(holders), unseen
 
 
-def _holds(fd_dir: str, target: str) -> bool:
+def _holds(fd_dir: str, target: str) -> bool | None:
+    """Whether the process holds `target` open; None when its descriptors may not be read."""
     try:
         descriptors = os.listdir(fd_dir)
-    except OSError:  # gone, or another user's
+    except PermissionError:
+        return None
+    except OSError:  # gone since the scan began, or a kernel thread
         return False
     for fd in descriptors:
         try:
             if os.readlink(os.path.join(fd_dir, fd)) == target:
                 return True
+        except PermissionError:
+            return None  # listed (CAP_DAC_READ_SEARCH) but not readable without CAP_SYS_PTRACE
         except OSError:
-            continue
+            continue  # closed since the listing
     return False
 
 
