@@ -19,6 +19,9 @@ from exporter.state import CheckState
 Labels = dict[str, str]
 
 
+TARGET_LIMIT = 200  # a target label longer than this is cut: it names a thing, it is not the thing
+
+
 class ExporterStatus:
     """The exporter's own facts that are not about any check."""
 
@@ -65,6 +68,8 @@ class CheckCollector(Collector):
             "sitewatch_check_last_run_timestamp_seconds": "When the latest run finished.",
             "sitewatch_check_last_success_timestamp_seconds": "When a run last passed (0 if never).",
             "sitewatch_check_failure_info": "1 while the latest run failed, with the failure's reason.",
+            "sitewatch_check_target_info": "1, with what the check looks at (host, host:port, URL without "
+                                           "credentials or query, serial port, folder) in `target`.",
         }
         families = {name: Metric(name, text, "gauge") for name, text in gauges.items()}
         runs = Metric("sitewatch_check_runs", "Runs of the check since the exporter started.", "counter")
@@ -72,6 +77,10 @@ class CheckCollector(Collector):
                           "counter")
         for state in states:
             labels = dict(state.labels)
+            target = _target(state)
+            if target:
+                families["sitewatch_check_target_info"].add_sample("sitewatch_check_target_info",
+                                                                   {**labels, "target": target}, 1)
             runs.add_sample("sitewatch_check_runs_total", labels, state.runs)
             failures.add_sample("sitewatch_check_failures_total", labels, state.failures)
             families["sitewatch_check_last_success_timestamp_seconds"].add_sample(
@@ -102,3 +111,12 @@ class CheckCollector(Collector):
                 if family is not None:
                     family.add_sample(sample.name, {**labels, **dict(sample.labels)}, sample.value)
         return [family for family in families.values() if family.samples]
+
+
+def _target(state: CheckState) -> str:
+    """What the check looks at, for alert texts: its type's `target(options)`, cut to a readable length."""
+    describe = getattr(state.check.kind, "target", None)
+    if describe is None:
+        return ""
+    text = describe(state.check.options)
+    return text if len(text) <= TARGET_LIMIT else text[:TARGET_LIMIT - 1] + "…"

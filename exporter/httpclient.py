@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import requests.adapters
@@ -256,3 +257,13 @@ def _host(url: str) -> str:
         return f"{parsed.host}:{parsed.port}" if parsed.port else str(parsed.host)
     except ValueError:
         return "the server"
+
+
+def public_url(url: str) -> str:
+    """`url` fit to show in alerts and labels: no user:password@, no ?query (tokens live there), no #part."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", "", ""))

@@ -28,7 +28,7 @@ ALERT_NAMES = {
     "MainPageBroken", "KodeksMainPageError", "KodeksBundleProblem", "KodeksMaintenanceLong",
     "KodeksLicenceExpiring", "TlsCertificateExpiring", "KktNotAnswering", "KktDataStale", "FnExpiring",
     "FnUnsentDocuments", "FnWarning", "FnRegistrationsLow", "FnReplacedNotReread", "KktClockOff",
-    "KktLicenceExpiring", "KktShiftExpired", "Watchdog",
+    "KktLicenceExpiring", "KktShiftExpired", "Watchdog", "PageMaintenanceLong", "KodeksServerDown", "CheckDown",
 }
 
 MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"(.*)"\s*$')
@@ -314,3 +314,49 @@ def test_an_unreachable_pc_inhibits_its_sites_port_alert_but_not_another_sites(a
 
     assert {path for path, _, _ in recorder.posts} == {"/alert/duty"}
     assert {auth for _, auth, _ in recorder.posts} == {"Bearer webhook-secret"}
+
+
+def test_one_cause_is_told_once_the_alert_that_says_more_stays(alertmanager, tmp_path):
+    """A ФН nearly out raises FnExpiring and the ФН's replace_urgent flag: one message, the one with the date.
+    The same for an OFD backlog and its flag, a register unread for days, and a POS log showing a new ФН."""
+    token = tmp_path / "receiver.token"
+    token.write_text("webhook-secret\n", encoding="utf-8")
+    till = {"site": "a", "kkt": "001", "check": "till-1"}
+    sources = [{"alertname": "FnExpiring", "severity": "critical", "fn": "F1", **till},
+               {"alertname": "FnUnsentDocuments", "severity": "warning", **till},
+               {"alertname": "KktDataStale", "severity": "warning", **till},
+               {"alertname": "FnReplacedNotReread", "severity": "warning", "site": "a", "kkt": "002",
+                "check": "pos-log", "fn": "F2", "log_fn": "F3"}]
+    hidden = [{"alertname": "FnWarning", "severity": "critical", "flag": "replace_urgent", **till},
+              {"alertname": "FnWarning", "severity": "warning", "flag": "ofd_timeout", **till},
+              {"alertname": "KktNotAnswering", "severity": "warning", **till},
+              {"alertname": "CheckDown", "severity": "warning", "site": "a", "check": "pos-log"}]
+    # the same alerts of another register are not hidden by these
+    other = {"alertname": "FnWarning", "severity": "critical", "flag": "replace_urgent", "site": "a",
+             "kkt": "009", "check": "till-9"}
+    with WebhookRecorder() as recorder:
+        url = alertmanager(fast_copy_of_the_config(recorder.url, token))
+        now = datetime.now(timezone.utc)
+        alerts = [{"labels": labels, "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=10)).isoformat()}
+                  for labels in sources + hidden + [other]]
+        post = urllib.request.Request(url + "/api/v2/alerts", data=json.dumps(alerts).encode(), method="POST",
+                                      headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(post, timeout=10) as response:
+            assert response.status == 200
+
+        def sent() -> set[tuple[str, str]]:
+            return {(a["labels"]["alertname"], a["labels"].get("flag", a["labels"].get("kkt", "")))
+                    for _, _, body in recorder.posts for a in body["alerts"] if a["status"] == "firing"}
+
+        wait_until(lambda: {("FnExpiring", "001"), ("FnUnsentDocuments", "001"), ("KktDataStale", "001"),
+                            ("FnReplacedNotReread", "002"), ("FnWarning", "replace_urgent")} <= sent(), 20,
+                   what="notifications of the alerts that explain the others")
+        time.sleep(4)  # several group_interval flushes: the hidden ones must stay unsent through all of them
+        status, body = http_get(url + "/api/v2/alerts?inhibited=true&active=false&silenced=false")
+        suppressed = sorted((a["labels"]["alertname"], a["labels"].get("flag", ""), a["labels"].get("kkt", ""))
+                            for a in json.loads(body) if a["status"]["state"] == "suppressed")
+    assert suppressed == [("CheckDown", "", ""), ("FnWarning", "ofd_timeout", "001"),
+                          ("FnWarning", "replace_urgent", "001"), ("KktNotAnswering", "", "001")]
+    firing_kkts = {a["labels"].get("kkt") for _, _, body in recorder.posts for a in body["alerts"]
+                   if a["labels"]["alertname"] == "FnWarning"}
+    assert firing_kkts == {"009"}

@@ -2,6 +2,7 @@
 
 A check type is a module with ``NAME``, ``OPTIONS`` (a schema validator), ``METRICS`` (the metric families
 its results fill), ``async def run(options, context) -> Result`` and optionally
+``target(options)`` (what it looks at, for people: a host, host:port, URL, port or folder),
 ``validate(options, timeout, path)`` (checks across options), ``DEFAULT_INTERVAL`` (its own interval,
 above the site's defaults) and ``USES_SITE_DATA`` (it compares with other checks' readings, so it runs
 after them). The scheduler, the collector and the one-shot table know nothing else about it, so adding a

@@ -32,6 +32,11 @@ OPTIONS = s.struct({
 })
 METRICS = kkt_metrics.KKT_METRICS
 
+def target(options: dict[str, Any]) -> str:
+    """What the check looks at, for people: getad-service's folder."""
+    return str(options["folder"])
+
+
 
 async def run(options: dict[str, Any], context: CheckContext) -> Result:
     folder = Path(options["folder"])

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from exporter import schema as s
 from exporter.checks.base import CheckContext, MetricSpec, Result, Sample
-from exporter.httpclient import TLS_OPTIONS, HttpFailure, HttpRequest, HttpResponse
+from exporter.httpclient import TLS_OPTIONS, HttpFailure, HttpRequest, HttpResponse, public_url
 from exporter.secrets import SecretValue
 
 NAME = "http"
@@ -54,6 +54,8 @@ OPTIONS = s.struct({
     "valid_status_codes": s.Field(_status_codes, default=[(200, 299)]),
     "must_contain": s.Field(s.one_or_list_of(s.regex()), default=[]),
     "must_not_contain": s.Field(s.one_or_list_of(s.regex()), default=[]),
+    # a banner such as "режим обслуживания": planned work, not a broken page (reason maintenance)
+    "maintenance_text": s.Field(s.one_or_list_of(s.regex()), default=[]),
     "max_duration": s.Field(s.duration(minimum=0.001)),
     "follow_redirects": s.Field(s.boolean(), default=True),
     "max_redirects": s.Field(s.integer(0, 50), default=10),
@@ -73,6 +75,11 @@ METRICS = (
     MetricSpec("sitewatch_tls_cert_expiry_timestamp_seconds",
                "When the earliest-expiring certificate the server sent runs out (unix time)."),
 )
+
+
+def target(options: dict[str, Any]) -> str:
+    """What the check looks at, for people: the URL without credentials, query or fragment."""
+    return public_url(options["url"])
 
 
 def build_request(options: dict[str, Any], timeout: float) -> HttpRequest:
@@ -128,8 +135,12 @@ def _judge(options: dict[str, Any], response: HttpResponse, samples: list[Sample
     if max_duration is not None and response.elapsed > max_duration:
         return Result.failed("slow", f"the page took {response.elapsed:.2f}s, more than the {max_duration:g}s "
                                      "allowed (max_duration)", figures, samples)
-    if options["must_contain"] or options["must_not_contain"]:
+    if options["must_contain"] or options["must_not_contain"] or options["maintenance_text"]:
         text = response.text()
+        for pattern in options["maintenance_text"]:  # first: a maintenance page lacks the usual text too
+            if match := pattern.search(text):
+                return Result.failed("maintenance", f"the page shows maintenance: {match.group(0)[:80]!r}",
+                                     figures, samples)
         for pattern in options["must_contain"]:
             if not pattern.search(text):
                 return Result.failed("body", f"the page does not contain /{pattern.pattern}/", figures, samples)

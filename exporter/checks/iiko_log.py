@@ -44,6 +44,11 @@ METRICS = (
 )
 
 
+def target(options: dict[str, Any]) -> str:
+    """What the check looks at, for people: the POS program's log folder."""
+    return str(options["folder"])
+
+
 def validate(options: dict[str, Any], check_timeout: float, path: str) -> None:
     if options["format"] == "custom" and not (options["mask"] and options["serial_key"] and options["fn_key"]):
         raise s.Invalid(s.join(path, "iiko_log"), "mask, serial_key and fn_key with format: custom")

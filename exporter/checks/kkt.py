@@ -52,6 +52,12 @@ OPTIONS = s.struct({
 METRICS = kkt_metrics.KKT_METRICS
 
 
+def target(options: dict[str, Any]) -> str:
+    """What the check looks at, for people: the register's port (tcp://host:port over the network)."""
+    port = options["port"]
+    return "tcp://" + transport.network_url(port)[len("socket://"):] if transport.is_network(port) else port
+
+
 def known_fns(site_memory: dict[str, Any]) -> dict[str, str]:
     """ФН numbers the site's checks last read, by register serial, for checks that compare with them."""
     return site_memory.setdefault("fn_by_kkt", {})

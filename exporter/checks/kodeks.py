@@ -23,7 +23,7 @@ import requests
 
 from exporter import schema as s
 from exporter.checks.base import CheckContext, MetricSpec, Result, Sample
-from exporter.httpclient import TLS_OPTIONS, HttpFailure, HttpRequest, HttpResponse, fetch
+from exporter.httpclient import TLS_OPTIONS, HttpFailure, HttpRequest, HttpResponse, fetch, public_url
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,11 @@ METRICS = (
     MetricSpec("sitewatch_kodeks_sessions", "Sessions (connections) in use, from /admin/title."),
     MetricSpec("sitewatch_kodeks_sessions_limit", "Sessions the registration file allows, from /admin/title."),
 )
+
+
+def target(options: dict[str, Any]) -> str:
+    """What the check looks at, for people: the server's address, without credentials or query."""
+    return public_url(options["url"])
 
 
 def validate(options: dict[str, Any], check_timeout: float, path: str) -> None:

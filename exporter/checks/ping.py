@@ -30,6 +30,11 @@ METRICS = (
     MetricSpec("sitewatch_ping_rtt_seconds", "Round-trip times of the latest run's replies.", ("stat",)),
 )
 
+def target(options: dict[str, Any]) -> str:
+    """What the check looks at, for people: the host it pings."""
+    return options["host"]
+
+
 
 def validate(options: dict[str, Any], check_timeout: float, path: str) -> None:
     needed = (options["count"] - 1) * options["interval"] + options["timeout"]

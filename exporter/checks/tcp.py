@@ -18,6 +18,12 @@ OPTIONS = s.struct({
 })
 METRICS = (MetricSpec("sitewatch_tcp_connect_seconds", "Time to open the TCP connection in the latest run."),)
 
+def target(options: dict[str, Any]) -> str:
+    """What the check looks at, for people: host:port ([v6]:port)."""
+    host = options["host"]
+    return f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
+
+
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "WSAEHOSTUNREACH", -1)}
 
 
