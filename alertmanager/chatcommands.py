@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from alertmanager.config import CommandsConfig, ReceiverConfig
 from alertmanager.render import duration_text, plural
+from alertmanager.wording import word
 from alertmanager.silences import AlertmanagerApi, AlertmanagerError, exact_matchers
 from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
 from exporter.config import ConfigError, open_targets
@@ -178,7 +179,7 @@ class ChatCommands:
             lines.append("")
             lines.append(f"<b>{html.escape(site)}</b>" + (f" · клиент {html.escape(client)}" if client else ""))
             for alert in sorted(group, key=lambda a: (-_rank(a), a["labels"].get("alertname", ""))):
-                lines.append(f"{_mark(alert)} {html.escape(_summary(alert))} · с {self._when(alert['startsAt'])}")
+                lines.append(f"{_mark(alert)} {html.escape(self._summary(alert))} · с {self._when(alert['startsAt'])}")
         if quiet:
             lines += ["", f"Заглушено или подавлено: {quiet} (/alerts — все)."]
         if stray:
@@ -195,7 +196,7 @@ class ChatCommands:
             labels = alert["labels"]
             where = " · ".join(html.escape(labels[k]) for k in ("site", "check", "kkt") if labels.get(k))
             lines.append(f"<code>{alert['fingerprint'][:SHORT_ID]}</code> {state} "
-                         f"{html.escape(labels.get('alertname', '?'))}" + (f" · {where}" if where else "")
+                         f"{html.escape(self._title(labels))}" + (f" · {where}" if where else "")
                          + f" · с {self._when(alert['startsAt'])}")
         lines.append("")
         lines.append("Заглушить одно: <code>/silence #номер 4h</code>; площадку: <code>/silence площадка 4h</code>.")
@@ -219,7 +220,7 @@ class ChatCommands:
         alert = next((a for a in alerts if a.get("fingerprint") == fingerprint), None)
         if alert is None:
             raise CommandProblem("Этого оповещения уже нет в Alertmanager: оно закончилось.")
-        return self._create(exact_matchers(alert["labels"]), _summary(alert), seconds, "кнопка в Telegram", asker,
+        return self._create(exact_matchers(alert["labels"]), self._summary(alert), seconds, "кнопка в Telegram", asker,
                             alerts)
 
     def _matchers_for(self, target: str, alerts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -236,7 +237,7 @@ class ChatCommands:
         if re.fullmatch(r"[0-9a-f]{%d,}" % MIN_PREFIX, token):
             found = [a for a in alerts if a.get("fingerprint", "").startswith(token)]
             if len(found) == 1:
-                return exact_matchers(found[0]["labels"]), _summary(found[0])
+                return exact_matchers(found[0]["labels"]), self._summary(found[0])
             if len(found) > 1:
                 raise CommandProblem(f"Номер {html.escape(token)} подходит к {len(found)} оповещениям: "
                                      f"добавьте цифр (/alerts).")
@@ -340,6 +341,20 @@ class ChatCommands:
         return [f"➖ Удалено устройство {html.escape(target.name)} (id <code>{html.escape(target.id)}</code>, "
                 f"{html.escape(target.address)})."]
 
+    def _title(self, labels: dict[str, str]) -> str:
+        wording = word(labels, {}, "ru", self.zone)
+        return wording.title if wording else labels.get("alertname", "?")
+
+    def _summary(self, alert: dict[str, Any]) -> str:
+        """One line for an alert: its facts in words (a sitewatch alert), or its own name and summary."""
+        labels, notes = alert["labels"], alert.get("annotations", {})
+        wording = word(labels, notes, "ru", self.zone, self.clock().timestamp())
+        if wording:
+            return f"{wording.title}: {wording.facts}"
+        summary = notes.get("summary")
+        name = labels.get("alertname", "?")
+        return f"{name}: {summary}" if summary else " · ".join(v for v in (name, labels.get("site")) if v)
+
     def _when(self, moment: datetime | str) -> str:
         if isinstance(moment, str):
             moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
@@ -362,11 +377,6 @@ def _mark(alert: dict[str, Any]) -> str:
     return SEVERITY_MARKS.get(alert["labels"].get("severity", ""), "⚪")
 
 
-def _summary(alert: dict[str, Any]) -> str:
-    labels = alert["labels"]
-    summary = alert.get("annotations", {}).get("summary")
-    name = labels.get("alertname", "?")
-    return f"{name}: {summary}" if summary else " · ".join(v for v in (name, labels.get("site")) if v)
 
 
 def _equal(name: str, value: str) -> dict[str, Any]:

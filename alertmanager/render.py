@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, tzinfo
 from datetime import timezone as dt_timezone
@@ -23,7 +24,9 @@ from jinja2.runtime import Macro
 
 from alertmanager.telegram_html import (CUT_MARK, MESSAGE_LIMIT, fit_lines, html_to_text, http_url, markup_problem,
                                          message_length)
+from alertmanager.render_numbers import LANGUAGES, decimal_text, duration_text, plural  # noqa: F401 - re-exported
 from alertmanager.webhook import Alert, Notification
+from alertmanager.wording import LABEL_WORDS, SEVERITY, WORDINGS, word
 
 log = logging.getLogger("sitewatch.receiver")
 
@@ -34,29 +37,13 @@ HEADER_LIMIT = MESSAGE_LIMIT - BLOCK_LIMIT - len(BLOCK_SEPARATOR)
 DESCRIPTION_LIMIT = 1000
 SUMMARY_LIMIT = 500
 DIGEST_ALERTNAMES = 5  # alert names a digest header lists before "and N more"
+LABEL_LIMIT = 80  # a label value longer than this is cut in a message: it names a thing, it is not the text
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 MACROS = ("alert", "header", "more")
 # Labels with a place of their own in the built-in block; the values arrive under these names.
 NOTABLE_LABELS = ("alertname", "severity", "site", "client", "check", "kkt", "catalog", "reason", "instance")
 
-
-
-@dataclass(frozen=True)
-class Language:
-    """What a built-in language needs outside its template: numbers, times and durations."""
-
-    thousands_separator: str
-    time_format: str
-    duration_units: tuple[str, str, str, str]  # days, hours, minutes, seconds
-    unit_spacing: str  # between a number and its unit: "5 мин", "5m"
-
-
-LANGUAGES = {
-    # A no-break space keeps "9 812" on one line of a phone screen.
-    "ru": Language("\u00a0", "%d.%m.%Y %H:%M:%S %Z", ("д", "ч", "мин", "с"), " "),
-    "en": Language(",", "%Y-%m-%d %H:%M:%S %Z", ("d", "h", "m", "s"), ""),
-}
 
 
 @dataclass(frozen=True)
@@ -132,10 +119,12 @@ class Renderer:
     """Renders alerts, headers and "and N more" blocks with one language's built-in macros or a route's template."""
 
     def __init__(self, *, language: str = "ru", template_file: Path | None = None, timezone: ZoneInfo | None = None,
-                 grafana_url: str | None = None, alertmanager_url: str | None = None):
+                 grafana_url: str | None = None, alertmanager_url: str | None = None,
+                 clock: Callable[[], float] = time.time):
         if language not in LANGUAGES:
             raise ValueError(f"language: expected one of {', '.join(sorted(LANGUAGES))}, got {language!r}")
         self.language = language
+        self.clock = clock  # "in 9 days" is counted from this moment
         self._words = LANGUAGES[language]
         self.timezone: tzinfo = timezone or dt_timezone.utc
         self.grafana_url = _configured_base_url("grafana_url", grafana_url)
@@ -195,11 +184,13 @@ class Renderer:
             "status": status, "firing": status == "firing", "count": count,
             "groups": [asdict(group) for group in distinct], "digest": len(distinct) > 1,
             "continued": continued, "group_count": len(distinct),
-            "alertname": common("alertname"), "site": common("site"), "client": common("client"),
-            # Labels the group is keyed on beyond the three above, e.g. "check" for group_by [site, check].
-            "other_labels": [(k, v) for k, v in sorted(distinct[0].group_labels.items())
+            "alertname": self.title(common("alertname")), "site": common("site"), "client": common("client"),
+            # Labels the group is keyed on beyond the three above, e.g. "check" for group_by [site, check],
+            # named in words where the language has one, otherwise by their value alone.
+            "other_labels": [(LABEL_WORDS.get(self.language, {}).get(k, ""), shorten(v, LABEL_LIMIT))
+                             for k, v in sorted(distinct[0].group_labels.items())
                              if k not in ("alertname", "site", "client") and v] if len(distinct) == 1 else [],
-            "alertnames": alertnames[:DIGEST_ALERTNAMES],
+            "alertnames": [self.title(name) for name in alertnames[:DIGEST_ALERTNAMES]],
             "more_alertnames": max(0, len(alertnames) - DIGEST_ALERTNAMES),
         })
         return fit_lines(self._render("header", values), HEADER_LIMIT)
@@ -208,7 +199,8 @@ class Renderer:
         """The block that stands for `count` alerts left out, with a link to the group in Alertmanager."""
         _check_status(status)
         url = ""
-        base = self.alertmanager_url or _base_url(group.external_url)
+        # Only a configured address: Alertmanager's own external URL may have no web UI behind it (Debian's).
+        base = self.alertmanager_url
         # Alertmanager lists only active alerts: for resolved ones its list would show nothing of theirs.
         if base and status == "firing":
             url = base + "/#/alerts"
@@ -231,14 +223,31 @@ class Renderer:
     def duration_text(self, seconds: float) -> str:
         return duration_text(seconds, self.language)
 
+    def title(self, alertname: str) -> str:
+        """A sitewatch alert's title in the language ("ФН истекает"); another alert's name as it is."""
+        wording = word({"alertname": alertname}, {}, self.language, self.timezone, self.clock()) \
+            if alertname in WORDINGS else None
+        return wording.title if wording else alertname
+
     def alert_values(self, alert: Alert, group: GroupInfo) -> TemplateValues:
         """Everything an `alert(a)` macro gets, as plain strings: the template escapes them all."""
         labels, notes = alert.labels, alert.annotations
-        values = TemplateValues((name, labels.get(name, "")) for name in NOTABLE_LABELS)
+        values = TemplateValues((name, shorten(labels.get(name, ""), LABEL_LIMIT)) for name in NOTABLE_LABELS)
+        wording = word(labels, notes, self.language, self.timezone, self.clock())
+        severity = labels.get("severity", "").lower()
+        values.update(
+            title=wording.title if wording else labels.get("alertname", ""),
+            facts=shorten(wording.facts, SUMMARY_LIMIT) if wording else "",
+            action=shorten(wording.action, SUMMARY_LIMIT) if wording else "",
+            # "none" (the Watchdog's) and unknown severities are left unsaid rather than shown raw
+            severity_text=SEVERITY.get(self.language, {}).get(severity)
+            or ("" if severity in ("", "none") else labels.get("severity", "")),
+            target=shorten(notes.get("target", ""), LABEL_LIMIT),
+        )
         duration = ""
         if not alert.firing and alert.starts_at and alert.ends_at and alert.ends_at >= alert.starts_at:
             duration = self.duration_text((alert.ends_at - alert.starts_at).total_seconds())
-        alertmanager = self.alertmanager_url or _base_url(group.external_url)
+        alertmanager = self.alertmanager_url  # configured, so it opens; see more()
         silence = ""
         if alertmanager and labels:
             silence = http_url(alertmanager + "/#/silences/new?filter=" + quote(matchers(labels), safe=""))
@@ -339,35 +348,6 @@ class Renderer:
 def _check_status(status: str) -> None:
     if status not in ("firing", "resolved"):
         raise ValueError(f'status: expected "firing" or "resolved", got {status!r}')
-
-
-def duration_text(seconds: float, language: str = "ru") -> str:
-    """The two largest units, the second left out when zero: "1 ч 5 мин", "2 д 3 ч", "45 с"."""
-    words = LANGUAGES[language]
-    rest = max(0, round(seconds))
-    amounts = []
-    for size in (86400, 3600, 60, 1):
-        amounts.append(rest // size)
-        rest %= size
-    first = next((i for i, amount in enumerate(amounts) if amount), 3)
-    parts = [(amounts[first], words.duration_units[first])]
-    if first < 3 and amounts[first + 1]:
-        parts.append((amounts[first + 1], words.duration_units[first + 1]))
-    return " ".join(f"{amount}{words.unit_spacing}{unit}" for amount, unit in parts)
-
-
-def plural(count: int, *forms: str) -> str:
-    """The word form for `count`: Russian rules with three forms (one, few, many), English with two (one, other)."""
-    if len(forms) == 2:
-        return forms[0] if count == 1 else forms[1]
-    if len(forms) != 3:
-        raise TypeError("plural needs two forms (English) or three (Russian: 1, 2, 5)")
-    tens, ones = count % 100, count % 10
-    if ones == 1 and tens != 11:
-        return forms[0]
-    if 2 <= ones <= 4 and not 12 <= tens <= 14:
-        return forms[1]
-    return forms[2]
 
 
 def matchers(labels: dict[str, str]) -> str:

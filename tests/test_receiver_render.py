@@ -154,7 +154,9 @@ def test_firing_block_in_russian_has_emoji_severity_place_summary_and_moscow_tim
     assert lines[0] == "🔥 <b>SiteDown</b> · 🔴 критично"
     assert lines[1] == "🏪 клиент Ромашка · площадка shop-12"
     assert lines[2] == "ПК на кассе не отвечает на ping"
-    assert lines[3] == "Потеряно 100% пакетов"
+    # the start and the links come before the longer text, so a huge label cannot push them out
+    assert lines[3] == "🕒 Начало: 22.11.2026 14:05:07 MSK"
+    assert lines.index("Потеряно 100% пакетов") > 3
     assert "🔧 проверка pc" in lines
     # startsAt 11:05:07 UTC is 14:05:07 in Moscow
     assert "🕒 Начало: 22.11.2026 14:05:07 MSK" in lines
@@ -162,7 +164,7 @@ def test_firing_block_in_russian_has_emoji_severity_place_summary_and_moscow_tim
     assert_telegram_html(block)
 
 
-@pytest.mark.parametrize("severity, shown", [("warning", "🟠 предупреждение"), ("info", "🔵 информация"),
+@pytest.mark.parametrize("severity, shown", [("warning", "🟠 предупреждение"), ("info", "🔵 для сведения"),
                                              ("page-duty", "page-duty")])
 def test_severity_words_in_russian_and_unknown_severity_as_given(renderer, severity, shown):
     block = one_block(renderer, {**SITE_DOWN, "severity": severity})
@@ -218,19 +220,19 @@ def test_first_line_too_long_alone_becomes_its_cut_visible_text(renderer):
 
 def test_relative_dashboard_is_joined_to_grafana_url(renderer):
     block = one_block(renderer, SITE_DOWN, {"dashboard_url": "/d/abc?var-site=shop-12&var-check=pc"})
-    assert links_of(block)["📊 Дашборд"] == "https://grafana.example.ru/d/abc?var-site=shop-12&var-check=pc"
+    assert links_of(block)["📊 Панель площадки"] == "https://grafana.example.ru/d/abc?var-site=shop-12&var-check=pc"
     assert_telegram_html(block)
 
 
 def test_relative_dashboard_without_grafana_url_is_no_link():
     block = one_block(Renderer(timezone=MOSCOW), SITE_DOWN, {"dashboard": "/d/abc"})
-    assert "Дашборд" not in block
+    assert "Панель площадки" not in block
 
 
 def test_absolute_dashboard_and_runbook_are_links(renderer):
     block = one_block(renderer, SITE_DOWN, {"dashboard": "https://g.example.ru/d/x",
                                             "runbook": "http://wiki.example.ru/SiteDown"})
-    assert links_of(block)["📊 Дашборд"] == "https://g.example.ru/d/x"
+    assert links_of(block)["📊 Панель площадки"] == "https://g.example.ru/d/x"
     assert links_of(block)["📖 Инструкция"] == "http://wiki.example.ru/SiteDown"
 
 
@@ -243,9 +245,11 @@ def test_silence_link_carries_the_alerts_labels_as_url_encoded_matchers(renderer
         '{alertname="SiteDown",check="главная \\"страница\\"",client="Ромашка",severity="critical",site="shop-12"}')
 
 
-def test_silence_link_falls_back_to_the_payloads_external_url():
+def test_no_silence_link_without_a_configured_alertmanager_url():
+    """Alertmanager's own external URL may have no web UI behind it (Debian's has none): a link from it
+    would open an error page, so only a configured address makes a link."""
     block = one_block(Renderer(timezone=MOSCOW), SITE_DOWN)
-    assert links_of(block)["🔕 Заглушить"].startswith("http://alertmanager:9093/#/silences/new?filter=")
+    assert "Заглушить" not in block and "alertmanager:9093" not in block
 
 
 # --- headers
@@ -296,7 +300,7 @@ def test_more_block_counts_the_left_out_alerts_and_links_the_group_in_alertmanag
     assert url.startswith(ALERTMANAGER + "/#/alerts?filter=")
     assert parse_qs(url.split("?", 1)[1])["filter"] == ['{alertname="SiteDown",site="shop-12"}']
     assert_telegram_html(text)
-    assert "href" not in Renderer().more("firing", 3, replace(group(), external_url=""))
+    assert "href" not in Renderer().more("firing", 3, group())  # no configured Alertmanager address
     assert "href" not in renderer.more("resolved", 3, group())  # Alertmanager lists no resolved alerts
 
 
@@ -327,7 +331,7 @@ def test_compose_cuts_a_first_block_that_cannot_fit_on_a_line_boundary():
 
 # --- a group of 10,000 alerts
 
-SERIAL = re.compile(r"ККТ (\d{10})")
+SERIAL = re.compile(r"касса (\d{10})")
 ALERT_COUNT = 10_000
 
 
@@ -487,8 +491,8 @@ def test_group_info_round_trips_through_json():
 
 def test_html_to_text_strips_tags_spells_out_links_and_unescapes():
     text = ('🔥 <b>SiteDown</b> · клиент &lt;b&gt;&amp;\n'
-            '<a href="https://grafana.example.ru/d/abc?var-site=x&amp;var-check=pc">📊 Дашборд</a> · '
+            '<a href="https://grafana.example.ru/d/abc?var-site=x&amp;var-check=pc">📊 Панель площадки</a> · '
             '<a href="https://example.ru/">https://example.ru/</a>')
     assert html_to_text(text) == ("🔥 SiteDown · клиент <b>&\n"
-                                  "📊 Дашборд (https://grafana.example.ru/d/abc?var-site=x&var-check=pc) · "
+                                  "📊 Панель площадки (https://grafana.example.ru/d/abc?var-site=x&var-check=pc) · "
                                   "https://example.ru/")
