@@ -38,6 +38,8 @@ from simulators.tcpserver import LoopbackTcpServer
 # The manual's code for a malformed or unknown command is not in our reference; 1 is this simulator's.
 UNKNOWN_COMMAND = 1
 PLACEHOLDER_DATE = "2000-00-00"
+# The manual gives no inter-byte timeout; 0.5 s of silence inside a frame ends it here, as on Shtrih-M units.
+FRAME_GAP = 0.5
 
 
 def _days_from_now(days: float, with_time: bool = False) -> str:
@@ -234,8 +236,14 @@ class MitsuPtySimulator(PtyLine):
         self.scenario = scenario or MitsuScenario()
         self._buffer = bytearray()
         self._first_byte_at = 0.0
+        self._last_byte_at = 0.0
 
     def _received(self, data: bytes, arrived: float) -> None:
+        if self._buffer and arrived - self._last_byte_at > FRAME_GAP:
+            # a frame cut short (or noise that looked like STX and a length) is dropped after a pause, as
+            # a unit does, so a stray 0x02 from another vendor's probe cannot swallow the next command
+            self._buffer.clear()
+        self._last_byte_at = arrived
         if not self._buffer:
             self._first_byte_at = arrived
         self._buffer += data

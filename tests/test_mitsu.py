@@ -14,6 +14,7 @@ from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+import serial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -623,3 +624,12 @@ def test_a_register_that_answers_with_an_error_at_the_probe_is_found_at_that_spe
     simulator = simulators(healthy_scenario(errors={"DEV": 69}), baudrate=9600)
     err = read_error(simulator.device, baudrate=speeds.search_order("mitsu", speeds.AUTO), timeout=6.0)
     assert err.reason == "device_error" and "error 69" in err.message  # the real fault, not "no answer"
+
+
+def test_noise_that_starts_like_a_frame_does_not_swallow_the_next_command(simulators):
+    """Another vendor's probe may send 0x02 and a large "length": the unit drops it after a pause."""
+    simulator = simulators()
+    with serial.Serial(simulator.device, 115200, timeout=0.1) as line:
+        line.write(bytes([codec.STX, 0xFF, 0x3F, 0x41, 0x42]))  # "a frame of 16,383 bytes" that never comes
+    time.sleep(0.7)
+    assert read_state(simulator.device, **FAST).serial == "065001234567890"
