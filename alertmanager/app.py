@@ -161,6 +161,8 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
                 metrics.alerts_queued.labels(name, status).inc(count)
             if stored.cancelled:
                 metrics.alerts_cancelled.labels(route).inc(stored.cancelled)
+            if stored.already_told:
+                metrics.alerts_already_told.labels(route).inc(stored.already_told)
             metrics.webhooks.labels("accepted").inc()
             receiver.sender.wake()
             return jsonify({"status": "queued", "alerts": len(notification.alerts), "queued": stored.queued,

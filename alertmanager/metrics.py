@@ -55,6 +55,9 @@ class ReceiverMetrics:
         self.alerts_cancelled = Counter("sitewatch_receiver_alerts_cancelled",
                                         "Firing alerts dropped unsent because they resolved while waiting.",
                                         ["route"], registry=r)
+        self.alerts_already_told = Counter("sitewatch_receiver_alerts_already_told",
+                                           "Alerts not queued because another route had just put the same alert "
+                                           "state into the same chat.", ["route"], registry=r)
         self.commands = Counter("sitewatch_receiver_commands",
                                 "Bot commands and silence buttons from allowed chats and users, by result "
                                 "(ok, refused: the answer explains why, error: see the log).",

@@ -63,6 +63,15 @@ CREATE TABLE IF NOT EXISTS dedup (
     key TEXT PRIMARY KEY,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS told (
+    queue TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    route TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (queue, fingerprint, status, starts_at)
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     route TEXT NOT NULL,
@@ -166,6 +175,7 @@ class EnqueueResult:
     duplicate: bool = False
     queued: int = 0
     cancelled: int = 0
+    already_told: int = 0  # alerts another route had just put into the same chat
 
 
 @dataclass(frozen=True)
@@ -235,7 +245,7 @@ class Outbox:
             if row is not None and now - row[0] < webhook.dedup_window:
                 return EnqueueResult(duplicate=True)
             db.execute("INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)", (webhook.dedup_key, now))
-        queued = cancelled = 0
+        queued = cancelled = told = 0
         for batch in webhook.batches:
             # A group that became a supergroup is followed to its new id.
             migrated = db.execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
@@ -245,6 +255,10 @@ class Outbox:
                        (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
             rows = []
             for item in batch.items:
+                if item.fingerprint and self._told_by_another_route(db, chat.queue, batch.route, item, now,
+                                                                    webhook.dedup_window):
+                    told += 1
+                    continue
                 if item.status == "resolved" and item.fingerprint:
                     gone = db.execute(
                         "DELETE FROM items WHERE queue = ? AND fingerprint = ? AND starts_at = ? "
@@ -263,7 +277,24 @@ class Outbox:
                 [(batch_id, batch.route, chat.queue, item.status, item.fingerprint, item.starts_at, item.alert,
                   item.summary, now) for item in rows])
             queued += len(rows)
-        return EnqueueResult(queued=queued, cancelled=cancelled)
+        return EnqueueResult(queued=queued, cancelled=cancelled, already_told=told)
+
+    @staticmethod
+    def _told_by_another_route(db: sqlite3.Connection, queue: str, route: str, item: NewItem, now: float,
+                               window: float) -> bool:
+        """Whether another route put this very alert state into this chat within `window` (a site in a
+        partner's route and in ours, both posting to one chat). The same route repeating it is Alertmanager's
+        group_interval or repeat_interval at work, and goes through."""
+        if window <= 0:
+            return False
+        key = (queue, item.fingerprint, item.status, item.starts_at)
+        row = db.execute("SELECT route, seen_at FROM told WHERE queue = ? AND fingerprint = ? AND status = ? "
+                         "AND starts_at = ?", key).fetchone()
+        if row is not None and row[0] != route and now - row[1] < window:
+            return True
+        db.execute("INSERT OR REPLACE INTO told (queue, fingerprint, status, starts_at, route, seen_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (*key, route, now))
+        return False
 
     # --- the sender -----------------------------------------------------------------------------------
 
@@ -398,6 +429,7 @@ class Outbox:
         now = self.clock()
         with self._write() as db:
             db.execute("DELETE FROM dedup WHERE seen_at < ?", (now - max(dedup_window, 1.0),))
+            db.execute("DELETE FROM told WHERE seen_at < ?", (now - max(dedup_window, 1.0),))
             db.execute("DELETE FROM batches WHERE received_at < ? AND NOT EXISTS "
                        "(SELECT 1 FROM items WHERE items.batch_id = batches.id)", (now - 3600,))
             db.execute("DELETE FROM dead_letters WHERE dead_at < ?", (now - keep_dead_letters,))

@@ -284,3 +284,34 @@ def test_a_big_group_within_its_cap_arrives_whole_each_alert_once_in_order(tmp_p
     assert sites_in(messages) == [f"shop-{n}" for n in range(500)]
     assert "и ещё" not in messages[-1].text
     assert len(messages) <= 50
+
+
+def test_a_site_in_two_routes_of_one_chat_is_told_there_once(tmp_path, fake_telegram, receiver_app):
+    """A partner's route and ours may post to the same chat: the alert arrives once; other chats still get it."""
+    fake = fake_telegram()
+    app = receiver_app(write_receiver_config(tmp_path, fake.url, routes=f"""
+  pos:
+    bot: main
+    chat_id: {GROUP_CHAT}
+  kkt:
+    bot: main
+    chat_id: {GROUP_CHAT}
+  elsewhere:
+    bot: main
+    chat_id: {OTHER_CHAT}
+"""))
+    one = alert("FnExpiring", site="shop-1", kkt="001")
+    send(app, "pos", [one])
+    send(app, "kkt", [one])
+    send(app, "elsewhere", [one])
+    fake.wait_for_messages(1, chat_id=OTHER_CHAT)
+    time.sleep(1.5)
+    assert len(fake.messages(GROUP_CHAT)) == 1
+    assert metric(app, "sitewatch_receiver_alerts_already_told_total", route="kkt") == 1
+    # its resolution, from both routes, arrives once too
+    resolved = alert("FnExpiring", site="shop-1", kkt="001", status="resolved")
+    send(app, "pos", [resolved])
+    send(app, "kkt", [resolved])
+    fake.wait_for_messages(2, chat_id=GROUP_CHAT)
+    time.sleep(1.5)
+    assert len(fake.messages(GROUP_CHAT)) == 2
