@@ -24,7 +24,7 @@ from jinja2.runtime import Macro
 
 from alertmanager.telegram_html import (CUT_MARK, MESSAGE_LIMIT, fit_lines, html_to_text, http_url, markup_problem,
                                          message_length)
-from alertmanager.render_numbers import LANGUAGES, decimal_text, duration_text, plural  # noqa: F401 - re-exported
+from alertmanager.render_numbers import LANGUAGES, decimal_text, duration_text, plural, zone_name  # noqa: F401 - re-exported
 from alertmanager.webhook import Alert, Notification
 from alertmanager.wording import LABEL_WORDS, SEVERITY, WORDINGS, word
 
@@ -218,7 +218,8 @@ class Renderer:
     def time_text(self, moment: datetime | None) -> str:
         if moment is None:
             return ""
-        return moment.astimezone(self.timezone).strftime(self._words.time_format)
+        local = moment.astimezone(self.timezone)
+        return local.strftime(self._words.time_format).replace("%Z", zone_name(local, self.language))
 
     def duration_text(self, seconds: float) -> str:
         return duration_text(seconds, self.language)

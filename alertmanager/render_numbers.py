@@ -7,6 +7,7 @@ Russian: a decimal comma ("1,4"), a no-break space between thousands ("9 812"), 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,8 @@ class Language:
 
 LANGUAGES = {
     # A no-break space keeps "9 812" on one line of a phone screen.
-    "ru": Language("\u00a0", "%d.%m.%Y %H:%M:%S %Z", ("д", "ч", "мин", "с"), " "),
-    "en": Language(",", "%Y-%m-%d %H:%M:%S %Z", ("d", "h", "m", "s"), ""),
+    "ru": Language("\u00a0", "%d.%m.%Y %H:%M:%S %%Z", ("д", "ч", "мин", "с"), " "),
+    "en": Language(",", "%Y-%m-%d %H:%M:%S %%Z", ("d", "h", "m", "s"), ""),
 }
 
 
@@ -59,3 +60,19 @@ def decimal_text(value: float, digits: int, language: str = "ru") -> str:
     """`value` with `digits` decimals, in the language's decimal mark: 1,4 in Russian, 1.4 in English."""
     text = f"{value:.{digits}f}"
     return text.replace(".", ",") if language == "ru" else text
+
+
+def zone_name(moment: datetime, language: str = "ru") -> str:
+    """The zone as readers say it: Russian time is told against Moscow's ("МСК", "МСК+2", "МСК−1"); English
+    readers get the zone's abbreviation ("MSK")."""
+    if language != "ru":
+        return moment.tzname() or ""
+    offset = moment.utcoffset()
+    if offset is None:
+        return ""
+    minutes = round(offset.total_seconds() / 60) - 180
+    if minutes == 0:
+        return "МСК"
+    sign = "+" if minutes > 0 else "\u2212"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"МСК{sign}{hours}" + (f":{rest:02d}" if rest else "")

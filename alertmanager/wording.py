@@ -121,7 +121,9 @@ class Facts:
                 - datetime.fromtimestamp(self.now, self.zone).date()).days
 
     def days(self, count: int) -> str:
-        return f"{count} {plural(count, 'день', 'дня', 'дней')}" if self.ru else f"{count} {plural(count, 'day', 'days')}"
+        if self.ru:
+            return f"{count} {plural(count, 'день', 'дня', 'дней')}"
+        return f"{count} {plural(count, 'day', 'days')}"
 
     def until(self, timestamp: float, gone: str, goes: str) -> str:
         """"истекает 12.12.2026, через 9 дней" or "истёк 01.12.2026, 2 дня назад" (words given per gender)."""
@@ -165,7 +167,7 @@ def _site_not_reporting(f: Facts) -> Wording:
     silent = f.number()
     if f.ru:
         return Wording("Площадка молчит", _with("Площадка не присылает данные", duration_text(silent, "ru") if silent
-                                                 else "", " уже "),
+                                                 else "", " уже ") + ".",
                        "Проверьте, включён ли компьютер площадки, работает ли служба отправки и есть ли интернет.")
     return Wording("Site silent", _with("The site sends no data", duration_text(silent, "en") if silent else "",
                                         " for "),
@@ -174,7 +176,8 @@ def _site_not_reporting(f: Facts) -> Wording:
 
 def _push_failing(f: Facts) -> Wording:
     if f.ru:
-        return Wording("Данные площадки не принимаются", "Площадка работает, но сервер мониторинга отклоняет её данные.",
+        return Wording("Данные площадки не принимаются",
+                       "Площадка работает, но сервер мониторинга отклоняет её данные.",
                        "Причина — в журнале сервера приёма и в итоговой строке службы отправки.")
     return Wording("Site data refused", "The site works, but the monitoring server refuses its data.",
                    "See the gateway's log and the push service's summary line.")
@@ -242,15 +245,16 @@ def _kkt_not_answering(f: Facts) -> Wording:
 def _kkt_data_stale(f: Facts) -> Wording:
     read = f.number()
     now_reason = f.reason()
+    register = _at(f, f"кассы {f.label('kkt')}")
     if f.ru:
-        facts = f"Данные кассы {f.label('kkt')} получены {f.date(read)}, {f.ago(read)} назад" if read else \
-            f"Данные кассы {f.label('kkt')} устарели"
+        facts = f"Данные {register} получены {f.date(read)}, {f.ago(read)} назад" if read else \
+            f"Данные {register} устарели"
         facts = _with(facts, now_reason, "; сейчас: ")
         return Wording("Данные кассы устарели", facts + ".",
                        "Сроки ФН и неотправленные документы могут быть неверны: освободите порт кассы или "
                        "перезапустите кассовую службу.")
-    facts = f"Register {f.label('kkt')} last read {f.date(read)}, {f.ago(read)} ago" if read else \
-        f"Register {f.label('kkt')} data is old"
+    register = _at(f, f"Register {f.label('kkt')}")
+    facts = f"{register} last read {f.date(read)}, {f.ago(read)} ago" if read else f"{register} data is old"
     return Wording("Register data old", _with(facts, now_reason, "; now: ") + ".",
                    "ФН dates may be wrong: free the register's port or restart the till service.")
 
@@ -281,14 +285,16 @@ def _fn_warning(f: Facts) -> Wording:
     if f.ru:
         return Wording("ФН предупреждает", f"ФН кассы {f.label('kkt')}: {flag}.",
                        "Запланируйте замену ФН или проверьте связь с ОФД.")
-    return Wording("ФН warning", f"ФН of register {f.label('kkt')}: {flag}.", "Plan the ФН's replacement or check the OFD link.")
+    return Wording("ФН warning", f"ФН of register {f.label('kkt')}: {flag}.",
+                   "Plan the ФН's replacement or check the OFD link.")
 
 
 def _registrations(f: Facts) -> Wording:
     left = f.number()
     if f.ru:
         return Wording("Мало перерегистраций",
-                       f"У ФН кассы {f.label('kkt')} осталось {f.count(left, 'перерегистрация', 'перерегистрации', 'перерегистраций')}.",
+                       f"У ФН кассы {f.label('kkt')} осталось "
+                       f"{f.count(left, 'перерегистрация', 'перерегистрации', 'перерегистраций')}.",
                        "После последней перерегистрации нужен новый ФН.")
     return Wording("Few re-registrations", f"The ФН of register {f.label('kkt')} allows "
                                            f"{f.count(left, 're-registration', 're-registrations')} more.",
@@ -341,8 +347,8 @@ def _kodeks_main_page(f: Facts) -> Wording:
 
 def _kodeks_bundle(f: Facts) -> Wording:
     if f.ru:
-        return Wording("Проблема комплекта", _with(f"Контроль комплекта каталога {f.label('catalog')} сообщает о "
-                                                   f"проблеме", _statuses(f)) + ".",
+        return Wording("Проблема комплекта", _with(_at(f, f"Контроль комплекта каталога {f.label('catalog')}")
+                                                   + " сообщает о проблеме", _statuses(f)) + ".",
                        "Сверьте установленные базы с комплектом клиента.")
     return Wording("Bundle problem", _with(f"Bundle control of catalog {f.label('catalog')} reports a problem",
                                            _statuses(f)) + ".", "Compare the installed databases with the bundle.")
@@ -384,7 +390,8 @@ WORDINGS: dict[str, Callable[[Facts], Wording]] = {
                                 "Check the till service and its folder."),
     "KodeksServerDown": _check_failure("Сервер Кодекс не отвечает", "Кодекс server down",
                                        "Сервер Кодекс «{check}» не отвечает", "Кодекс server {check} does not answer",
-                                       "Проверьте службу сервера и доступ к нему.", "Check the server's service and access."),
+                                       "Проверьте службу сервера и доступ к нему.",
+                                       "Check the server's service and access."),
     "KodeksMainPageError": _kodeks_main_page,
     "KodeksBundleProblem": _kodeks_bundle,
     "KodeksMaintenanceLong": _maintenance_long("Сервер Кодекс", "The Кодекс server"),

@@ -155,11 +155,11 @@ def test_firing_block_in_russian_has_emoji_severity_place_summary_and_moscow_tim
     assert lines[1] == "🏪 клиент Ромашка · площадка shop-12"
     assert lines[2] == "ПК на кассе не отвечает на ping"
     # the start and the links come before the longer text, so a huge label cannot push them out
-    assert lines[3] == "🕒 Начало: 22.11.2026 14:05:07 MSK"
+    assert lines[3] == "🕒 Начало: 22.11.2026 14:05:07 МСК"
     assert lines.index("Потеряно 100% пакетов") > 3
     assert "🔧 проверка pc" in lines
     # startsAt 11:05:07 UTC is 14:05:07 in Moscow
-    assert "🕒 Начало: 22.11.2026 14:05:07 MSK" in lines
+    assert "🕒 Начало: 22.11.2026 14:05:07 МСК" in lines
     assert "Конец" not in block
     assert_telegram_html(block)
 
@@ -182,7 +182,7 @@ def test_resolved_block_shows_end_time_and_duration_in_russian(renderer, ends, d
     end_text = ends[8:10] + "." + ends[5:7] + "." + ends[:4]
     assert block.startswith("✅ <b>SiteDown</b>")
     end_line = next(line for line in block.split("\n") if line.startswith("🏁"))
-    assert re.fullmatch(rf"🏁 Конец: {end_text} \d\d:\d\d:\d\d MSK · длилось {duration}", end_line)
+    assert re.fullmatch(rf"🏁 Конец: {end_text} \d\d:\d\d:\d\d МСК · длилось {duration}", end_line)
     assert "Заглушить" not in block  # nothing to silence once it is over
     assert_telegram_html(block)
 
