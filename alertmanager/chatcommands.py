@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from alertmanager.config import CommandsConfig, ReceiverConfig
 from alertmanager.render import duration_text, plural
-from alertmanager.wording import word
+from alertmanager.wording import title, word
 from alertmanager.silences import AlertmanagerApi, AlertmanagerError, exact_matchers
 from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
 from exporter.config import ConfigError, open_targets
@@ -342,8 +342,7 @@ class ChatCommands:
                 f"{html.escape(target.address)})."]
 
     def _title(self, labels: dict[str, str]) -> str:
-        wording = word(labels, {}, "ru", self.zone)
-        return wording.title if wording else labels.get("alertname", "?")
+        return title(labels.get("alertname", "?"))
 
     def _summary(self, alert: dict[str, Any]) -> str:
         """One line for an alert: its facts in words (a sitewatch alert), or its own name and summary."""

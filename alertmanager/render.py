@@ -26,7 +26,7 @@ from alertmanager.telegram_html import (CUT_MARK, MESSAGE_LIMIT, fit_lines, html
                                          message_length)
 from alertmanager.render_numbers import LANGUAGES, decimal_text, duration_text, plural, zone_name  # noqa: F401 - re-exported
 from alertmanager.webhook import Alert, Notification
-from alertmanager.wording import LABEL_WORDS, SEVERITY, WORDINGS, word
+from alertmanager.wording import LABEL_WORDS, SEVERITY, title, word
 
 log = logging.getLogger("sitewatch.receiver")
 
@@ -226,9 +226,7 @@ class Renderer:
 
     def title(self, alertname: str) -> str:
         """A sitewatch alert's title in the language ("ФН истекает"); another alert's name as it is."""
-        wording = word({"alertname": alertname}, {}, self.language, self.timezone, self.clock()) \
-            if alertname in WORDINGS else None
-        return wording.title if wording else alertname
+        return title(alertname, self.language)
 
     def alert_values(self, alert: Alert, group: GroupInfo) -> TemplateValues:
         """Everything an `alert(a)` macro gets, as plain strings: the template escapes them all."""

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 
 from alertmanager.render_numbers import decimal_text, duration_text, plural
 
@@ -419,6 +419,14 @@ WORDINGS: dict[str, Callable[[Facts], Wording]] = {
         "Закажите продление у поставщика.", "Order the renewal from the supplier."),
     "KktShiftExpired": _shift_expired,
 }
+
+
+def title(alertname: str, language: str = "ru") -> str:
+    """What messages call an alert: a sitewatch alert's title ("ФН истекает"), another alert's own name."""
+    wording = WORDINGS.get(alertname)
+    if wording is None or language not in REASONS:
+        return alertname
+    return wording(Facts({"alertname": alertname}, {}, language, timezone.utc, 0.0)).title
 
 
 def word(labels: dict[str, str], notes: dict[str, str], language: str, zone: tzinfo,

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from demo import configs
@@ -153,6 +154,30 @@ def start_ingress(supervisor: Supervisor, work: Path, ports: configs.Ports, ngin
     return ingress
 
 
+def _opens(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def prometheus_ui(base: str) -> str:
+    """The alerts page of the Prometheus that runs: /alerts, or /classic/alerts on Debian's 2.42 build."""
+    for path in ("/alerts", "/classic/alerts"):
+        if _opens(base + path):
+            return base + path
+    return base + "/graph"
+
+
+def alertmanager_ui(base: str) -> str:
+    """Alertmanager's web UI where the build has one; Debian's has none, so its API and amtool instead."""
+    if _opens(base + "/"):
+        return base + "/#/alerts"
+    return (f"{base}/api/v2/alerts   (this build has no web UI: its API, `amtool --alertmanager.url={base} "
+            f"alert query`, and the silence buttons in the chat)")
+
+
 def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with_branch: bool) -> None:
     sites = "demo-office" + (", demo-branch" if with_branch else "")
     say("== the stack is up (all on 127.0.0.1):")
@@ -161,8 +186,9 @@ def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with
         f"{work / 'office.password'}: Prometheus https://127.0.0.1:{ports.ingress_prometheus}/, Alertmanager "
         f"https://127.0.0.1:{ports.ingress_alertmanager}/, receiver https://127.0.0.1:{ports.ingress_receiver}/ "
         f"(self-signed: {work / 'ingress' / 'tls' / 'cert.pem'})")
-    say(f"   Prometheus          {ports.url('prometheus')}/alerts   (rules, targets, graphs)")
-    say(f"   Alertmanager        {ports.url('alertmanager')}/#/alerts")
+    say(f"   Prometheus          {prometheus_ui(ports.url('prometheus'))}   (alerts; rules, targets and graphs "
+        f"beside it)")
+    say(f"   Alertmanager        {alertmanager_ui(ports.url('alertmanager'))}")
     say(f"   Pushgateway         {ports.url('pushgateway')}/   (demo-shop, pushed every {configs.PUSH_INTERVAL} "
         f"through nginx)")
     say(f"   sitewatch-receiver  {ports.url('receiver')}/   (status page; metrics at /metrics)")

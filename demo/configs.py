@@ -155,7 +155,9 @@ def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram, cen
             document["commands"]["allowed_chats"] = [int(telegram.chat_id)]
     document["auth"] = {"bearer_token": {"file": str(token_file)}}
     document["outbox"]["path"] = str(work / "receiver" / "outbox.db")
-    document["links"] = {"grafana_url": "http://127.0.0.1:3000", "alertmanager_url": ports.url("alertmanager")}
+    # No links: the demo runs no Grafana, and Debian's Alertmanager has no web UI, so a dashboard or silence
+    # link would open an error page. Silences go through the buttons under firing messages (a real bot).
+    document.pop("links", None)
     return _dump(work / "receiver" / "receiver.yml", document)
 
 

@@ -40,11 +40,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alertmanager.wording import WORDINGS, title
 from conftest import ROOT, Daemons, free_port, http_get, wait_until, write_config
 from demo import timing
 from receiver_kit import write_receiver_config
 from simulators.kodeks import PASSWORD, USERNAME, Catalog, FakeKodeksServer, Scenario
 from simulators.mitsu import MitsuScenario, MitsuTcpSimulator
+
+TITLE = {name: title(name) for name in WORDINGS}  # what messages call the rules' alerts
 
 SITE = "shop-e2e"
 PUSH_INTERVAL = "5s"  # the shortest the pusher accepts
@@ -259,7 +262,7 @@ def wait_for_site_alerts(pipe: Pipeline) -> None:
     def arrived():
         duty = texts(m for m in pipe.messages("duty") if firing(m))
         kkt = texts(m for m in pipe.messages("kkt") if firing(m))
-        return "PcUnreachable" in duty and "FnExpiring" in kkt and "FnUnsentDocuments" in kkt
+        return TITLE["PcUnreachable"] in duty and TITLE["FnExpiring"] in kkt and TITLE["FnUnsentDocuments"] in kkt
 
     pipe.wait(arrived, 60, "PcUnreachable in the duty chat and FnExpiring, FnUnsentDocuments in the kkt topic")
 
@@ -270,7 +273,7 @@ def test_site_alerts_reach_their_chats_inhibited_ones_do_not_and_fixing_resolves
     wait_for_site_alerts(pipe)
     fired_after = time.monotonic() - started
 
-    duty = [m for m in pipe.messages("duty") if firing(m) and "PcUnreachable" in m.text]
+    duty = [m for m in pipe.messages("duty") if firing(m) and TITLE["PcUnreachable"] in m.text]
     assert len(duty) == 1, pipe.report()
     assert f"площадка {SITE}" in duty[0].text and "не отвечает на ping" in duty[0].text, duty[0].text
     assert "клиент romashka" in duty[0].text
@@ -297,8 +300,8 @@ def test_site_alerts_reach_their_chats_inhibited_ones_do_not_and_fixing_resolves
     pipe.wait(inhibited_in_alertmanager, 15, "Alertmanager to hold KodeksMainPageError as inhibited")
     time.sleep(4)  # two group intervals: had it not been inhibited, it would have been sent by now
     everything = pipe.all_messages()
-    assert not any("KodeksMainPageError" in m.text for ms in everything.values() for m in ms), pipe.report()
-    assert not any("Kodeks" in m.text for ms in everything.values() for m in ms), pipe.report()
+    assert not any(TITLE["KodeksMainPageError"] in m.text for ms in everything.values() for m in ms), pipe.report()
+    assert not any("Кодекс" in m.text for ms in everything.values() for m in ms), pipe.report()
     assert everything["kodeks-spb"] == [] and everything["pos"] == [], pipe.report()
 
     # The register gets a fresh ФН and the OFD takes the documents: both alerts resolve in the topic.
@@ -308,7 +311,7 @@ def test_site_alerts_reach_their_chats_inhibited_ones_do_not_and_fixing_resolves
 
     def resolved_in_topic():
         done = texts(m for m in pipe.messages("kkt") if resolved(m))
-        return "FnExpiring" in done and "FnUnsentDocuments" in done
+        return TITLE["FnExpiring"] in done and TITLE["FnUnsentDocuments"] in done
 
     pipe.wait(resolved_in_topic, 60, "resolved FnExpiring and FnUnsentDocuments in the kkt topic")
     resolved_after = time.monotonic() - fixed_at
@@ -317,7 +320,7 @@ def test_site_alerts_reach_their_chats_inhibited_ones_do_not_and_fixing_resolves
     assert "Восстановлено" in texts(done) or "восстановлени" in texts(done), texts(done)
     assert f"площадка {SITE}" in texts(done)
     # The PC is still unreachable: its alert does not resolve.
-    assert not any(resolved(m) and "PcUnreachable" in m.text for m in pipe.messages("duty")), pipe.report()
+    assert not any(resolved(m) and TITLE["PcUnreachable"] in m.text for m in pipe.messages("duty")), pipe.report()
     print(f"alerts delivered {fired_after:.1f}s after start, resolved {resolved_after:.1f}s after the fix")
 
 
@@ -339,7 +342,7 @@ def test_a_silent_site_sends_one_site_not_reporting_and_no_storm_from_frozen_val
     stopped_at = time.monotonic()
 
     def site_not_reporting():
-        return [m for m in pipe.messages("duty")[before["duty"]:] if firing(m) and "SiteNotReporting" in m.text]
+        return [m for m in pipe.messages("duty")[before["duty"]:] if firing(m) and TITLE["SiteNotReporting"] in m.text]
 
     [message] = pipe.wait(site_not_reporting, 40, "SiteNotReporting in the duty chat")
     arrived_after = time.monotonic() - stopped_at
@@ -354,7 +357,7 @@ def test_a_silent_site_sends_one_site_not_reporting_and_no_storm_from_frozen_val
     new_firing = [(route, m.text[:120]) for route, ms in new.items() for m in ms if firing(m)]
     assert new_firing == [("duty", message.text[:120])], f"firing messages after the stop: {new_firing}" \
         + pipe.report()
-    assert len([m for m in new["duty"] if "SiteNotReporting" in m.text]) == 1, pipe.report()
+    assert len([m for m in new["duty"] if TITLE["SiteNotReporting"] in m.text]) == 1, pipe.report()
     # The frozen alerts are not resolved to the chats either: SiteNotReporting covers the site.
     new_resolved = [(route, m.text[:120]) for route, ms in new.items() for m in ms if resolved(m)]
     assert new_resolved == [], f"resolved messages after the stop: {new_resolved}" + pipe.report()

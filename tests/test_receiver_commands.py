@@ -105,11 +105,8 @@ commands:
 
 def title_of(alertname: str) -> str:
     """What a message calls a sitewatch alert: its Russian title, not its name."""
-    from datetime import timezone as utc
-
-    from alertmanager.wording import word
-    wording = word({"alertname": alertname}, {}, "ru", utc.utc)
-    return wording.title if wording else alertname
+    from alertmanager.wording import title
+    return title(alertname)
 
 
 def firing_message_with_buttons(stack: Stack, alertname: str):
