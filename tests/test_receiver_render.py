@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -496,3 +497,30 @@ def test_html_to_text_strips_tags_spells_out_links_and_unescapes():
     assert html_to_text(text) == ("🔥 SiteDown · клиент <b>&\n"
                                   "📊 Панель площадки (https://grafana.example.ru/d/abc?var-site=x&var-check=pc) · "
                                   "https://example.ru/")
+
+
+def test_a_huge_label_is_cut_and_leaves_the_facts_start_and_links_in_the_block():
+    renderer = Renderer(timezone=MOSCOW, grafana_url=GRAFANA, alertmanager_url=ALERTMANAGER,
+                        clock=lambda: datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc).timestamp())
+    labels = {"alertname": "FnExpiring", "severity": "warning", "site": "shop-12", "kkt": "0651234567",
+              "fn": "9999078902014447", "check": "x" * 5000, "client": "Ромашка " * 700}
+    notes = {"value": str(datetime(2026, 12, 1, 21, 0, tzinfo=timezone.utc).timestamp()),
+             "dashboard": "/d/sitewatch-site?var-site=shop-12", "description": "д" * 5000}
+    block = one_block(renderer, labels, notes)
+    assert message_length(block) <= BLOCK_LIMIT
+    assert "ФН 9999078902014447 кассы 0651234567 истекает 02.12.2026, через 10 дней." in block
+    assert "🕒 Начало:" in block and "Панель площадки" in block
+    # a silence link would carry the 5,000 characters in its address: it is left out, the message stays
+    assert "x" * 81 not in block and "x" * 79 in block  # the label is cut to a readable length
+    assert_telegram_html(block)
+
+
+def test_an_english_route_gets_the_same_facts_in_english():
+    renderer = Renderer(language="en", timezone=MOSCOW,
+                        clock=lambda: datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc).timestamp())
+    labels = {"alertname": "FnUnsentDocuments", "severity": "critical", "site": "shop-12", "kkt": "0651234567"}
+    notes = {"value": str(datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc).timestamp()), "unsent": "63"}
+    block = one_block(renderer, labels, notes)
+    assert "Register 0651234567 sends no documents to the OFD: 63 documents waiting; the oldest from 2026-11-01, " \
+           "21 days ago; the register blocks on 2026-12-01." in block
+    assert "<b>Documents stuck</b> · 🔴 critical" in block
