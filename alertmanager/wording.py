@@ -204,8 +204,8 @@ def _check_failure(ru_title: str, en_title: str, ru_thing: str, en_thing: str, r
     def word(f: Facts) -> Wording:
         name = f.label("check")
         if f.ru:
-            return Wording(ru_title, _with(_at(f, ru_thing.format(check=name)), f.reason()), ru_action)
-        return Wording(en_title, _with(_at(f, en_thing.format(check=name)), f.reason()), en_action)
+            return Wording(ru_title, _with(_at(f, ru_thing.format(check=name)), f.reason()) + ".", ru_action)
+        return Wording(en_title, _with(_at(f, en_thing.format(check=name)), f.reason()) + ".", en_action)
     return word
 
 
@@ -235,10 +235,11 @@ def _kkt_not_answering(f: Facts) -> Wording:
     port = f.notes.get("target", "")
     if f.ru:
         where = f" на порту {port}" if port else ""
-        return Wording("Касса не читается", _with(f"Кассу {f.label('kkt')}{where} не удаётся прочитать", f.reason()),
+        facts = _with(f"Кассу {f.label('kkt')}{where} не удаётся прочитать", f.reason()) + "."
+        return Wording("Касса не читается", facts,
                        "Продажи это не останавливает; данные о ФН — от последнего чтения.")
     where = f" on {port}" if port else ""
-    return Wording("Register unread", _with(f"Register {f.label('kkt')}{where} cannot be read", f.reason()),
+    return Wording("Register unread", _with(f"Register {f.label('kkt')}{where} cannot be read", f.reason()) + ".",
                    "Sales go on; the ФН figures are from the last read.")
 
 
