@@ -125,10 +125,15 @@ class Facts:
             return f"{count} {plural(count, 'день', 'дня', 'дней')}"
         return f"{count} {plural(count, 'day', 'days')}"
 
-    def until(self, timestamp: float, gone: str, goes: str) -> str:
-        """"истекает 12.12.2026, через 9 дней" or "истёк 01.12.2026, 2 дня назад" (words given per gender)."""
-        days = self.calendar_days(timestamp)
-        date = self.date(timestamp)
+    def until(self, timestamp: float, gone: str, goes: str, midnight: bool = False) -> str:
+        """"истекает 12.12.2026, через 9 дней" or "истёк 01.12.2026, 2 дня назад" (words given per gender).
+
+        `midnight`: the moment is 00:00 of a date in the site's zone, which the route's zone may put on the
+        evening before; any Russian zone is within 12 hours of any other, so the date of the moment plus 12
+        hours is the site's date wherever the chat is."""
+        shown = timestamp + 12 * 3600 if midnight else timestamp
+        days = self.calendar_days(shown)
+        date = self.date(shown)
         if self.ru:
             when = {0: "сегодня", 1: "завтра"}.get(days, f"через {self.days(days)}")
             if timestamp <= self.now:
@@ -220,26 +225,24 @@ def _packet_loss(f: Facts) -> Wording:
 
 
 def _expiring(ru_title: str, en_title: str, ru_thing: Callable[[Facts], str], en_thing: Callable[[Facts], str],
-              ru_words: tuple[str, str], ru_action: str, en_action: str) -> Callable[[Facts], Wording]:
+              ru_words: tuple[str, str], ru_action: str, en_action: str,
+              midnight: bool = True) -> Callable[[Facts], Wording]:
     def word(f: Facts) -> Wording:
         moment = f.number()
         if f.ru:
-            when = f.until(moment, *ru_words) if moment else "скоро истекает"
+            when = f.until(moment, *ru_words, midnight=midnight) if moment else "скоро истекает"
             return Wording(ru_title, f"{ru_thing(f)} {when}.", ru_action)
-        when = f.until(moment, "expired", "expires") if moment else "expires soon"
+        when = f.until(moment, "expired", "expires", midnight=midnight) if moment else "expires soon"
         return Wording(en_title, f"{en_thing(f)} {when}.", en_action)
     return word
 
 
 def _kkt_not_answering(f: Facts) -> Wording:
-    port = f.notes.get("target", "")
     if f.ru:
-        where = f" на порту {port}" if port else ""
-        facts = _with(f"Кассу {f.label('kkt')}{where} не удаётся прочитать", f.reason()) + "."
+        facts = _with(_at(f, f"Кассу {f.label('kkt')}") + " не удаётся прочитать", f.reason()) + "."
         return Wording("Касса не читается", facts,
                        "Продажи это не останавливает; данные о ФН — от последнего чтения.")
-    where = f" on {port}" if port else ""
-    return Wording("Register unread", _with(f"Register {f.label('kkt')}{where} cannot be read", f.reason()) + ".",
+    return Wording("Register unread", _with(_at(f, f"Register {f.label('kkt')}") + " cannot be read", f.reason()) + ".",
                    "Sales go on; the ФН figures are from the last read.")
 
 
@@ -333,8 +336,21 @@ def _shift_expired(f: Facts) -> Wording:
                    "It will not sell until the shift is closed: close it and open a new one.")
 
 
+# What a Кодекс server says of a catalog (its own English words, seen by Техэксперт distributors' scripts).
+STATUSES = {
+    "ru": {"update DB": "базы обновляются", "unexpected change list products": "неожиданно изменился список продуктов",
+           "no required volume DB": "не хватает нужного тома базы", "check DB set": "проверьте набор баз"},
+}
+
+
 def _statuses(f: Facts) -> str:
-    return "; ".join(part.strip() for part in f.notes.get("statuses", "").split(";") if part.strip())
+    said = list(dict.fromkeys(part.strip() for part in f.notes.get("statuses", "").split(";") if part.strip()))
+    if not f.ru:
+        return "; ".join(said)
+    words = [STATUSES["ru"][part] for part in said if part in STATUSES["ru"]]
+    if len(words) < len(said):  # a status of its own: named on the site's board, not copied in English here
+        words.append("и другие сообщения сервера")
+    return "; ".join(words)
 
 
 def _kodeks_main_page(f: Facts) -> Wording:
@@ -385,7 +401,7 @@ WORDINGS: dict[str, Callable[[Facts], Wording]] = {
         "Сертификат истекает", "Certificate expiring", lambda f: _at(f, "Сертификат сайта"),
         lambda f: _at(f, "The site's certificate"), ("истёк", "истекает"),
         "Продлите и установите новый сертификат, иначе браузеры перестанут открывать сайт.",
-        "Renew and install the certificate before browsers refuse the site."),
+        "Renew and install the certificate before browsers refuse the site.", midnight=False),
     "CheckDown": _check_failure("Проверка не проходит", "Check failing", "Проверка «{check}» не проходит",
                                 "Check {check} fails", "Проверьте кассовую службу и папку её файлов.",
                                 "Check the till service and its folder."),
@@ -436,4 +452,8 @@ def word(labels: dict[str, str], notes: dict[str, str], language: str, zone: tzi
     wording = WORDINGS.get(labels.get("alertname", ""))
     if wording is None or language not in REASONS:
         return None
-    return wording(Facts(labels, notes, language, zone, time.time() if now is None else now))
+    try:
+        return wording(Facts(labels, notes, language, zone, time.time() if now is None else now))
+    except (ValueError, OverflowError, OSError):
+        # a value no calendar holds (a .NET "no date", 1e18): the alert's own summary, never a stuck chat
+        return None

@@ -118,5 +118,8 @@ def _target(state: CheckState) -> str:
     describe = getattr(state.check.kind, "target", None)
     if describe is None:
         return ""
-    text = describe(state.check.options)
+    try:
+        text = describe(state.check.options)
+    except Exception:  # noqa: BLE001 - one check's odd option must never cost the whole scrape
+        return ""
     return text if len(text) <= TARGET_LIMIT else text[:TARGET_LIMIT - 1] + "…"

@@ -704,3 +704,56 @@ def test_a_missing_ca_file_is_a_config_error_naming_where_it_was_looked_for(tmp_
     message = str(error.value)
     assert "sites[0].checks[0].http.tls.ca_file" in message
     assert str(tmp_path / "nope.pem") in message
+
+
+def test_a_url_with_an_impossible_port_costs_its_own_check_not_the_scrape(tmp_path):
+    """sitewatch_check_target_info must never make the whole /metrics (or the pushed payload) fail."""
+    from exporter.collector import CheckCollector, ExporterStatus
+    from exporter.config import load_config
+    from exporter.scheduler import site_labels
+    from exporter.state import CheckState
+
+    path = tmp_path / "site.yml"
+    path.write_text('sites:\n  - id: shop\n    checks:\n'
+                    '      - {name: odd, http: {url: "http://127.0.0.1:99999/"}}\n'
+                    '      - {name: pc, ping: {host: 10.0.0.5}}\n', encoding="utf-8")
+    config = load_config(path)
+    states = [CheckState(check, site_labels(config, check)) for check in config.checks()]
+    families = list(CheckCollector(lambda: states, ExporterStatus()).collect())
+    targets = {s.labels["check"]: s.labels["target"] for f in families for s in f.samples
+               if s.name == "sitewatch_check_target_info"}
+    assert targets["pc"] == "10.0.0.5" and targets["odd"] == "http://127.0.0.1/"
+
+
+def test_a_maintenance_page_served_as_503_is_maintenance_not_a_broken_page(tmp_path):
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = "<h1>Сервер: режим обслуживания</h1>".encode()
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        from conftest import run_check
+        from exporter.config import load_config
+
+        path = tmp_path / "site.yml"
+        path.write_text('sites:\n  - id: shop\n    checks:\n      - name: page\n        http:\n'
+                        f'          url: "http://127.0.0.1:{server.server_address[1]}/"\n'
+                        '          maintenance_text: "режим обслуживания"\n', encoding="utf-8")
+        result = run_check(load_config(path).checks()[0])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert result.reason == "maintenance", result.message

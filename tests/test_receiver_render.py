@@ -524,3 +524,32 @@ def test_an_english_route_gets_the_same_facts_in_english():
     assert "Register 0651234567 sends no documents to the OFD: 63 documents waiting; the oldest from 2026-11-01, " \
            "21 days ago; the register blocks on 2026-12-01." in block
     assert "<b>Documents stuck</b> · 🔴 critical" in block
+
+
+@pytest.mark.parametrize("value", ["-62135605817", "1e18", "253402300800", "-1e12", "nan", "inf"])
+def test_a_value_no_calendar_holds_falls_back_to_the_alerts_own_text(value):
+    """A .NET "no date" read as 0001-01-01 must not make the block fail (a failing block blocks its chat)."""
+    renderer = Renderer(timezone=MOSCOW, clock=lambda: datetime(2026, 12, 3, 7, 0, tzinfo=timezone.utc).timestamp())
+    block = one_block(renderer, {"alertname": "KktDataStale", "severity": "warning", "site": "shop-1", "kkt": "001"},
+                      {"value": value, "summary": "shop-1: данные ККТ 001 старше трёх дней"})
+    assert "shop-1" in block and "001" in block
+    assert_telegram_html(block)
+
+
+def test_a_resolved_sitewatch_alert_leaves_out_the_facts_of_the_moment_it_fired():
+    renderer = Renderer(timezone=MOSCOW, clock=lambda: datetime(2026, 12, 3, 7, 0, tzinfo=timezone.utc).timestamp())
+    labels = {"alertname": "KktNotAnswering", "severity": "warning", "site": "shop-1", "kkt": "001"}
+    notes = {"reason": "port_busy", "target": "COM7"}
+    firing = one_block(renderer, labels, notes)
+    resolved = one_block(renderer, labels, notes, status="resolved", ends="2026-11-22T12:10:07Z")
+    assert "порт занят кассовой программой" in firing
+    assert "порт занят" not in resolved and "Касса не читается" in resolved and "Конец" in resolved
+
+
+def test_a_kodeks_servers_own_statuses_are_said_in_russian():
+    renderer = Renderer(timezone=MOSCOW)
+    block = one_block(renderer, {"alertname": "KodeksBundleProblem", "severity": "warning", "site": "lib-1",
+                                 "catalog": "/law"},
+                      {"statuses": "no required volume DB;update DB;something new;", "target": "http://10.0.0.5/"})
+    assert "не хватает нужного тома базы; базы обновляются; и другие сообщения сервера" in block
+    assert "required" not in block and "something" not in block

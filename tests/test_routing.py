@@ -331,9 +331,11 @@ def test_one_cause_is_told_once_the_alert_that_says_more_stays(alertmanager, tmp
               {"alertname": "FnWarning", "severity": "warning", "flag": "ofd_timeout", **till},
               {"alertname": "KktNotAnswering", "severity": "warning", **till},
               {"alertname": "CheckDown", "severity": "warning", "site": "a", "check": "pos-log"}]
-    # the same alerts of another register are not hidden by these
+    # the same alerts of another register are not hidden by these, nor by an info expiry 30-60 days off
     other = {"alertname": "FnWarning", "severity": "critical", "flag": "replace_urgent", "site": "a",
              "kkt": "009", "check": "till-9"}
+    sources.append({"alertname": "FnExpiring", "severity": "info", "fn": "F9", "site": "a", "kkt": "009",
+                    "check": "till-9"})
     with WebhookRecorder() as recorder:
         url = alertmanager(fast_copy_of_the_config(recorder.url, token))
         now = datetime.now(timezone.utc)

@@ -122,6 +122,11 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
 
 def _judge(options: dict[str, Any], response: HttpResponse, samples: list[Sample], figures: str) -> Result:
     status = response.status
+    # first of all: a maintenance page is often served as 503, and is planned work all the same
+    for pattern in options["maintenance_text"]:
+        if match := pattern.search(response.text()):
+            return Result.failed("maintenance", f"the page shows maintenance: {match.group(0)[:80]!r}", figures,
+                                 samples)
     if not any(low <= status <= high for low, high in options["valid_status_codes"]):
         reason = "auth" if status in (401, 403) else "status"
         hint = {401: " (wrong or missing credentials)", 403: " (access denied for this user)",
@@ -135,12 +140,8 @@ def _judge(options: dict[str, Any], response: HttpResponse, samples: list[Sample
     if max_duration is not None and response.elapsed > max_duration:
         return Result.failed("slow", f"the page took {response.elapsed:.2f}s, more than the {max_duration:g}s "
                                      "allowed (max_duration)", figures, samples)
-    if options["must_contain"] or options["must_not_contain"] or options["maintenance_text"]:
+    if options["must_contain"] or options["must_not_contain"]:
         text = response.text()
-        for pattern in options["maintenance_text"]:  # first: a maintenance page lacks the usual text too
-            if match := pattern.search(text):
-                return Result.failed("maintenance", f"the page shows maintenance: {match.group(0)[:80]!r}",
-                                     figures, samples)
         for pattern in options["must_contain"]:
             if not pattern.search(text):
                 return Result.failed("body", f"the page does not contain /{pattern.pattern}/", figures, samples)
