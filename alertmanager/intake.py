@@ -61,5 +61,15 @@ def take_in(notification: Notification, path_route: str, config: ReceiverConfig)
         if items:
             chat = Chat(route.bot, str(route.chat_id), route.thread_id)
             intake.batches.append(NewBatch(route=name, chat=chat, info=group, items=items,
-                                           max_messages=route.max_messages))
+                                           max_messages=route.max_messages,
+                                           shared_chat=_shares_its_chat(config, name)))
     return intake
+
+
+def _shares_its_chat(config: ReceiverConfig, name: str) -> bool:
+    """Whether another route posts to the same chat and topic: only then is an alert checked against what
+    the other route has told there (a write per alert that the usual one-route chat does without)."""
+    route = config.routes[name]
+    place = (route.bot, str(route.chat_id), route.thread_id)
+    return any((other.bot, str(other.chat_id), other.thread_id) == place
+               for key, other in config.routes.items() if key != name)

@@ -143,6 +143,7 @@ class NewBatch:
     info: str  # GroupInfo as JSON, for the message headers
     items: Sequence[NewItem]
     max_messages: int = 5  # the most messages this group may become; the rest is summed up
+    shared_chat: bool = False  # another route posts to the same chat and topic: tell each alert there once
 
 
 @dataclass(frozen=True)
@@ -255,8 +256,8 @@ class Outbox:
                        (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
             rows = []
             for item in batch.items:
-                if item.fingerprint and self._told_by_another_route(db, chat.queue, batch.route, item, now,
-                                                                    webhook.dedup_window):
+                if batch.shared_chat and item.fingerprint and self._told_by_another_route(
+                        db, chat.queue, batch.route, item, now, webhook.dedup_window):
                     told += 1
                     continue
                 if item.status == "resolved" and item.fingerprint:
