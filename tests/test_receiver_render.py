@@ -13,10 +13,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alertmanager.render import BLOCK_LIMIT, GroupInfo, Renderer, TemplateProblem, compose
 from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
 from alertmanager.webhook import parse_notification
+from alertmanager.wording import WORDINGS
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 ALERTMANAGER = "https://alertmanager.example.ru"
@@ -553,3 +556,19 @@ def test_a_kodeks_servers_own_statuses_are_said_in_russian():
                       {"statuses": "no required volume DB;update DB;something new;", "target": "http://10.0.0.5/"})
     assert "не хватает нужного тома базы; базы обновляются; и другие сообщения сервера" in block
     assert "required" not in block and "something" not in block
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(alertname=st.sampled_from(sorted(WORDINGS) + ["MyOwnAlert"]),
+       labels=st.dictionaries(st.sampled_from(["site", "kkt", "fn", "log_fn", "check", "catalog", "name", "flag",
+                                               "severity", "instance", "client"]), st.text(max_size=300)),
+       notes=st.dictionaries(st.sampled_from(["value", "target", "reason", "unsent", "statuses", "summary"]),
+                             st.one_of(st.text(max_size=300), st.floats().map(str), st.integers().map(str))),
+       status=st.sampled_from(["firing", "resolved"]))
+def test_any_labels_and_annotations_render_a_valid_block_within_the_limit(alertname, labels, notes, status):
+    """Whatever a rule or a hostile webhook puts in an alert: a block Telegram accepts, never an exception."""
+    renderer = Renderer(timezone=MOSCOW, grafana_url=GRAFANA, alertmanager_url=ALERTMANAGER)
+    block = one_block(renderer, {**labels, "alertname": alertname}, notes, status=status,
+                      ends="2026-11-22T12:10:07Z" if status == "resolved" else "0001-01-01T00:00:00Z")
+    assert message_length(block) <= BLOCK_LIMIT
+    assert_telegram_html(block)
