@@ -52,7 +52,7 @@ class ExporterApp:
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
-        self.registry.register(CheckCollector(self.scheduler.snapshot, self.status))
+        self.registry.register(CheckCollector(self.scheduler.snapshot, self.status, lambda: self.config.sites))
         app = build_app(self.registry, self.reload, self.ready,
                         lambda: statuspage.render(self.scheduler.snapshot(), str(self.config.source)))
         self.server = HttpServer(listen, app)

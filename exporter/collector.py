@@ -7,13 +7,15 @@ sites with different label sets sit side by side in one family.
 from __future__ import annotations
 
 import platform
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.checks.registry import CHECK_TYPES
+from exporter.config.model import Site
+from exporter.hours_metrics import hours_families
 from exporter.state import CheckState
 
 Labels = dict[str, str]
@@ -32,15 +34,19 @@ class ExporterStatus:
 
 
 class CheckCollector(Collector):
-    def __init__(self, states: Callable[[], list[CheckState]], status: ExporterStatus):
+    def __init__(self, states: Callable[[], list[CheckState]], status: ExporterStatus,
+                 sites: Optional[Callable[[], Iterable[Site]]] = None):
         self._states = states
         self._status = status
+        self._sites = sites
 
     def collect(self) -> Iterable[Metric]:
         yield from self._exporter_families()
         states = self._states()
         yield from self._check_families(states)
         yield from self._type_families(states)
+        if self._sites is not None:
+            yield from hours_families(self._sites())
 
     def _exporter_families(self) -> Iterable[Metric]:
         build = Metric("sitewatch_exporter_build_info", "Version of the running sitewatch exporter; always 1.", "gauge")

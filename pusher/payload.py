@@ -76,7 +76,7 @@ def merge(site: Site, check_families: list[Metric], relays: list[RelayResult]) -
 def site_families(site: Site, states: list[CheckState], status: ExporterStatus) -> list[Metric]:
     mine = [state for state in states if state.check.site_id == site.id]
     # The exporter's own families describe a running exporter's process; the pusher has none to report.
-    return [family for family in CheckCollector(lambda: mine, status).collect()
+    return [family for family in CheckCollector(lambda: mine, status, lambda: [site]).collect()
             if not family.name.startswith("sitewatch_exporter_")]
 
 

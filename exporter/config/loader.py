@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from exporter.checks.registry import CHECK_TYPES
 from exporter import schema as s
+from exporter.config import hours as h
 from exporter.config.model import CheckConfig, Config, Schedule, Site
 from exporter.config.push import PUSH, RELAY
 from exporter.config.yamlfile import YamlError, read_yaml
@@ -34,7 +35,9 @@ RESERVED_LABELS = frozenset(
     {"site", "check", "type", "reason", "stat", "job", "instance", "le", "quantile", "catalog", "status",
      "kkt", "fn", "flag", "licence", "name", "version", "registration_number",
      # the labels of sitewatch_kkt_info and sitewatch_fn_log_mismatch
-     "vendor", "model", "firmware", "rnm", "inn", "organization", "ofd", "ffd", "log_fn"}
+     "vendor", "model", "firmware", "rnm", "inn", "organization", "ofd", "ffd", "log_fn",
+     # the labels of the opening hours' and maintenance windows' series
+     "hours", "closure", "window", "occurrence"}
 )
 
 
@@ -76,6 +79,7 @@ _name = s.string(NAME_PATTERN, NAME_TEXT)
 
 _TOP = s.struct({
     "defaults": s.Field(_defaults),
+    "hours": s.Field(lambda v, p: v),
     "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
     "push": s.Field(PUSH),
     "sites": s.Field(s.list_of(lambda v, p: v, what="a list of sites")),
@@ -87,6 +91,8 @@ _SITE = s.struct({
     "timezone": s.Field(s.timezone()),
     "defaults": s.Field(_defaults),
     "relay": s.Field(RELAY, default=[]),
+    "hours": s.Field(lambda v, p: v),
+    "maintenance": s.Field(lambda v, p: v),
     "checks": s.Field(s.list_of(lambda v, p: v, what="a list of checks"), required=True),
 })
 
@@ -114,7 +120,9 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None, *,
         if top["push"]:
             secrets.extend(secrets_in(top["push"]))
         base = _merge_schedule(BUILTIN_SCHEDULE, top["defaults"])
-        built = [_site(raw_site, f"sites[{i}]", base, secrets) for i, raw_site in enumerate(top["sites"] or [])]
+        shared = h.shared_hours(top["hours"], "hours", NAME_PATTERN, NAME_TEXT) if top["hours"] is not None else {}
+        built = [_site(raw_site, f"sites[{i}]", base, secrets, shared)
+                 for i, raw_site in enumerate(top["sites"] or [])]
         sites = tuple(site for site, _ in built)
         _no_duplicates([site.id for site in sites], "sites[{}].id", "site id")
     except s.Invalid as err:
@@ -125,6 +133,14 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None, *,
     if targets_file is not None:
         site_defaults = {site.id: defaults for site, defaults in built}
         sites = _with_targets(file, Path(targets_file), sites, site_defaults, base, targets)
+    try:  # after the targets file: a window may name a check that came from it
+        final = {site.id: site for site in sites}
+        for i, (site, _) in enumerate(built):
+            if site.hours is not None:
+                checks = {check.name for check in final[site.id].checks}
+                h.check_window_targets(site.hours, site.own_windows, checks, f"sites[{i}]")
+    except s.Invalid as err:
+        raise ConfigError(file, err.describe()) from None
     if read_secrets:
         resolve_secrets(file, secrets, KeySource(key_file, _relative(file, top.get("key_file"))))
     return Config(source=file, sites=sites, push=top["push"],
@@ -237,9 +253,12 @@ def _merge_schedule(base: dict[str, Any], override: dict[str, Any] | None) -> di
     return merged
 
 
-def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue]) -> tuple[Site, dict[str, Any]]:
+def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue],
+          shared: dict[str, h.Hours]) -> tuple[Site, dict[str, Any]]:
     """The site, and the schedule defaults its checks get."""
     site = _SITE(raw, path)
+    hours = h.site_hours(site["hours"], site["maintenance"], path, shared)
+    own_windows = len(h.windows(site["maintenance"], s.join(path, "maintenance"))) if site["maintenance"] else 0
     defaults = _merge_schedule(base, site["defaults"])
     checks = tuple(
         _check(raw_check, f"{path}.checks[{i}]", site["id"], site["timezone"], defaults, secrets)
@@ -247,7 +266,8 @@ def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue])
     )
     _no_duplicates([check.name for check in checks], path + ".checks[{}].name", "check name in this site")
     labels = tuple(sorted(site["labels"].items()))
-    return (Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks, relay=tuple(site["relay"])),
+    return (Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks, relay=tuple(site["relay"]),
+                 hours=hours, own_windows=own_windows),
             defaults)
 
 

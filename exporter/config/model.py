@@ -8,6 +8,8 @@ from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from exporter.hours import Hours
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -45,6 +47,8 @@ class Site:
     timezone: ZoneInfo | None
     checks: tuple[CheckConfig, ...]
     relay: tuple[str, ...] = ()  # other metrics pages the pusher sends with this site's group
+    hours: Hours | None = None  # opening hours and maintenance windows; None: always open, no windows
+    own_windows: int = 0  # how many of hours.windows the site wrote itself (the rest come from shared hours)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""A site's opening hours and maintenance windows, turned into moments: when it is closed, when it opens.
+
+The office must know a site's hours while the site is silent (a PC switched off at closing pushes
+nothing), so the exporter does not export "open now" but the closures around now and ahead, as unix
+times: the last ones the site pushed stay in the Pushgateway and still say, a day later, when it was due
+to open. See docs/alerts.md#opening-hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
+
+DAY = 86400
+PAST_DAYS = 8  # closures that ended within this many days stay exported: "did not come back" needs them
+CLOSURES_AHEAD = 8  # closures still to come that are exported: a site silent longer is alerting anyway
+WINDOWS_AHEAD = 2  # occurrences of each maintenance window still to come
+SEARCH_DAYS = 400  # how far ahead to look for an opening (long holidays, a seasonal site)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Open (or in maintenance) from `start` to `end` seconds after the day's midnight; an `end` past
+    86400 runs into the next day ("22:00-02:00")."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """A named recurring maintenance window: on `days` (0 is Monday) during `span`, covering the listed
+    checks, or the whole site when `checks` is empty."""
+
+    name: str
+    days: frozenset[int]
+    span: TimeRange
+    checks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hours:
+    """When a site is expected to be on. `week` is None for a site always open (windows only)."""
+
+    name: str  # the shared hours' name, or "inline" for hours written in the site itself
+    week: tuple[tuple[TimeRange, ...], ...] | None  # 7 days, Monday first; () is a closed day
+    dates: dict[date, tuple[TimeRange, ...]] = field(default_factory=dict)  # holidays and short days
+    opening_grace: float = 900.0  # a site must report within this after opening
+    closing_grace: float = 900.0  # and may go quiet this long before closing
+    windows: tuple[Window, ...] = ()
+
+    def ranges_on(self, day: date) -> tuple[TimeRange, ...]:
+        if self.week is None:
+            return (TimeRange(0, DAY),)
+        if day in self.dates:
+            return self.dates[day]
+        return self.week[day.weekday()]
+
+
+def local_moment(day: date, seconds: int, zone: tzinfo | None) -> float:
+    """Unix time of `seconds` after midnight of `day` in `zone` (None: the machine's local time)."""
+    moment = datetime.combine(day, time()) + timedelta(seconds=seconds)
+    return (moment.replace(tzinfo=zone) if zone is not None else moment).timestamp()
+
+
+def local_day(now: float, zone: tzinfo | None) -> date:
+    return datetime.fromtimestamp(now, zone).date()
+
+
+def open_intervals(hours: Hours, zone: tzinfo | None, first: date, days: int) -> list[tuple[float, float]]:
+    """Open intervals of the days `first` .. `first + days - 1`, merged where they touch or overlap."""
+    spans = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        spans.extend((local_moment(day, r.start, zone), local_moment(day, r.end, zone)) for r in hours.ranges_on(day))
+    spans.sort()
+    merged: list[list[float]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def closures(hours: Hours, zone: tzinfo | None, now: float) -> list[tuple[float, float]]:
+    """The closures (closing, next opening) that ended within PAST_DAYS, the current one, and up to
+    CLOSURES_AHEAD to come; oldest first. Empty for a site always open."""
+    if hours.week is None:
+        return []
+    first = local_day(now, zone) - timedelta(days=PAST_DAYS + 2)
+    found: list[tuple[float, float]] = []
+    days = PAST_DAYS + 2 + 2 * CLOSURES_AHEAD + 2
+    while True:
+        intervals = open_intervals(hours, zone, first, days)
+        gaps = [(intervals[i][1], intervals[i + 1][0]) for i in range(len(intervals) - 1)]
+        found = [gap for gap in gaps if gap[1] >= now - PAST_DAYS * DAY]
+        if sum(1 for start, _ in found if start > now) >= CLOSURES_AHEAD or days >= SEARCH_DAYS:
+            break
+        days = min(SEARCH_DAYS, days * 2)
+    past_and_current = [gap for gap in found if gap[0] <= now]
+    ahead = [gap for gap in found if gap[0] > now][:CLOSURES_AHEAD]
+    return past_and_current + ahead
+
+
+def occurrences(window: Window, zone: tzinfo | None, now: float) -> list[tuple[float, float]]:
+    """The window's occurrences that ended within the last day, the current one and WINDOWS_AHEAD to come."""
+    today = local_day(now, zone)
+    found = []
+    for offset in range(-2, 9):
+        day = today + timedelta(days=offset)
+        if day.weekday() in window.days:
+            found.append((local_moment(day, window.span.start, zone), local_moment(day, window.span.end, zone)))
+    recent = [span for span in found if span[1] > now - DAY and span[0] <= now]
+    ahead = [span for span in found if span[0] > now][:WINDOWS_AHEAD]
+    return recent + ahead
+
+
+def is_open(hours: Hours, zone: tzinfo | None, now: float) -> bool:
+    """Whether the hours have the site open at `now` (for `check` and the status page)."""
+    return not any(start <= now < end for start, end in closures(hours, zone, now))
