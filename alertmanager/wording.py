@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 
-from alertmanager.render_numbers import decimal_text, duration_text, plural
+from alertmanager.render_numbers import decimal_text, duration_text, plural, zone_name
 
 DAY = 86400.0
 
@@ -177,6 +177,30 @@ def _site_not_reporting(f: Facts) -> Wording:
     return Wording("Site silent", _with("The site sends no data", duration_text(silent, "en") if silent else "",
                                         " for "),
                    "Is the site's PC on, the push service running, the internet up?")
+
+
+def _not_back_after_opening(f: Facts) -> Wording:
+    """The value is the opening the site missed: said as a time of today, or with its date."""
+    opening = f.number()
+    if opening is None or opening <= 0:
+        when = ""
+    else:
+        moment = datetime.fromtimestamp(opening, f.zone)
+        today = moment.date() == datetime.fromtimestamp(f.now, f.zone).date()
+        clock = f"{moment:%H:%M} {zone_name(moment, f.language)}"
+        if f.ru:
+            when = f" в {clock}" if today else f" {f.date(opening)} в {clock}"
+        else:
+            when = f" at {clock}" if today else f" on {f.date(opening)} at {clock}"
+    if f.ru:
+        return Wording("Площадка не вышла на связь после открытия",
+                       f"Площадка не вышла на связь после открытия{when}: компьютер выключили при закрытии, "
+                       "и с тех пор он не присылает данные.",
+                       "Позвоните на площадку: включён ли компьютер, есть ли свет и интернет.")
+    return Wording("Site not back after opening",
+                   f"The site has not reported since opening{when}: its PC went off at closing and has sent "
+                   "nothing since.",
+                   "Call the site: is the PC on, is there power and internet?")
 
 
 def _push_failing(f: Facts) -> Wording:
@@ -383,6 +407,7 @@ def _maintenance_long(ru_what: str, en_what: str) -> Callable[[Facts], Wording]:
 
 WORDINGS: dict[str, Callable[[Facts], Wording]] = {
     "SiteNotReporting": _site_not_reporting,
+    "SiteNotBackAfterOpening": _not_back_after_opening,
     "SitePushFailing": _push_failing,
     "ExporterDown": _exporter_down,
     "Watchdog": _watchdog,

@@ -29,9 +29,9 @@ def compress_rules(sources: Path, target: Path, *, divisor: int, stale_after: in
     """Copies every rule file of `sources` into `target` with `for:` divided by `divisor` (at least 1 s),
     `keep_firing_for:` replaced and the freshness gate's 180 s made `stale_after` seconds."""
     written = []
+    gates = 0
     for source in sorted(sources.glob("*.yml")):
         document = yaml.safe_load(source.read_text(encoding="utf-8"))
-        gates = 0
         for group in document["groups"]:
             for rule in group["rules"]:
                 if "for" in rule:
@@ -41,11 +41,11 @@ def compress_rules(sources: Path, target: Path, *, divisor: int, stale_after: in
                 gates += rule["expr"].count(FRESHNESS_GATE)
                 rule["expr"] = rule["expr"].replace(FRESHNESS_GATE,
                                                     FRESHNESS_GATE.replace("180", str(stale_after)))
-        if not gates:
-            raise ValueError(f"{source}: no freshness gate ({FRESHNESS_GATE}) found to shorten")
         path = target / source.name
         path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
         written.append(path)
+    if not gates:
+        raise ValueError(f"{sources}: no freshness gate ({FRESHNESS_GATE}) found to shorten")
     return written
 
 

@@ -29,6 +29,7 @@ ALERT_NAMES = {
     "KodeksLicenceExpiring", "TlsCertificateExpiring", "KktNotAnswering", "KktDataStale", "FnExpiring",
     "FnUnsentDocuments", "FnWarning", "FnRegistrationsLow", "FnReplacedNotReread", "KktClockOff",
     "KktLicenceExpiring", "KktShiftExpired", "Watchdog", "PageMaintenanceLong", "KodeksServerDown", "CheckDown",
+    "SiteNotBackAfterOpening",
 }
 
 MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"(.*)"\s*$')
