@@ -119,3 +119,24 @@ def occurrences(window: Window, zone: tzinfo | None, now: float) -> list[tuple[f
 def is_open(hours: Hours, zone: tzinfo | None, now: float) -> bool:
     """Whether the hours have the site open at `now` (for `check` and the status page)."""
     return not any(start <= now < end for start, end in closures(hours, zone, now))
+
+
+def describe(hours: Hours, zone: tzinfo | None, now: float) -> str:
+    """One line for `sitewatch-exporter check`: open or closed by the hours now, until when, and the windows
+    running now, in the site's local time."""
+    def at(moment: float) -> str:
+        local = datetime.fromtimestamp(moment, zone)
+        same_day = local.date() == datetime.fromtimestamp(now, zone).date()
+        return f"{local:%H:%M}" if same_day else f"{local:%a %d.%m %H:%M}"
+
+    current = [span for span in closures(hours, zone, now) if span[0] <= now < span[1]]
+    ahead = [span for span in closures(hours, zone, now) if span[0] > now]
+    if hours.week is None:
+        state = "open all the time"
+    elif current:
+        state = f"closed by its hours until {at(current[0][1])}"
+    else:
+        state = f"open by its hours until {at(ahead[0][0])}" if ahead else "open by its hours"
+    running = [w.name + (f" ({', '.join(w.checks)})" if w.checks else "") for w in hours.windows
+               if any(start <= now < end for start, end in occurrences(w, zone, now))]
+    return state + (f"; in maintenance now: {'; '.join(running)}" if running else "")

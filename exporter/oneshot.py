@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from typing import TextIO
 
 from exporter.checks.base import Result
 from exporter.config import CheckConfig, Config
+from exporter.hours import describe
 from exporter.httpclient import HttpClient
 from exporter.icmp.engine import PingEngine
 from exporter.runner import run_once
@@ -86,6 +88,13 @@ def print_table(checks: list[CheckConfig], results: list[Result], out: TextIO, c
     out.write(f"\n{passed} of {len(results)} checks passed.\n")
 
 
+def print_hours(config: Config, site_ids: set[str], out: TextIO) -> None:
+    """Whether each site with hours is open now: a failure at a closed site is what the hours expect."""
+    for site in config.sites:
+        if site.id in site_ids and site.hours is not None:
+            out.write(f"{site.id}: {describe(site.hours, site.timezone, time.time())}.\n")
+
+
 def print_json(checks: list[CheckConfig], results: list[Result], out: TextIO) -> None:
     records = [{
         "site": check.site_id, "check": check.name, "type": check.type, "success": result.success,
@@ -107,4 +116,5 @@ def main(config: Config, site_id: str | None, output_format: str) -> int:
         print_json(checks, results, sys.stdout)
     else:
         print_table(checks, results, sys.stdout, color=sys.stdout.isatty())
+        print_hours(config, {check.site_id for check in checks}, sys.stdout)
     return 0 if all(result.success for result in results) else 1

@@ -3,6 +3,9 @@ a running exporter serves for them (a site without hours serves none, as before 
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import textwrap
 from datetime import date, datetime
 from pathlib import Path
@@ -10,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import value_of_metric
+from conftest import ROOT, value_of_metric
 from exporter.config import ConfigError, load_config
 from exporter.hours import CLOSURES_AHEAD, closures, is_open, occurrences
 from exporter.hours_metrics import hours_families
@@ -209,3 +212,19 @@ def test_russian_day_names_and_holidays_as_a_list(tmp_path):
     assert hours.ranges_on(date(2027, 1, 1)) == ()
     assert [r.start // 3600 for r in hours.ranges_on(date(2026, 12, 5))] == [10]
     assert hours.ranges_on(date(2026, 12, 6)) == ()
+
+
+def test_check_says_whether_the_site_is_open_by_its_hours(config, tmp_path):
+    from exporter.hours import describe
+    hours = config.site("cafe-1").hours
+    assert describe(hours, MOSCOW, moscow("2026-12-03T12:00")) == "open by its hours until 23:00"
+    assert describe(hours, MOSCOW, moscow("2026-12-06T02:30")) == \
+        "closed by its hours until 11:00"
+    assert describe(hours, MOSCOW, moscow("2026-12-06T04:10")) == \
+        "closed by its hours until 11:00; in maintenance now: Резервная копия"
+    assert describe(hours, MOSCOW, moscow("2026-12-05T03:10")).endswith(
+        "in maintenance now: Кодекс: ночной перезапуск (kodeks)")
+    result = subprocess.run([sys.executable, "-m", "exporter.cli", "check", "--config",
+                             str(write(tmp_path, RESTAURANT)), "--site", "cafe-1"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert re.search(r"^cafe-1: (open|closed) by its hours until ", result.stdout, re.M), result.stdout

@@ -25,6 +25,7 @@ Time is compressed, the rules and the routing are otherwise the project's own:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -92,8 +94,8 @@ def receiver_routes() -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def site_config(path: Path, gateway: str, void_address: str, kodeks_url: str, mitsu_port: int) -> Path:
-    return write_config(path, f"""
+def site_config_text(gateway: str, void_address: str, kodeks_url: str, mitsu_port: int) -> str:
+    return f"""
 push: {{gateway: "{gateway}"}}
 defaults: {{interval: 2s, timeout: 2s, failure_threshold: 1, success_threshold: 1, jitter: 0}}
 sites:
@@ -108,7 +110,7 @@ sites:
       - name: till-1
         interval: 2s
         kkt: {{driver: mitsu, port: "tcp://127.0.0.1:{mitsu_port}"}}
-""")
+"""
 
 
 def local_time(days: float, with_time: bool) -> str:
@@ -184,9 +186,11 @@ class Pipeline:
             raise AssertionError(f"{err}{self.report()}") from None
 
 
-@pytest.fixture
-def pipeline(tmp_path, void_address, pushgateway, alertmanager, receiver_process, fake_telegram):
-    """Starts every stage with the broken site; yields a Pipeline; stops what it started itself."""
+@contextlib.contextmanager
+def running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram, *,
+                     site_yaml, kodeks_scenario: Scenario, mitsu_scenario: MitsuScenario):
+    """Starts every stage for the site `site_yaml(gateway, kodeks_url, mitsu_port)` describes; yields a
+    Pipeline; stops what it started itself."""
     prometheus_binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(prometheus_binary).exists():
         pytest.fail("prometheus is not installed: run 'make test', which installs Debian's package")
@@ -217,18 +221,15 @@ def pipeline(tmp_path, void_address, pushgateway, alertmanager, receiver_process
                             "static_configs": [{"targets": [gateway.removeprefix("http://")]}]}],
     }, sort_keys=False))
     daemons = Daemons()
-    kodeks = FakeKodeksServer(Scenario(catalogs=[Catalog("/docs"), Catalog("/docs2", main_page_problem=True)],
-                                       licence_until="31.12.2030")).start()
-    mitsu = MitsuTcpSimulator(MitsuScenario(
-        fn_expiry=local_time(2, with_time=False),
-        unsent=5, first_unsent_number=60, first_unsent=local_time(-25, with_time=True))).start()
+    kodeks = FakeKodeksServer(kodeks_scenario).start()
+    mitsu = MitsuTcpSimulator(mitsu_scenario).start()
     pusher = None
     try:
         prometheus_url = daemons.start("Prometheus", [
             prometheus_binary, f"--config.file={prometheus_config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
             tmp_path / "prometheus-e2e.log", prometheus_port)
-        config = site_config(tmp_path / "site.yml", gateway, void_address, kodeks.url, mitsu.port)
+        config = write_config(tmp_path / "site.yml", site_yaml(gateway, kodeks.url, mitsu.port))
         pusher_log = tmp_path / "pusher.log"
         pusher = subprocess.Popen(
             [sys.executable, "-m", "pusher.cli", "--config", str(config), "--interval", PUSH_INTERVAL],
@@ -237,9 +238,8 @@ def pipeline(tmp_path, void_address, pushgateway, alertmanager, receiver_process
         time.sleep(1)
         if pusher.poll() is not None:
             pytest.fail(f"sitewatch-pusher exited with {pusher.returncode}: {pusher_log.read_text()}")
-        running = Pipeline(tmp_path, telegram, kodeks, mitsu, prometheus_url, alertmanager_url, receiver,
-                           pusher, pusher_log)
-        yield running
+        yield Pipeline(tmp_path, telegram, kodeks, mitsu, prometheus_url, alertmanager_url, receiver,
+                       pusher, pusher_log)
     finally:
         if pusher is not None and pusher.poll() is None:
             pusher.send_signal(signal.SIGTERM)
@@ -251,6 +251,20 @@ def pipeline(tmp_path, void_address, pushgateway, alertmanager, receiver_process
         daemons.stop_all()
         mitsu.stop()
         kodeks.stop()
+
+
+@pytest.fixture
+def pipeline(tmp_path, void_address, pushgateway, alertmanager, receiver_process, fake_telegram):
+    """Every stage with the broken site of the module's docstring."""
+    kodeks = Scenario(catalogs=[Catalog("/docs"), Catalog("/docs2", main_page_problem=True)],
+                      licence_until="31.12.2030")
+    mitsu = MitsuScenario(fn_expiry=local_time(2, with_time=False), unsent=5, first_unsent_number=60,
+                          first_unsent=local_time(-25, with_time=True))
+    with running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram,
+                          site_yaml=lambda gateway, kodeks_url, mitsu_port: site_config_text(
+                              gateway, void_address, kodeks_url, mitsu_port),
+                          kodeks_scenario=kodeks, mitsu_scenario=mitsu) as running:
+        yield running
 
 
 def texts(messages) -> str:
@@ -366,3 +380,123 @@ def test_a_silent_site_sends_one_site_not_reporting_and_no_storm_from_frozen_val
     assert new_resolved == [], f"resolved messages after the stop: {new_resolved}" + pipe.report()
     assert pipe.prometheus_firing("SiteNotReporting"), pipe.report()
     print(f"SiteNotReporting delivered {arrived_after:.1f}s after the pusher stopped")
+
+
+# --- opening hours and maintenance windows, through the whole pipeline ---
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def clock(moment: float) -> str:
+    """`moment` as a time of day in Moscow, to the second, as a site config writes it."""
+    return datetime.fromtimestamp(moment, MOSCOW).strftime("%H:%M:%S")
+
+
+def hours_site_yaml(hours: str, checks: str):
+    def site_yaml(gateway: str, kodeks_url: str, mitsu_port: int) -> str:
+        return f"""
+push: {{gateway: "{gateway}"}}
+defaults: {{interval: 2s, timeout: 2s, failure_threshold: 1, success_threshold: 1, jitter: 0}}
+sites:
+  - id: {SITE}
+    labels: {{client: romashka}}
+    timezone: Europe/Moscow
+{hours}
+    checks:
+      - name: pc
+        ping: {{host: 127.0.0.1, count: 1, timeout: 500ms}}
+{checks.format(kodeks_url=kodeks_url, mitsu_port=mitsu_port)}
+"""
+    return site_yaml
+
+
+def wall(message) -> float:
+    """When the fake Telegram accepted `message`, as wall-clock time (it records the monotonic clock)."""
+    return time.time() - (time.monotonic() - message.at)
+
+
+def messages_between(pipe: Pipeline, route: str, start: float, end: float) -> list:
+    return [m for m in pipe.messages(route) if start <= wall(m) < end]
+
+
+def test_a_site_switched_off_at_closing_is_quiet_all_night_and_loud_when_it_does_not_come_back(
+        tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram):
+    # Open now, closing in 40 s; closed for 75 s (the night); the PC is switched off 5 s before closing and
+    # stays off. The register's oldest unsent document turns 3 days old at a minute inside the night.
+    now = time.time()
+    closing, opening = now + 40, now + 115
+    hours = (f'    hours:\n      open: {{daily: ["{clock(now - 3600)}-{clock(closing)}", '
+             f'"{clock(opening)}-{clock(opening + 5 * 3600)}"]}}\n'
+             '      opening_grace: 20s\n      closing_grace: 20s')
+    crossing = (int(closing + 5) // 60 + 1) * 60  # the first whole minute in the night
+    first_unsent = datetime.fromtimestamp(crossing, MOSCOW) - timedelta(days=3)
+    mitsu = MitsuScenario(fn_expiry=local_time(300, with_time=False), unsent=4, first_unsent_number=60,
+                          first_unsent=first_unsent.strftime("%Y-%m-%d %H:%M"))
+    checks = ('      - name: till-1\n        interval: 2s\n'
+              '        kkt: {{driver: mitsu, port: "tcp://127.0.0.1:{mitsu_port}"}}')
+    with running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram,
+                          site_yaml=hours_site_yaml(hours, checks), kodeks_scenario=Scenario(),
+                          mitsu_scenario=mitsu) as pipe:
+        pipe.wait(lambda: time.time() >= closing - 5, 60, "the evening")
+        assert pipe.messages("duty") == [] and pipe.messages("kkt") == [], pipe.report()
+        pipe.stop_pusher()
+        switched_off = time.time()
+
+        # The night: past the freshness gate and SiteNotReporting's wait many times over, and past the
+        # documents' 3-day mark. Nothing reaches any chat.
+        pipe.wait(lambda: time.time() >= opening, 120, "the morning")
+        night = {route: [m.text[:120] for m in ms if wall(m) >= switched_off]
+                 for route, ms in pipe.all_messages().items() if route != "watchdog"}
+        assert all(texts == [] for texts in night.values()), f"messages at night: {night}" + pipe.report()
+        assert not pipe.prometheus_firing("SiteNotReporting"), pipe.report()
+
+        # At opening: the documents' alert that waited for it, then, opening_grace later, the one loud alert.
+        def unsent_in_topic():
+            return [m for m in pipe.messages("kkt") if firing(m) and TITLE["FnUnsentDocuments"] in m.text]
+
+        [unsent] = pipe.wait(unsent_in_topic, 40, "FnUnsentDocuments in the kkt topic after opening")
+        assert wall(unsent) >= opening, "a non-critical date alert of the night was sent before opening"
+
+        def not_back():
+            return [m for m in pipe.messages("duty") if firing(m) and TITLE["SiteNotBackAfterOpening"] in m.text]
+
+        [message] = pipe.wait(not_back, 60, "SiteNotBackAfterOpening in the duty chat")
+        assert wall(message) >= opening + 20, "sent before the opening grace was over"
+        assert f"площадка {SITE}" in message.text
+        assert f"после открытия в {datetime.fromtimestamp(opening, MOSCOW):%H:%M} МСК" in message.text, message.text
+        time.sleep(4)  # two group intervals: nothing else follows
+        everything = texts(m for route in ("duty", "kkt", "info") for m in pipe.messages(route))
+        assert TITLE["SiteNotReporting"] not in everything, pipe.report()
+        assert len(not_back()) == 1 and len(unsent_in_topic()) == 1, pipe.report()
+        print(f"FnUnsentDocuments {wall(unsent) - opening:.1f}s after opening, "
+              f"SiteNotBackAfterOpening {wall(message) - opening:.1f}s after opening")
+
+
+def test_a_maintenance_window_holds_a_failure_and_releases_it_when_it_ends(
+        tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram):
+    # A Кодекс window from 20 s to 35 s from now; the catalog's main page breaks at 22 s and stays broken.
+    now = time.time()
+    start, end = now + 20, now + 35
+    hours = ('    hours: {opening_grace: 5s, closing_grace: 5s}\n'
+             f'    maintenance:\n      - {{name: "Кодекс: перезапуск", time: "{clock(start)}-{clock(end)}", '
+             'checks: [kodeks]}')
+    checks = ('      - name: kodeks\n        kodeks: {{url: "{kodeks_url}", username: ' + USERNAME
+              + ', password: {{env: KODEKS_E2E_PASSWORD}}}}')
+    kodeks = Scenario(catalogs=[Catalog("/docs")], licence_until="31.12.2030")
+    mitsu = MitsuScenario(fn_expiry=local_time(300, with_time=False))
+    with running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram,
+                          site_yaml=hours_site_yaml(hours, checks), kodeks_scenario=kodeks,
+                          mitsu_scenario=mitsu) as pipe:
+        pipe.wait(lambda: time.time() >= start + 2, 60, "the window to begin")
+        pipe.kodeks.scenario.catalogs[0].main_page_problem = True
+        broken_at = time.time()
+
+        def main_page_error():
+            return [m for m in pipe.messages("duty") if firing(m) and TITLE["KodeksMainPageError"] in m.text]
+
+        [message] = pipe.wait(main_page_error, end + 5 + 40 - time.time(), "KodeksMainPageError after the window")
+        # held through the window and its 5 s grace (the default 15 min is shortened below), sent after its for:
+        assert wall(message) >= end, f"sent {end - wall(message):.1f}s before the window ended"
+        assert TITLE["KodeksMainPageError"] not in texts(messages_between(pipe, "duty", broken_at, end))
+        print(f"KodeksMainPageError held {wall(message) - broken_at:.1f}s, "
+              f"sent {wall(message) - end:.1f}s after the window")
