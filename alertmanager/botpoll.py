@@ -29,7 +29,8 @@ from alertmanager.telegram_html import html_to_text
 
 log = logging.getLogger("sitewatch.receiver")
 
-KNOWN_COMMANDS = ("status", "alerts", "silence", "silences", "unsilence", "targets", "add", "del", "help", "start")
+KNOWN_COMMANDS = ("status", "alerts", "silence", "maintenance", "silences", "unsilence", "targets", "add", "del",
+                  "help", "start")
 REFUSAL_LOG_INTERVAL = 3600.0
 MAX_BACKOFF = 60.0
 CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for answerCallbackQuery's text

@@ -1,5 +1,5 @@
-"""What the bot answers to a command typed in a chat: /status, /alerts, /silence, /silences, /unsilence,
-/targets, /add, /del, /help.
+"""What the bot answers to a command typed in a chat: /status, /alerts, /silence, /maintenance, /silences,
+/unsilence, /targets, /add, /del, /help.
 
 Each command turns into Telegram HTML (every value escaped) split into messages that fit Telegram's
 limit; alerts and silences come from Alertmanager's API, devices from the central exporter's targets file.
@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
-from zoneinfo import ZoneInfo
 
+from alertmanager import maintenance
 from alertmanager.config import CommandsConfig, ReceiverConfig
+from alertmanager.maintenance import MaintenanceProblem
 from alertmanager.render import duration_text, plural
 from alertmanager.wording import title, word
-from alertmanager.silences import AlertmanagerApi, AlertmanagerError, exact_matchers
+from alertmanager.silences import AlertmanagerApi, AlertmanagerError, Silence, equal_matcher, exact_matchers
 from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
 from exporter.config import ConfigError, open_targets
 from exporter.targets import TargetsError, TargetsFile
@@ -29,18 +30,24 @@ DURATION_UNITS = {"m": 60, "min": 60, "мин": 60, "м": 60, "h": 3600, "ч": 3
 _DURATION = re.compile(r"(\d+)\s*(min|мин|[mhdwмчдн])", re.IGNORECASE)
 SHORT_ID = 8  # characters of a silence id or an alert fingerprint shown and accepted
 MIN_PREFIX = 4
+MAINTENANCE_USAGE = ("Пишите: <code>/maintenance площадка [проверка] срок|до когда [комментарий]</code>, например "
+                     "<code>/maintenance shop-01 2h Кодекс обновляется</code> или "
+                     "<code>/maintenance shop-01 до 07.12 10:00 ремонт</code>.")
 
 HELP = """<b>Команды sitewatch</b>
 /status — что горит сейчас в оповещениях этого чата, по площадкам
 /alerts — все активные оповещения с их номерами (и заглушённые)
-/silence <i>площадка|#номер|алерт</i> <i>срок</i> [комментарий] — заглушить, например <code>/silence shop-01 4h плановые работы</code>
+/silence <i>площадка|#номер|алерт</i> <i>срок</i> [комментарий] — заглушить, \
+например <code>/silence shop-01 4h плановые работы</code>
+/maintenance <i>площадка</i> [<i>проверка</i>] <i>срок</i>|до <i>когда</i> [комментарий] — плановые работы, \
+например <code>/maintenance shop-01 до пн 10:00 ремонт</code>
 /silences — действующие тишины
 /unsilence <i>id</i> — снять тишину
 /targets — устройства центрального экспортёра
 /add <i>адрес</i> <i>имя</i> [tcp:порт|URL …] — добавить устройство (ping)
 /del <i>имя|id</i> — удалить устройство
 /help — эта справка
-Срок: 30m, 4h, 2d, 1w (или 30мин, 4ч, 2д, 1н)."""
+Срок: 30m, 4h, 2d, 1w (или 30мин, 4ч, 2д, 1н). Когда: пн…вс, 07.12 или 07.12.2026, можно со временем: до 07.12 10:00."""
 
 
 class CommandProblem(Exception):
@@ -102,22 +109,24 @@ class ChatCommands:
         self.api = api
         self.receiver_routes = receiver_routes  # (Alertmanager receiver, route) pairs learnt from webhooks
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        self.zone = config.timezone or ZoneInfo("Europe/Moscow")
+        self.zone = config.timezone or maintenance.DEFAULT_ZONE
 
     # --- dispatch ---
 
     def answer(self, command: str, arguments: list[str], asker: Asker) -> list[str]:
         """The messages to send back for `command` (without the slash); CommandProblem for a bad one."""
         handler = {"status": self.status, "alerts": self.alerts, "silence": self.silence,
-                   "silences": self.list_silences, "unsilence": self.unsilence, "targets": self.list_targets,
-                   "add": self.add_target, "del": self.delete_target, "help": self.help, "start": self.help,
-                   }.get(command)
+                   "maintenance": self.plan_maintenance, "silences": self.list_silences, "unsilence": self.unsilence,
+                   "targets": self.list_targets, "add": self.add_target, "del": self.delete_target,
+                   "help": self.help, "start": self.help}.get(command)
         if handler is None:
             raise CommandProblem(f"Не знаю команду /{html.escape(command)}. /help — список команд.")
         try:
             return handler(arguments, asker)
         except AlertmanagerError as err:
             raise CommandProblem(f"⚠️ {html.escape(str(err))}") from None
+        except MaintenanceProblem as problem:
+            raise CommandProblem(html.escape(str(problem))) from None
 
     def help(self, arguments: list[str], asker: Asker) -> list[str]:
         return [HELP]
@@ -231,9 +240,9 @@ class ChatCommands:
         token = target.strip().lstrip("#").lower()
         if not numbered:
             if any(a["labels"].get("alertname") == target for a in alerts):
-                return [_equal("alertname", target)], f"все {target}"
+                return [equal_matcher("alertname", target)], f"все {target}"
             if any(a["labels"].get("site") == target for a in alerts):
-                return [_equal("site", target)], f"площадка {target}"
+                return [equal_matcher("site", target)], f"площадка {target}"
         if re.fullmatch(r"[0-9a-f]{%d,}" % MIN_PREFIX, token):
             found = [a for a in alerts if a.get("fingerprint", "").startswith(token)]
             if len(found) == 1:
@@ -245,7 +254,7 @@ class ChatCommands:
                 raise CommandProblem(f"Нет активного оповещения с номером {html.escape(token)} (/alerts).")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", target):
             raise CommandProblem(f"{html.escape(target)} — не площадка, не номер оповещения и не имя алерта.")
-        return [_equal("site", target)], f"площадка {target}"
+        return [equal_matcher("site", target)], f"площадка {target}"
 
     def _create(self, matchers: list[dict[str, Any]], what: str, seconds: float, comment: str, asker: Asker,
                 alerts: list[dict[str, Any]]) -> list[str]:
@@ -259,6 +268,34 @@ class ChatCommands:
                                f"{duration_text(seconds)}, до {self._when(ends)}.", note,
                                f"id <code>{short}</code> · снять: <code>/unsilence {short}</code>"])
 
+    def plan_maintenance(self, arguments: list[str], asker: Asker) -> list[str]:
+        """/maintenance площадка [проверка] срок|до когда [комментарий]: a silence on the site (or that check
+        of it) whose comment marks it as planned maintenance."""
+        if len(arguments) < 2:
+            raise CommandProblem(MAINTENANCE_USAGE)
+        site, rest = arguments[0], arguments[1:]
+        check = None
+        if not _is_end(rest[0]) and len(rest) > 1 and _is_end(rest[1]):
+            check, rest = rest[0], rest[1:]
+        if not _is_end(rest[0]):
+            raise CommandProblem(f"Не понял срок «{html.escape(rest[0])}». {MAINTENANCE_USAGE}")
+        now = self.clock()
+        if rest[0].lower() == "до":
+            ends, rest = maintenance.until(rest[1:], now, self.zone)
+        else:
+            ends, rest = now + timedelta(seconds=parse_duration(rest[0], self.commands.max_silence)), rest[1:]
+        planned = maintenance.plan(site, check, ends, " ".join(rest), now, self.zone, self.commands.max_silence)
+        silence_id, covered = maintenance.start(self.api, planned, asker.created_by)
+        short = silence_id[:SHORT_ID]
+        lines = [f"🛠 {html.escape(asker.name)} объявил(а) плановые работы "
+                 f"{html.escape(maintenance.where_text(planned.site, planned.check))} до "
+                 f"{maintenance.moment_text(ends, self.zone)} ({duration_text((ends - now).total_seconds())})."]
+        if planned.reason != maintenance.DEFAULT_REASON:
+            lines.append(f"Комментарий: {html.escape(maintenance.sentence(planned.reason))}")
+        lines.append(maintenance.covered_text(covered))
+        lines.append(f"id <code>{short}</code> · закончить раньше: <code>/unsilence {short}</code>")
+        return split_messages(lines)
+
     def list_silences(self, arguments: list[str], asker: Asker) -> list[str]:
         silences = self.api.silences()
         if not silences:
@@ -267,8 +304,8 @@ class ChatCommands:
         for silence in silences:
             pending = " (ещё не началась)" if silence.state == "pending" else ""
             lines.append(f"<code>{silence.id[:SHORT_ID]}</code> до {self._when(silence.ends_at)}{pending} · "
-                         f"{html.escape(silence.matchers_text())} · {html.escape(silence.created_by)}: "
-                         f"{html.escape(silence.comment)}")
+                         f"{html.escape(maintenance.describe(silence))} · {html.escape(silence.created_by)}: "
+                         f"{_comment(silence)}")
         lines += ["", "Снять: <code>/unsilence id</code>."]
         return split_messages(lines)
 
@@ -281,8 +318,13 @@ class ChatCommands:
             raise CommandProblem(f"Нет действующей тишины с id {html.escape(prefix)} (/silences — список).")
         if len(found) > 1:
             raise CommandProblem(f"id {html.escape(prefix)} подходит к {len(found)} тишинам: добавьте знаков.")
-        self.api.expire_silence(found[0].id)
-        return [f"🔔 Тишина <code>{found[0].id[:SHORT_ID]}</code> ({html.escape(found[0].matchers_text())}) снята "
+        silence = found[0]
+        self.api.expire_silence(silence.id)
+        if maintenance.is_maintenance(silence):
+            return [f"🔔 Плановые работы <code>{silence.id[:SHORT_ID]}</code> "
+                    f"({html.escape(maintenance.describe(silence))}) закончены раньше срока "
+                    f"({html.escape(asker.name)}): оповещения снова приходят."]
+        return [f"🔔 Тишина <code>{silence.id[:SHORT_ID]}</code> ({html.escape(silence.matchers_text())}) снята "
                 f"({html.escape(asker.name)})."]
 
     # --- devices ---
@@ -376,10 +418,18 @@ def _mark(alert: dict[str, Any]) -> str:
     return SEVERITY_MARKS.get(alert["labels"].get("severity", ""), "⚪")
 
 
+def _is_end(word: str) -> bool:
+    """Whether a /maintenance word starts its end: "до", or a duration such as 2h (a check's name is neither)."""
+    compact = word.strip().lower()
+    return compact == "до" or bool(_DURATION.findall(compact) and not _DURATION.sub("", compact).strip())
 
 
-def _equal(name: str, value: str) -> dict[str, Any]:
-    return {"name": name, "value": value, "isRegex": False, "isEqual": True}
+def _comment(silence: Silence) -> str:
+    """The comment as HTML; maintenance is marked so that it stands out in a list of silences."""
+    if not maintenance.is_maintenance(silence):
+        return html.escape(silence.comment)
+    reason = maintenance.reason_of(silence)
+    return "🛠 плановые работы" + ("" if reason == maintenance.DEFAULT_REASON else f" — {html.escape(reason)}")
 
 
 def _matches(labels: dict[str, str], matchers: list[dict[str, Any]]) -> bool:

@@ -1,21 +1,30 @@
-"""``sitewatch-receiver``: serve the Alertmanager webhook for Telegram, or check a config against Telegram."""
+"""``sitewatch-receiver``: serve the Alertmanager webhook for Telegram, check a config against Telegram, or
+put a site into planned maintenance (``maintenance add|list|end``) from a technician's shell."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
+import socket
 import sys
 import threading
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import waitress
 
+from alertmanager import maintenance
 from alertmanager.app import Receiver, create_app, receiver_of, renderer_for
-from alertmanager.config import ReceiverConfig, load_receiver_config
+from alertmanager.chatcommands import CommandProblem, parse_duration
+from alertmanager.config import CommandsConfig, ReceiverConfig, load_receiver_config
+from alertmanager.maintenance import MaintenanceProblem
 from alertmanager.preflight import check_telegram
-from alertmanager.render import TemplateProblem
+from alertmanager.render import TemplateProblem, duration_text
+from alertmanager.silences import AlertmanagerApi, AlertmanagerError
 from alertmanager.telegram import bot_apis
-from exporter import __version__, logsetup
+from alertmanager.telegram_html import html_to_text
+from exporter import __version__, logsetup, redaction
 from exporter.commandline import add_config_options, with_default_command
 from exporter.config import ConfigError
 from exporter.server import parse_listen_address
@@ -47,15 +56,45 @@ def _parser() -> argparse.ArgumentParser:
                                                      "and route; exit 0 only if all can be used")
     add_config_options(check, "receiver config")
     check.add_argument("--offline", action="store_true", help="only validate the file and its templates")
+    _maintenance_parser(commands)
     return parser
+
+
+def _maintenance_parser(commands: argparse._SubParsersAction) -> None:
+    works = commands.add_parser("maintenance", help="planned one-off maintenance of a site, kept as an Alertmanager "
+                                                    "silence: add, list, end")
+    actions = works.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="silence a site (or one check of it) for planned works")
+    add.add_argument("site", help="the site, as its alerts' site label names it")
+    add.add_argument("words", nargs="*", metavar="DURATION|COMMENT",
+                     help="how long (2h, 1d, 30m; not with --until), then the comment (default: плановые работы)")
+    add.add_argument("--until", help='the end instead of a duration: "07.12.2026 10:00", "07.12", "пн 10:00"')
+    add.add_argument("--check", help="only this check of the site (its check label)")
+    listing = actions.add_parser("list", help="maintenance under way, the soonest to end first")
+    end = actions.add_parser("end", help="end maintenance early")
+    end.add_argument("id", help="its id from 'maintenance list' (the first 4 characters are enough when unique)")
+    for action in (add, listing, end):
+        action.add_argument("--config", "-c", help="the receiver config: its commands.alertmanager_url, timezone and "
+                                                   "commands.max_silence")
+        action.add_argument("--key-file", help="key file for enc: values (default: $SITEWATCH_KEY or "
+                                               "$SITEWATCH_KEY_FILE)")
+        action.add_argument("--alertmanager.url", dest="alertmanager_url",
+                            help="Alertmanager's API, such as http://127.0.0.1:9093 (instead of the config's)")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "action", None) == "add" and not any(w.startswith("--") for w in extra):
+        args.words += extra  # argparse gives the comment after "--check kodeks" to no argument
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
-        _parser().print_help()
+        parser.print_help()
         return EXIT_BAD_CONFIG
+    if args.command == "maintenance":
+        return _maintenance(args)
     logsetup.configure(args.log_level)
     try:
         config = load_receiver_config(args.config, args.key_file)
@@ -118,6 +157,102 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
         receiver.close()
         log.info("event=stopped")
     return 0
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    """One maintenance action; its result on stdout, or one line on stderr and EXIT_PROBLEM."""
+    url = args.alertmanager_url
+    try:
+        config = load_receiver_config(args.config, args.key_file) if args.config else None
+        commands = config.commands if config else None
+        url = url or (commands.alertmanager_url if commands else None)
+        if not url:
+            raise MaintenanceProblem("Не знаю, где Alertmanager: укажите --alertmanager.url или --config с "
+                                     "commands.alertmanager_url.")
+        zone = (config.timezone if config else None) or maintenance.DEFAULT_ZONE
+        longest = commands.max_silence if commands else CommandsConfig.max_silence
+        api = AlertmanagerApi(url)
+        try:
+            if args.action == "add":
+                lines = _add_maintenance(api, args, zone, longest)
+            elif args.action == "list":
+                lines = _list_maintenance(api, zone)
+            else:
+                lines = _end_maintenance(api, args.id)
+        finally:
+            api.close()
+    except (ConfigError, TemplateProblem) as err:
+        return _problem(f"Настройки получателя не годятся: {err}")
+    except AlertmanagerError as err:
+        return _problem(f"{err}, адрес {redaction.redact(url or '')}")
+    except CommandProblem as problem:
+        return _problem(html_to_text(str(problem)))
+    except MaintenanceProblem as problem:
+        return _problem(str(problem))
+    print("\n".join(lines))
+    return 0
+
+
+def _problem(text: str) -> int:
+    sys.stderr.write(text + "\n")
+    return EXIT_PROBLEM
+
+
+def _add_maintenance(api: AlertmanagerApi, args: argparse.Namespace, zone: tzinfo, longest: float) -> list[str]:
+    now = datetime.now(timezone.utc)
+    words = list(args.words)
+    if args.until:
+        if words and _is_duration(words[0]):
+            raise MaintenanceProblem(f"Срок {words[0]} и --until вместе не нужны: оставьте что-то одно.")
+        written = args.until.split()
+        ends, left = maintenance.until(written[1:] if written[:1] == ["до"] else written, now, zone)
+        if left:
+            raise MaintenanceProblem(f"Не понял --until «{args.until}»: пишите, например, «07.12.2026 10:00» или "
+                                     f"«пн 10:00».")
+    elif words:
+        ends, words = now + timedelta(seconds=parse_duration(words[0], longest)), words[1:]
+    else:
+        raise MaintenanceProblem("Укажите срок (2h, 1d) или конец: --until \"07.12.2026 10:00\".")
+    planned = maintenance.plan(args.site, args.check, ends, " ".join(words), now, zone, longest)
+    silence_id, covered = maintenance.start(api, planned, _technician())
+    reason = "." if planned.reason == maintenance.DEFAULT_REASON else ": " + maintenance.sentence(planned.reason)
+    return [f"Плановые работы {maintenance.where_text(planned.site, planned.check)} объявлены до "
+            f"{maintenance.moment_text(ends, zone)} ({duration_text((ends - now).total_seconds())}){reason}",
+            maintenance.covered_text(covered),
+            f"id {silence_id}",
+            f"Закончить раньше: sitewatch-receiver maintenance end {silence_id[:8]}"]
+
+
+def _is_duration(word: str) -> bool:
+    try:
+        parse_duration(word, float("inf"))
+    except CommandProblem:
+        return False
+    return True
+
+
+def _list_maintenance(api: AlertmanagerApi, zone: tzinfo) -> list[str]:
+    found = maintenance.current(api)
+    if not found:
+        return ["Плановых работ сейчас нет."]
+    return [f"{s.id[:8]}  до {maintenance.moment_text(s.ends_at, zone)}"
+            + (" (ещё не начались)" if s.state == "pending" else "")
+            + f" · {maintenance.describe(s)} · {maintenance.reason_of(s)} · {s.created_by}" for s in found]
+
+
+def _end_maintenance(api: AlertmanagerApi, prefix: str) -> list[str]:
+    silence = maintenance.find(api, prefix)
+    api.expire_silence(silence.id)
+    return [f"Плановые работы {silence.id[:8]} ({maintenance.describe(silence)}) закончены: оповещения снова приходят."]
+
+
+def _technician() -> str:
+    """createdBy of a silence made here: who and where, as amtool's default names the user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in a bare container
+        user = "?"
+    return f"{user}@{socket.gethostname()}, командная строка"
 
 
 def _check_at_start(config: ReceiverConfig, receiver: Receiver) -> None:

@@ -35,11 +35,21 @@ class Silence:
             return f'{name}{operator}"{value}"'
         return ", ".join(one(*matcher) for matcher in self.matchers)
 
+    def equalities(self) -> dict[str, str] | None:
+        """The labels the silence asks to equal, when it asks nothing else (no regex, no "not equal")."""
+        if any(regex or not equal for _, _, regex, equal in self.matchers):
+            return None
+        return {name: value for name, value, _, _ in self.matchers}
+
+
+def equal_matcher(name: str, value: str) -> dict[str, Any]:
+    """A matcher for label `name` equal to `value`, as API v2 takes it."""
+    return {"name": name, "value": value, "isRegex": False, "isEqual": True}
+
 
 def exact_matchers(labels: dict[str, str]) -> list[dict[str, Any]]:
     """Matchers that select exactly the alert with these labels (every label, compared for equality)."""
-    return [{"name": name, "value": value, "isRegex": False, "isEqual": True}
-            for name, value in sorted(labels.items())]
+    return [equal_matcher(name, value) for name, value in sorted(labels.items())]
 
 
 class AlertmanagerApi:

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -374,3 +375,133 @@ def test_a_button_is_answered_at_once_while_a_long_answer_waits_out_the_group_li
     stack.telegram.wait_for_callback_answer(query, timeout=10)
     assert time.monotonic() - pressed < 5
     wait_for(lambda: len(stack.silences()) == 1, 10, "the button's silence")
+
+
+# --- planned maintenance -------------------------------------------------------------------------------------
+
+MOSCOW = ZoneInfo("Europe/Moscow")  # the zone the test receiver config names
+
+
+def ends_of(silence: dict) -> datetime:
+    return datetime.fromisoformat(silence["endsAt"].replace("Z", "+00:00"))
+
+
+def matchers_of(silence: dict) -> set[tuple[str, str]]:
+    assert all(not m["isRegex"] and m.get("isEqual", True) for m in silence["matchers"])
+    return {(m["name"], m["value"]) for m in silence["matchers"]}
+
+
+def said_end(answer: str) -> datetime:
+    """The end a maintenance answer names ("до 07.12.2026 10:00 МСК"), as a moment."""
+    day, clock = re.search(r"до (\d\d\.\d\d\.\d{4}) (\d\d:\d\d) МСК", answer).groups()
+    return datetime.strptime(f"{day} {clock}", "%d.%m.%Y %H:%M").replace(tzinfo=MOSCOW)
+
+
+def next_monday_midnight() -> datetime:
+    today = datetime.now(MOSCOW).date()
+    days = 7 - today.weekday()  # on a Monday, its midnight has passed: the next one
+    return datetime(today.year, today.month, today.day, tzinfo=MOSCOW) + timedelta(days=days)
+
+
+def test_maintenance_of_a_site_or_one_check_is_a_marked_silence_ended_early_by_unsilence(stack):
+    stack.fire({"alertname": "KodeksServerDown", "site": "shop-01", "check": "kodeks", "severity": "critical"},
+               {"alertname": "PcUnreachable", "site": "shop-01", "severity": "critical"},
+               {"alertname": "PcUnreachable", "site": "shop-02", "severity": "critical"})
+    wait_for(lambda: len(stack.am_alerts()) == 3, 20, "3 alerts in Alertmanager")
+    before = stack.say("/silence shop-02 1h замена коммутатора")  # an ordinary silence, to tell them apart
+    stack.answers(GROUP_CHAT, before)
+
+    asked = datetime.now(timezone.utc)
+    before = stack.say("/maintenance shop-01 kodeks 2h Кодекс обновляется")
+    [reply] = stack.answers(GROUP_CHAT, before)
+    assert reply.startswith("🛠 @duty_engineer объявил(а) плановые работы на площадке shop-01 (только проверка "
+                            "kodeks) до "), reply
+    assert " МСК (2 ч).\nКомментарий: Кодекс обновляется.\nСейчас под них попадает 1 оповещение.\n" in reply
+    assert abs((said_end(reply) - asked).total_seconds() - 2 * 3600) <= 90
+    [kodeks] = [s for s in stack.silences() if s["comment"].startswith("Плановые работы: ")]
+    assert matchers_of(kodeks) == {("site", "shop-01"), ("check", "kodeks")}
+    assert kodeks["comment"] == "Плановые работы: Кодекс обновляется"
+    assert kodeks["createdBy"] == f"Telegram @duty_engineer ({ALLOWED_USER})"
+    assert abs((ends_of(kodeks) - asked).total_seconds() - 2 * 3600) < 60
+    assert f"/unsilence {kodeks['id'][:8]}" in reply
+
+    def states():
+        return {(a["labels"]["site"], a["labels"]["alertname"]): a["status"]["state"] for a in stack.am_alerts()}
+    wait_for(lambda: states()[("shop-01", "KodeksServerDown")] == "suppressed"
+             and states()[("shop-01", "PcUnreachable")] == "active", 10, "only the check's alert silenced")
+
+    before = stack.say("/maintenance shop-01 до пн площадка закрыта до понедельника")
+    [whole] = stack.answers(GROUP_CHAT, before)
+    monday = next_monday_midnight()
+    assert f"на площадке shop-01 до {monday:%d.%m.%Y} 00:00 МСК (" in whole, whole
+    assert "Комментарий: площадка закрыта до понедельника." in whole
+    assert "Сейчас под них попадает 2 оповещения." in whole
+    [site] = [s for s in stack.silences() if s["comment"] == "Плановые работы: площадка закрыта до понедельника"]
+    assert matchers_of(site) == {("site", "shop-01")} and ends_of(site) == monday
+
+    amtool = stack.amtool_silences()
+    assert "Плановые работы: Кодекс обновляется" in amtool and "Плановые работы: площадка закрыта" in amtool
+
+    before = stack.say("/silences")
+    [listing] = stack.answers(GROUP_CHAT, before)
+    lines = listing.splitlines()
+    [kodeks_line] = [line for line in lines if line.startswith(kodeks["id"][:8])]
+    assert kodeks_line.endswith("· площадка shop-01, проверка kodeks · Telegram @duty_engineer (555): "
+                                "🛠 плановые работы — Кодекс обновляется"), kodeks_line
+    [site_line] = [line for line in lines if line.startswith(site["id"][:8])]
+    assert f"до {monday:%d.%m} 00:00 · площадка shop-01 ·" in site_line and "site=" not in site_line
+    [ordinary] = [line for line in lines if "shop-02" in line]
+    assert 'site="shop-02"' in ordinary and ordinary.endswith(": замена коммутатора") and "🛠" not in ordinary
+
+    before = stack.say(f"/unsilence {kodeks['id'][:6]}")
+    [ended] = stack.answers(GROUP_CHAT, before)
+    assert ended == (f"🔔 Плановые работы {kodeks['id'][:8]} (площадка shop-01, проверка kodeks) закончены раньше "
+                     f"срока (@duty_engineer): оповещения снова приходят.")
+    assert kodeks["id"] in {s["id"] for s in stack.silences("expired")}
+    assert kodeks["id"][:8] not in stack.amtool_silences()
+    # The site's own maintenance still holds the check's alert: ending one leaves the other.
+    assert {s["id"] for s in stack.silences() if s["comment"].startswith("Плановые работы")} == {site["id"]}
+
+
+def test_maintenance_until_a_date_and_time_in_the_chats_zone(stack):
+    day = (datetime.now(MOSCOW) + timedelta(days=3)).date()
+    before = stack.say(f"/maintenance shop-05 до {day:%d.%m} 10:00 ремонт <кассы> & сети")
+    [reply] = stack.answers(GROUP_CHAT, before)
+    assert f"на площадке shop-05 до {day:%d.%m.%Y} 10:00 МСК (" in reply
+    assert "Комментарий: ремонт <кассы> & сети." in reply  # escaped in HTML, shown as typed
+    assert "Сейчас ничего не горит: заглушены будут оповещения, которые появятся до конца работ." in reply
+    [silence] = stack.silences()
+    assert ends_of(silence) == datetime(day.year, day.month, day.day, 10, 0, tzinfo=MOSCOW)
+    assert silence["comment"] == "Плановые работы: ремонт <кассы> & сети"
+
+    before = stack.say("/maintenance shop-06 30m")
+    [plain] = stack.answers(GROUP_CHAT, before)
+    assert "на площадке shop-06 до " in plain and "(30 мин)." in plain and "Комментарий" not in plain
+    [default] = [s for s in stack.silences() if matchers_of(s) == {("site", "shop-06")}]
+    assert default["comment"] == "Плановые работы: без пояснений"
+
+
+def test_maintenance_typed_wrong_gets_a_clear_answer_and_makes_no_silence(stack):
+    too_far = (datetime.now(MOSCOW) + timedelta(days=40)).date()
+    cases = {
+        "/maintenance shop-01": "Пишите: /maintenance площадка [проверка] срок|до когда [комментарий]",
+        "/maintenance shop-01 kodeks": "Не понял срок «kodeks»",
+        "/maintenance shop-01 до 01.01.2020 ремонт": "Время 01.01.2020 00:00 МСК уже прошло.",
+        "/maintenance shop-01 до пх ремонт": "Не понял, до какого дня: «пх». Напишите день недели (пн, вт, ср, чт, пт",
+        "/maintenance shop-01 до 31.02": "Нет такой даты: 31.02.",
+        "/maintenance shop-01 до пт 25:00": "Нет такого времени: 25:00.",
+        "/maintenance shop-01 до": "После «до» напишите день недели",
+        f"/maintenance shop-01 до {too_far:%d.%m.%Y}": "Плановые работы можно объявить не больше чем на 30 д",
+        "/maintenance shop-01 90d": "Срок тишины — не больше 30 д.",
+        "/maintenance шоп-01 2h": "«шоп-01» не годится как имя площадки",
+        "/maintenance shop-01 kod/eks 2h": "«kod/eks» не годится как имя проверки",
+    }
+    for command, expected in cases.items():
+        before = stack.say(command)
+        [reply] = stack.answers(GROUP_CHAT, before)
+        assert expected in reply, (command, reply)
+        assert "{" not in reply and "site=" not in reply, reply
+    assert stack.silences() == [] and stack.silences("pending") == []
+    before = stack.say("/help")
+    [help_text] = stack.answers(GROUP_CHAT, before)
+    assert "/maintenance площадка [проверка] срок|до когда [комментарий] — плановые работы" in help_text
