@@ -12,8 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
 DAY = 86400
-PAST_DAYS = 8  # closures that ended within this many days stay exported: "did not come back" needs them
-CLOSURES_AHEAD = 8  # closures still to come that are exported: a site silent longer is alerting anyway
+# Closures that ended within this many days stay exported: an office-checked site that did not come back
+# after opening is told so for two days (a pushed site's last push keeps its own closure for good).
+PAST_DAYS = 2
+# Closures still to come: the next one, for its closing grace and the dashboard's "closes at", and the
+# one after, should the next be short (a lunch break). A silent site needs no more: once it has missed an
+# opening, that missed opening is what is told.
+CLOSURES_AHEAD = 2
 WINDOWS_AHEAD = 2  # occurrences of each maintenance window still to come
 SEARCH_DAYS = 400  # how far ahead to look for an opening (long holidays, a seasonal site)
 
