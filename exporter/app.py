@@ -96,12 +96,13 @@ class ExporterApp:
 
     def _file_states(self) -> dict[str, FileState]:
         files = [self.config_path]
-        if self.config.targets_file is not None:
-            files.append(str(self.config.targets_file))
+        for extra in (self.config.targets_file, self.config.hours_file):
+            if extra is not None:
+                files.append(str(extra))
         return {str(file): _file_state(file) for file in files}
 
     def _watch(self) -> None:
-        """Reloads when the config file or the targets file changes (mtime, size or inode)."""
+        """Reloads when the config file, its targets file or its hours file changes (mtime, size or inode)."""
         seen = self._seen
         while not self._watch_stop.wait(WATCH_INTERVAL):
             now = self._file_states()

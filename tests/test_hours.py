@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT, value_of_metric
+from conftest import ROOT, value_of_metric, wait_until
 from exporter.config import ConfigError, load_config
 from exporter.hours import CLOSURES_AHEAD, closures, is_open, occurrences
 from exporter.hours_metrics import hours_families
@@ -228,3 +228,37 @@ def test_check_says_whether_the_site_is_open_by_its_hours(config, tmp_path):
                              str(write(tmp_path, RESTAURANT)), "--site", "cafe-1"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert re.search(r"^cafe-1: (open|closed) by its hours until ", result.stdout, re.M), result.stdout
+
+
+def test_a_chains_hours_file_is_shared_and_its_mistakes_name_it(tmp_path):
+    chain = tmp_path / "chain-hours.yml"
+    chain.write_text('restaurant: {open: {daily: "10:00-23:00"}, opening_grace: 20m}\n', encoding="utf-8")
+    config = write(tmp_path, """\
+        hours_file: chain-hours.yml
+        sites:
+          - id: cafe-7
+            hours: restaurant
+            checks: [{name: pc, ping: {host: 127.0.0.1}}]
+        """)
+    loaded = load_config(config)
+    assert loaded.site("cafe-7").hours.opening_grace == 1200 and loaded.hours_file == chain
+    chain.write_text('restaurant: {open: {daily: "10-23"}}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value).startswith(f"{chain}: restaurant.open.daily: expected a time range")
+
+
+def test_an_edit_of_the_hours_file_reloads_the_exporter(tmp_path, start_exporter):
+    chain = tmp_path / "chain-hours.yml"
+    chain.write_text('restaurant: {open: {daily: "10:00-23:00"}, opening_grace: 20m}\n', encoding="utf-8")
+    exporter = start_exporter(write(tmp_path, """\
+        hours_file: chain-hours.yml
+        sites:
+          - id: cafe-8
+            hours: restaurant
+            checks: [{name: pc, ping: {host: 127.0.0.1}}]
+        """))
+    assert value_of_metric(exporter.metrics(), "sitewatch_site_opening_grace_seconds", site="cafe-8") == 1200
+    chain.write_text('restaurant: {open: {daily: "10:00-23:00"}, opening_grace: 40m}\n', encoding="utf-8")
+    wait_until(lambda: value_of_metric(exporter.metrics(), "sitewatch_site_opening_grace_seconds",
+                                       site="cafe-8") == 2400, 20, what="the exporter to reload the new grace")

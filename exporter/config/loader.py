@@ -80,6 +80,7 @@ _name = s.string(NAME_PATTERN, NAME_TEXT)
 _TOP = s.struct({
     "defaults": s.Field(_defaults),
     "hours": s.Field(lambda v, p: v),
+    "hours_file": s.Field(s.string(what="a path to a YAML file of shared opening hours, by name")),
     "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
     "push": s.Field(PUSH),
     "sites": s.Field(s.list_of(lambda v, p: v, what="a list of sites")),
@@ -121,6 +122,7 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None, *,
             secrets.extend(secrets_in(top["push"]))
         base = _merge_schedule(BUILTIN_SCHEDULE, top["defaults"])
         shared = h.shared_hours(top["hours"], "hours", NAME_PATTERN, NAME_TEXT) if top["hours"] is not None else {}
+        shared = _with_hours_file(file, top["hours_file"], shared)
         built = [_site(raw_site, f"sites[{i}]", base, secrets, shared)
                  for i, raw_site in enumerate(top["sites"] or [])]
         sites = tuple(site for site, _ in built)
@@ -144,7 +146,8 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None, *,
     if read_secrets:
         resolve_secrets(file, secrets, KeySource(key_file, _relative(file, top.get("key_file"))))
     return Config(source=file, sites=sites, push=top["push"],
-                  targets_file=Path(targets_file) if targets_file else None)
+                  targets_file=Path(targets_file) if targets_file else None,
+                  hours_file=Path(_relative(file, top["hours_file"])) if top["hours_file"] else None)
 
 
 def open_targets(path: str | os.PathLike[str], key_file: str | None = None) -> TargetsFile:
@@ -213,6 +216,24 @@ def _with_targets(config_file: Path, targets_file: Path, sites: tuple[Site, ...]
     result.extend(Site(id=site_id, labels=tuple(sorted(labels.items())), timezone=None,
                        checks=tuple(added[site_id])) for site_id, labels in new_labels.items())
     return tuple(result)
+
+
+def _with_hours_file(config_file: Path, hours_file: str | None, shared: dict[str, h.Hours]) -> dict[str, h.Hours]:
+    """The shared hours of `hours_file` (a chain's hours, copied to every site's PC) beside the config's own.
+    A mistake in that file is a ConfigError naming it."""
+    if not hours_file:
+        return shared
+    path = Path(_relative(config_file, hours_file))
+    try:
+        from_file = h.shared_hours(read_yaml(path), "", NAME_PATTERN, NAME_TEXT)
+    except YamlError as err:
+        raise ConfigError(path, str(err)) from None
+    except s.Invalid as err:
+        raise ConfigError(path, err.describe()) from None
+    for name in from_file:
+        if name in shared:
+            raise s.Invalid(f"hours.{name}", f"a name not already given in the hours_file {path.name}", name)
+    return {**from_file, **shared}
 
 
 def _agrees_with_site(config_file: Path, target: Target, site: Site, path: str) -> None:

@@ -57,6 +57,7 @@ class Config:
     sites: tuple[Site, ...]
     push: dict[str, Any] | None = None  # the validated `push:` section, for sitewatch-pusher
     targets_file: Path | None = None  # the `targets_file:` whose targets are among the sites, absolute
+    hours_file: Path | None = None  # the `hours_file:` of shared opening hours, absolute
 
     def checks(self) -> list[CheckConfig]:
         return [check for site in self.sites for check in site.checks]
