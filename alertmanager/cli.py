@@ -67,7 +67,7 @@ def _maintenance_parser(commands: argparse._SubParsersAction) -> None:
     add = actions.add_parser("add", help="silence a site (or one check of it) for planned works")
     add.add_argument("site", help="the site, as its alerts' site label names it")
     add.add_argument("words", nargs="*", metavar="DURATION|COMMENT",
-                     help="how long (2h, 1d, 30m; not with --until), then the comment (default: плановые работы)")
+                     help="how long (2h, 1d, 30m; not with --until), then the comment (default: без пояснений)")
     add.add_argument("--until", help='the end instead of a duration: "07.12.2026 10:00", "07.12", "пн 10:00"')
     add.add_argument("--check", help="only this check of the site (its check label)")
     listing = actions.add_parser("list", help="maintenance under way, the soonest to end first")

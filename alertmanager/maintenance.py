@@ -28,6 +28,8 @@ WEEKDAYS = {name: number for number, names in enumerate((
     ("вс", "воскресенье", "воскресенья"))) for name in names}
 _DATE = re.compile(r"(\d{1,2})\.(\d{1,2})(?:\.(\d{4}|\d{2}))?\.?")
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
+# After a day or a date a time may be written with a dot too, as people type it: "до 7.12 10.00".
+_TIME_AFTER_DAY = re.compile(r"(\d{1,2})[:.](\d{2})")
 _NAME = re.compile(NAME_PATTERN)
 # A date written without a year that is this far behind is meant for next year ("до 10.01" in late December).
 _NEXT_YEAR_AFTER = timedelta(days=180)
@@ -87,9 +89,12 @@ def until(words: list[str], now: datetime, zone: tzinfo) -> tuple[datetime, list
     first, rest = words[0], words[1:]
     local = now.astimezone(zone)
     if _TIME.fullmatch(first):
-        return _next_time(_clock_time(first), local), rest
+        if rest and (_DATE.fullmatch(rest[0]) or WEEKDAYS.get(rest[0].lower().rstrip(".")) is not None):
+            first, rest = rest[0], [first] + rest[1:]  # "до 10:00 07.12": the same as "до 07.12 10:00"
+        else:
+            return _next_time(_clock_time(first), local), rest
     at = time(0, 0)
-    if rest and _TIME.fullmatch(rest[0]):
+    if rest and _TIME_AFTER_DAY.fullmatch(rest[0]):
         at, rest = _clock_time(rest[0]), rest[1:]
     weekday = WEEKDAYS.get(first.lower().rstrip("."))
     if weekday is not None:
@@ -107,7 +112,7 @@ def _next_time(at: time, local: datetime) -> datetime:
 
 
 def _clock_time(text: str) -> time:
-    hours, minutes = (int(part) for part in _TIME.fullmatch(text).groups())
+    hours, minutes = (int(part) for part in _TIME_AFTER_DAY.fullmatch(text).groups())
     if hours > 23 or minutes > 59:
         raise MaintenanceProblem(f"Нет такого времени: {text}.")
     return time(hours, minutes)
@@ -123,13 +128,16 @@ def _next_weekday(weekday: int, at: time, local: datetime) -> datetime:
 def _dated(text: str, at: time, local: datetime) -> datetime:
     day, month, year = _DATE.fullmatch(text).groups()
     written = int(year) + (2000 if year and len(year) == 2 else 0) if year else local.year
-    try:
-        moment = datetime.combine(date(written, int(month), int(day)), at, local.tzinfo)
-        if not year and moment < local - _NEXT_YEAR_AFTER:
+    candidates = [written] if year else [written, written + 1]  # 29.02 typed in a year without one
+    for candidate in candidates:
+        try:
+            moment = datetime.combine(date(candidate, int(month), int(day)), at, local.tzinfo)
+        except ValueError:
+            continue
+        if not year and candidate == written and moment < local - _NEXT_YEAR_AFTER:
             moment = datetime.combine(date(written + 1, int(month), int(day)), at, local.tzinfo)
-    except ValueError:
-        raise MaintenanceProblem(f"Нет такой даты: {text}.") from None
-    return moment
+        return moment
+    raise MaintenanceProblem(f"Нет такой даты: {text}.")
 
 
 def moment_text(moment: datetime, zone: tzinfo | None) -> str:

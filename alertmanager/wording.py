@@ -194,12 +194,12 @@ def _not_back_after_opening(f: Facts) -> Wording:
             when = f" at {clock}" if today else f" on {f.date(opening)} at {clock}"
     if f.ru:
         return Wording("Площадка не вышла на связь после открытия",
-                       f"Площадка не вышла на связь после открытия{when}: компьютер выключили при закрытии, "
-                       "и с тех пор он не присылает данные.",
+                       f"Площадка не вышла на связь после открытия{when}: она замолчала при закрытии "
+                       "и с тех пор молчит.",
                        "Позвоните на площадку: включён ли компьютер, есть ли свет и интернет.")
     return Wording("Site not back after opening",
-                   f"The site has not reported since opening{when}: its PC went off at closing and has sent "
-                   "nothing since.",
+                   f"The site has not reported since opening{when}: it went quiet at closing and has been "
+                   "silent since.",
                    "Call the site: is the PC on, is there power and internet?")
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
 DAY = 86400
-# Closures that ended within this many days stay exported: an office-checked site that did not come back
-# after opening is told so for two days (a pushed site's last push keeps its own closure for good).
-PAST_DAYS = 2
+# Quiet spans that ended within this many days stay exported: an office-checked site that did not come
+# back after opening is told so for three days (a long weekend); a pushed site's last push keeps its own
+# span for good.
+PAST_DAYS = 3
 # Closures still to come: the next one, for its closing grace and the dashboard's "closes at", and the
 # one after, should the next be short (a lunch break). A silent site needs no more: once it has missed an
 # opening, that missed opening is what is told.
@@ -102,23 +103,62 @@ def closures(hours: Hours, zone: tzinfo | None, now: float) -> list[tuple[float,
         found = [gap for gap in gaps if gap[1] >= now - PAST_DAYS * DAY]
         if sum(1 for start, _ in found if start > now) >= CLOSURES_AHEAD or days >= SEARCH_DAYS:
             break
+        last_searched = first + timedelta(days=days - 2)
+        if not gaps and days >= 16 and not any(day >= last_searched for day in hours.dates):
+            break  # two weeks without a gap and no holiday ahead: open around the clock
         days = min(SEARCH_DAYS, days * 2)
     past_and_current = [gap for gap in found if gap[0] <= now]
     ahead = [gap for gap in found if gap[0] > now][:CLOSURES_AHEAD]
     return past_and_current + ahead
 
 
-def occurrences(window: Window, zone: tzinfo | None, now: float) -> list[tuple[float, float]]:
-    """The window's occurrences that ended within the last day, the current one and WINDOWS_AHEAD to come."""
+def occurrences(window: Window, zone: tzinfo | None, now: float, past_days: int = 1) -> list[tuple[float, float]]:
+    """The window's occurrences that ended within `past_days`, the current one and WINDOWS_AHEAD to come."""
     today = local_day(now, zone)
     found = []
-    for offset in range(-2, 9):
+    for offset in range(-past_days - 1, 9):
         day = today + timedelta(days=offset)
         if day.weekday() in window.days:
             found.append((local_moment(day, window.span.start, zone), local_moment(day, window.span.end, zone)))
-    recent = [span for span in found if span[1] > now - DAY and span[0] <= now]
+    recent = [span for span in found if span[1] > now - past_days * DAY and span[0] <= now]
     ahead = [span for span in found if span[0] > now][:WINDOWS_AHEAD]
     return recent + ahead
+
+
+@dataclass(frozen=True)
+class QuietSpan:
+    """A stretch of time in which the site (or a check) may be quiet as planned: closures and maintenance
+    windows widened by the graces and joined where they touch or overlap, so that a window ending at the
+    closing, or two overlapping windows, are one quiet time. `closing` and `opening` are the first closing
+    and the last opening by the hours inside it (None for a span of windows only)."""
+
+    start: float
+    end: float
+    closing: float | None = None
+    opening: float | None = None
+
+
+def quiet_spans(hours: Hours, zone: tzinfo | None, now: float, check: str | None = None) -> list[QuietSpan]:
+    """The site's quiet spans (with `check`, that check's: the site's joined with the windows covering it)
+    that ended within PAST_DAYS, the current one and up to CLOSURES_AHEAD to come; oldest first."""
+    pieces = [QuietSpan(start - hours.closing_grace, end + hours.opening_grace, start, end)
+              for start, end in closures(hours, zone, now)]
+    for window in hours.windows:
+        if not window.checks or (check is not None and check in window.checks):
+            pieces.extend(QuietSpan(start - hours.closing_grace, end + hours.opening_grace)
+                          for start, end in occurrences(window, zone, now, past_days=PAST_DAYS))
+    merged: list[QuietSpan] = []
+    for piece in sorted(pieces, key=lambda p: p.start):
+        if merged and piece.start <= merged[-1].end:
+            last = merged[-1]
+            closings = [c for c in (last.closing, piece.closing) if c is not None]
+            openings = [o for o in (last.opening, piece.opening) if o is not None]
+            merged[-1] = QuietSpan(last.start, max(last.end, piece.end), min(closings) if closings else None,
+                                   max(openings) if openings else None)
+        else:
+            merged.append(piece)
+    recent = [span for span in merged if span.end > now - PAST_DAYS * DAY and span.start <= now]
+    return recent + [span for span in merged if span.start > now][:CLOSURES_AHEAD]
 
 
 def is_open(hours: Hours, zone: tzinfo | None, now: float) -> bool:

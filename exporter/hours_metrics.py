@@ -13,14 +13,16 @@ from typing import Iterable
 from prometheus_client.core import Metric
 
 from exporter.config.model import Site
-from exporter.hours import closures, occurrences
+from exporter.hours import occurrences, quiet_spans
 
 HELP = {
     "sitewatch_site_hours_info": "1 for a site with opening hours or maintenance windows; `hours` names them.",
-    "sitewatch_site_closed_start_timestamp_seconds": "When a closure by the site's hours begins (its closing).",
-    "sitewatch_site_closed_end_timestamp_seconds": "When that closure ends (the next opening).",
-    "sitewatch_site_opening_grace_seconds": "How long after opening the site may take to report.",
-    "sitewatch_site_closing_grace_seconds": "How long before closing (or a maintenance window) it may go quiet.",
+    "sitewatch_site_quiet_start_timestamp_seconds": "When a span the site may be quiet in begins (graces included).",
+    "sitewatch_site_quiet_end_timestamp_seconds": "When that quiet span ends (graces included).",
+    "sitewatch_site_closed_start_timestamp_seconds": "The first closing by the site's hours in that quiet span.",
+    "sitewatch_site_closed_end_timestamp_seconds": "The last opening by the site's hours in that quiet span.",
+    "sitewatch_check_quiet_start_timestamp_seconds": "When a span a check covered by a window may fail in begins.",
+    "sitewatch_check_quiet_end_timestamp_seconds": "When that span ends.",
     "sitewatch_maintenance_start_timestamp_seconds": "When an occurrence of a maintenance window begins.",
     "sitewatch_maintenance_end_timestamp_seconds": "When that occurrence ends.",
 }
@@ -39,13 +41,20 @@ def hours_families(sites: Iterable[Site], now: float | None = None) -> list[Metr
             continue
         labels = {"site": site.id, **dict(site.labels)}
         add("sitewatch_site_hours_info", {**labels, "hours": hours.name}, 1)
-        add("sitewatch_site_opening_grace_seconds", labels, hours.opening_grace)
-        add("sitewatch_site_closing_grace_seconds", labels, hours.closing_grace)
-        for index, (start, end) in enumerate(closures(hours, site.timezone, moment)):
-            closure = {**labels, "closure": str(index)}
-            add("sitewatch_site_closed_start_timestamp_seconds", closure, start)
-            add("sitewatch_site_closed_end_timestamp_seconds", closure, end)
+        for index, span in enumerate(quiet_spans(hours, site.timezone, moment)):
+            one = {**labels, "span": str(index)}
+            add("sitewatch_site_quiet_start_timestamp_seconds", one, span.start)
+            add("sitewatch_site_quiet_end_timestamp_seconds", one, span.end)
+            if span.closing is not None and span.opening is not None:
+                add("sitewatch_site_closed_start_timestamp_seconds", one, span.closing)
+                add("sitewatch_site_closed_end_timestamp_seconds", one, span.opening)
         check_names = {check.name for check in site.checks}
+        covered_checks = sorted({name for window in hours.windows for name in window.checks if name in check_names})
+        for name in covered_checks:
+            for index, span in enumerate(quiet_spans(hours, site.timezone, moment, check=name)):
+                one = {**labels, "check": name, "span": str(index)}
+                add("sitewatch_check_quiet_start_timestamp_seconds", one, span.start)
+                add("sitewatch_check_quiet_end_timestamp_seconds", one, span.end)
         for window in hours.windows:
             # A shared window covers the named checks this site has; one that names none of them is not its.
             covered = [name for name in window.checks if name in check_names]

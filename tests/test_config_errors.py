@@ -112,7 +112,7 @@ def test_boolean_where_an_integer_belongs_is_named_as_a_boolean(tmp_path: Path) 
 def test_unknown_top_level_key_lists_the_known_keys_and_suggests_the_near_one(tmp_path: Path) -> None:
     path = write_config(tmp_path, f"default:\n  interval: 30s\nsites:\n{GOOD_SITE}")
     message = config_error(path)
-    assert_names(message, path, "default", "one of the keys defaults, key_file, push, sites", "unknown key 'default'")
+    assert_names(message, path, "default", "one of the keys defaults, hours, hours_file, key_file, push, sites", "unknown key 'default'")
     assert "did you mean 'defaults'?" in message
 
 
@@ -122,7 +122,7 @@ def test_unknown_key_in_a_site_names_the_site_and_suggests_the_near_one(tmp_path
           tcp: {host: 127.0.0.1, port: 80}
     """, site_extra="label: {client: acme}\n"))
     message = config_error(path)
-    assert_names(message, path, "sites[1].label", "one of the keys id, labels, timezone, defaults, relay, checks",
+    assert_names(message, path, "sites[1].label", "one of the keys id, labels, timezone, defaults, relay, hours, maintenance, checks",
                  "unknown key 'label'")
     assert "did you mean 'labels'?" in message
 

@@ -272,7 +272,8 @@ def test_availability_figures_leave_closed_time_out():
         assert found["type"] in {"stat", "table"}
         assert found["fieldConfig"]["defaults"]["unit"] == "percent"
         assert CLOSED_LEFT_OUT in found["description"], f"{found['title']}: say that closed time is not counted"
-        assert f"unless on(site) {CLOSED_RULE}" in target(found, "A")
+    assert f"unless on(site) {CLOSED_RULE}" in target(site, "A")
+    assert "sitewatch:check_up_while_open" in target(fleet, "A")  # recorded: 30 days stay cheap
     # The site's figure covers the range chosen on the board, minute by minute.
     assert "[$__range:1m]" in target(site, "A")
 
@@ -302,12 +303,12 @@ def test_closed_time_as_the_boards_show_it(tmp_path):
     labels = f'site="{shop}",client="romashka",distributor="north"'
     window = "Кодекс: ночной перезапуск"
     series = {
-        # closure 0: 120m-240m; closure 1: next day, 26h-28h
+        # closed in span 0: 120m-240m; in span 1: next day, 26h-28h
         f'sitewatch_site_hours_info{{{labels},hours="inline"}}': "1x300",
-        f'sitewatch_site_closed_start_timestamp_seconds{{{labels},closure="0"}}': "7200x300",
-        f'sitewatch_site_closed_end_timestamp_seconds{{{labels},closure="0"}}': "14400x300",
-        f'sitewatch_site_closed_start_timestamp_seconds{{{labels},closure="1"}}': "93600x300",
-        f'sitewatch_site_closed_end_timestamp_seconds{{{labels},closure="1"}}': "100800x300",
+        f'sitewatch_site_closed_start_timestamp_seconds{{{labels},span="0"}}': "7200x300",
+        f'sitewatch_site_closed_end_timestamp_seconds{{{labels},span="0"}}': "14400x300",
+        f'sitewatch_site_closed_start_timestamp_seconds{{{labels},span="1"}}': "93600x300",
+        f'sitewatch_site_closed_end_timestamp_seconds{{{labels},span="1"}}': "100800x300",
         f'{CLOSED_RULE}{{site="{shop}"}}': "_x120 7200x119 stale",
         # a window of the kodeks check 30m-45m, one of the whole site 50m-60m
         f'sitewatch:maintenance_since_timestamp_seconds{{{labels},check="kodeks",window="{window}"}}':
@@ -315,9 +316,13 @@ def test_closed_time_as_the_boards_show_it(tmp_path):
         f'sitewatch:maintenance_since_timestamp_seconds{{{labels},window="Обновление"}}': "_x50 3000x9 stale",
         # the PC: up, off while closed (120m-239m), down 260m-269m after opening
         f'sitewatch_check_up{{{labels},check="pc",type="ping"}}': "1x119 0x119 1x19 0x9 1x30",
+        # what hours.yml records of it: nothing while closed
+        f'sitewatch:check_up_while_open{{{labels},check="pc",type="ping"}}': "1x119 _x119 1x19 0x9 1x30",
         f'sitewatch_check_up{{{labels},check="main-page",type="http"}}': "1x300",
         f'sitewatch_check_up{{site="{kiosk}",client="romashka",distributor="north",check="pc",type="ping"}}':
             "1x300",
+        f'sitewatch:check_up_while_open{{site="{kiosk}",client="romashka",distributor="north",check="pc",'
+        'type="ping"}': "1x300",
     }
     hours = panel(SITE_BOARD, "Часы работы")
     now, next_change = target(hours, "A"), target(hours, "B")
@@ -346,9 +351,10 @@ def test_closed_time_as_the_boards_show_it(tmp_path):
         case(f"round(1000 * ({as_sent(availability, shop, '2h')}))", 300,
              (f'{{site="{shop}"}}', round(1000 * 100 * 51 / 61))),
         case(f"round(1000 * ({as_sent(availability, kiosk, '2h')}))", 300, (f'{{site="{kiosk}"}}', 100000)),
-        # the fleet's 30 days at 5-minute steps 0m-300m: 24 closed steps left out, 2 of 37 open ones down
+        # the fleet's 30 days from the recorded minutes 0m-300m: the closed ones are not there, 10 of the
+        # 181 open ones are down
         case(f"round(1000 * ({as_sent(fleet, shop)}))", 300,
-             (f'{{site="{shop}",client="romashka",distributor="north"}}', round(1000 * 100 * 35 / 37)),
+             (f'{{site="{shop}",client="romashka",distributor="north"}}', round(1000 * 100 * 171 / 181)),
              (f'{{site="{kiosk}",client="romashka",distributor="north"}}', 100000)),
         # shading: closed at 180m, not at 60m or 250m
         case(as_sent(closed, shop), 60),

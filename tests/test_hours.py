@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,7 +16,7 @@ import pytest
 
 from conftest import ROOT, value_of_metric, wait_until
 from exporter.config import ConfigError, load_config
-from exporter.hours import CLOSURES_AHEAD, closures, is_open, occurrences
+from exporter.hours import CLOSURES_AHEAD, closures, is_open, occurrences, quiet_spans
 from exporter.hours_metrics import hours_families
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -92,7 +93,7 @@ def test_a_week_of_closures_crosses_midnight_breaks_for_lunch_and_keeps_holidays
     # the closure the site is out of now ended this morning and is still exported, with the week before
     past = [c for c in found if c[0] <= now]
     assert shown(past[-1:]) == [("Wed 02.12 23:00", "Thu 03.12 10:00")]
-    assert now - past[0][1] <= 2 * 86400 and len(past) == 2
+    assert now - past[0][1] <= 3 * 86400 and len(past) == 3
     assert is_open(hours, MOSCOW, now) and not is_open(hours, MOSCOW, moscow("2026-12-04T03:00"))
 
     new_year = closures(hours, MOSCOW, moscow("2026-12-31T12:00"))
@@ -138,25 +139,92 @@ def test_the_series_say_moments_and_only_for_sites_with_hours(config):
     info = families["sitewatch_site_hours_info"].samples
     assert {(s.labels["site"], s.labels["hours"]) for s in info} == {("cafe-1", "restaurant"), ("cafe-2", "restaurant")}
     assert all(s.labels.get("client") == "romashka" for s in info if s.labels["site"] == "cafe-1")
-    starts = [s for s in families["sitewatch_site_closed_start_timestamp_seconds"].samples
-              if s.labels["site"] == "cafe-1"]
-    assert [s.labels["closure"] for s in starts] == [str(i) for i in range(len(starts))]
-    assert moscow("2026-12-03T23:00") in [s.value for s in starts]
-    grace = families["sitewatch_site_opening_grace_seconds"].samples
-    assert {s.labels["site"]: s.value for s in grace} == {"cafe-1": 1800.0, "cafe-2": 1800.0}
+
+    def values(name: str, site: str = "cafe-1") -> list[float]:
+        return [s.value for s in families[name].samples if s.labels["site"] == site]
+
+    closings = values("sitewatch_site_closed_start_timestamp_seconds")
+    assert moscow("2026-12-03T23:00") in closings
+    # the quiet span around it: 15 minutes before closing to 30 minutes (opening_grace) after opening
+    index = closings.index(moscow("2026-12-03T23:00"))
+    assert values("sitewatch_site_quiet_start_timestamp_seconds")[index] == moscow("2026-12-03T22:45")
+    assert values("sitewatch_site_quiet_end_timestamp_seconds")[index] == moscow("2026-12-04T10:30")
+    spans = [s.labels["span"] for s in families["sitewatch_site_quiet_start_timestamp_seconds"].samples
+             if s.labels["site"] == "cafe-1"]
+    assert spans == [str(i) for i in range(len(spans))] and len(spans) <= 3 + 1 + 2 + 3  # lunch breaks add spans
     windows = families["sitewatch_maintenance_start_timestamp_seconds"].samples
     # the shared Кодекс window covers cafe-1's kodeks check; cafe-2 has none, so the window is not its
     assert {(s.labels["site"], s.labels["window"], s.labels.get("check")) for s in windows} == {
         ("cafe-1", "Кодекс: ночной перезапуск", "kodeks"), ("cafe-1", "Резервная копия", None)}
+    # the check's own quiet spans join the site's with its window: 03:00-03:30 lies inside the night
+    check_spans = [(s.labels["check"], s.value) for s in families["sitewatch_check_quiet_start_timestamp_seconds"].samples]
+    assert {check for check, _ in check_spans} == {"kodeks"}
     assert not any(s.labels["site"] == "office" for f in families.values() for s in f.samples)
+
+
+def test_a_window_that_touches_a_closure_or_another_window_is_one_quiet_span(tmp_path):
+    config = load_config(write(tmp_path, """\
+        sites:
+          - id: cafe-3
+            timezone: Europe/Moscow
+            hours:
+              open: {daily: "10:00-23:00"}
+              maintenance:
+                - {name: "Перед закрытием", time: "22:30-23:30"}
+                - {name: "Обновление", time: "03:00-04:00"}
+                - {name: "Резервная копия", time: "03:30-05:00", checks: [kodeks]}
+                - {name: "Днём", time: "14:00-14:20", checks: [kodeks]}
+            checks: [{name: pc, ping: {host: 127.0.0.1}}, {name: kodeks, tcp: {host: 127.0.0.1, port: 1}}]
+        """))
+    hours = config.site("cafe-3").hours
+    now = moscow("2026-12-03T12:00")
+    site = [(span.start, span.end) for span in quiet_spans(hours, MOSCOW, now) if span.start > now]
+    # 22:30 less the 15-minute grace, through the night, to 10:15: the window before closing joins it
+    assert shown(site[:1]) == [("Thu 03.12 22:15", "Fri 04.12 10:15")]
+    kodeks = [(span.start, span.end) for span in quiet_spans(hours, MOSCOW, now, check="kodeks")
+              if span.start > now]
+    assert shown(kodeks[:2]) == [("Thu 03.12 13:45", "Thu 03.12 14:35"), ("Thu 03.12 22:15", "Fri 04.12 10:15")]
+    [span] = [s for s in quiet_spans(hours, MOSCOW, now) if s.start <= moscow("2026-12-04T03:00") < s.end]
+    assert (span.closing, span.opening) == (moscow("2026-12-03T23:00"), moscow("2026-12-04T10:00"))
+
+
+def test_hours_around_the_clock_are_quick_and_have_no_closures(tmp_path):
+    config = load_config(write(tmp_path, """\
+        sites:
+          - id: always
+            timezone: Europe/Moscow
+            hours: {open: {daily: "00:00-24:00"}, holidays: [2026-12-31]}
+            checks: []
+        """))
+    hours = config.site("always").hours
+    started = time.perf_counter()
+    for _ in range(100):
+        found = closures(hours, MOSCOW, moscow("2027-01-05T12:00"))
+    assert (time.perf_counter() - started) / 100 < 0.005
+    assert found == []
+    assert shown(closures(hours, MOSCOW, moscow("2026-12-30T12:00"))) == [("Thu 31.12 00:00", "Fri 01.01 00:00")]
+
+
+def test_hours_need_the_sites_time_zone(tmp_path):
+    path = write(tmp_path, """\
+        sites:
+          - id: cafe-4
+            hours: {open: {daily: "10:00-23:00"}}
+            checks: []
+        """)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "sites[0].timezone: expected the site's time zone, such as Europe/Moscow (required with hours" \
+        in str(caught.value)
 
 
 def test_a_running_exporter_serves_the_hours(tmp_path, start_exporter):
     exporter = start_exporter(write(tmp_path, RESTAURANT))
     text = exporter.metrics()
-    assert value_of_metric(text, "sitewatch_site_opening_grace_seconds", site="cafe-1", client="romashka") == 1800
+    assert value_of_metric(text, "sitewatch_site_hours_info", site="cafe-1", client="romashka", hours="restaurant") == 1
     assert value_of_metric(text, "sitewatch_site_hours_info", site="cafe-2", hours="restaurant") == 1
-    assert 'sitewatch_site_closed_start_timestamp_seconds{site="office"' not in text
+    assert 'sitewatch_site_quiet_start_timestamp_seconds{site="office"' not in text
+    assert 'sitewatch_site_quiet_end_timestamp_seconds{client="romashka",site="cafe-1",span="0"}' in text
     assert "sitewatch_maintenance_end_timestamp_seconds" in text
 
 
@@ -181,6 +249,7 @@ def test_mistakes_in_hours_name_the_file_the_path_and_what_was_expected(tmp_path
     path = write(tmp_path, f"""\
         sites:
           - id: cafe-9
+            timezone: Europe/Moscow
             {fragment}
             checks: [{{name: pc, ping: {{host: 127.0.0.1}}}}]
         """)
@@ -237,6 +306,7 @@ def test_a_chains_hours_file_is_shared_and_its_mistakes_name_it(tmp_path):
         hours_file: chain-hours.yml
         sites:
           - id: cafe-7
+            timezone: Europe/Moscow
             hours: restaurant
             checks: [{name: pc, ping: {host: 127.0.0.1}}]
         """)
@@ -255,10 +325,15 @@ def test_an_edit_of_the_hours_file_reloads_the_exporter(tmp_path, start_exporter
         hours_file: chain-hours.yml
         sites:
           - id: cafe-8
+            timezone: Europe/Moscow
             hours: restaurant
             checks: [{name: pc, ping: {host: 127.0.0.1}}]
         """))
-    assert value_of_metric(exporter.metrics(), "sitewatch_site_opening_grace_seconds", site="cafe-8") == 1200
-    chain.write_text('restaurant: {open: {daily: "10:00-23:00"}, opening_grace: 40m}\n', encoding="utf-8")
-    wait_until(lambda: value_of_metric(exporter.metrics(), "sitewatch_site_opening_grace_seconds",
-                                       site="cafe-8") == 2400, 20, what="the exporter to reload the new grace")
+    def closing() -> float | None:
+        return value_of_metric(exporter.metrics(), "sitewatch_site_closed_start_timestamp_seconds", site="cafe-8",
+                               span="0")
+
+    first = closing()
+    assert first is not None and datetime.fromtimestamp(first, MOSCOW).strftime("%H:%M") == "23:00"
+    chain.write_text('restaurant: {open: {daily: "10:00-22:00"}}\n', encoding="utf-8")
+    wait_until(lambda: closing() == first - 3600, 20, what="the exporter to reload the hours file")

@@ -134,3 +134,17 @@ def test_alertmanager_down_or_unknown_is_said_in_a_sentence(tmp_path):
     config = maintenance("list", "-c", str(broken))
     assert config.returncode == 1 and config.stderr.startswith("Настройки получателя не годятся: ")
     assert "commands.alertmanager_url" in config.stderr and "Traceback" not in config.stderr
+
+
+@pytest.mark.parametrize("words, expected, left", [
+    (["7.12", "10.00", "ремонт"], datetime(2027, 12, 7, 10, 0), ["ремонт"]),   # a time with a dot after a date
+    (["10:00", "07.12", "ремонт"], datetime(2027, 12, 7, 10, 0), ["ремонт"]),  # the time first
+    (["пн", "10.00"], datetime(2027, 12, 6, 10, 0), []),
+    (["29.02"], datetime(2028, 2, 29, 0, 0), []),                             # next year's leap day
+    (["18:00", "закрыто"], datetime(2027, 12, 3, 18, 0), ["закрыто"]),
+])
+def test_ends_are_read_as_people_write_them(words, expected, left):
+    from alertmanager.maintenance import until
+    moscow = ZoneInfo("Europe/Moscow")
+    end, rest = until(words, datetime(2027, 12, 3, 12, 0, tzinfo=moscow), moscow)
+    assert (end, rest) == (expected.replace(tzinfo=moscow), left)

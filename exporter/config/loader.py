@@ -37,7 +37,7 @@ RESERVED_LABELS = frozenset(
      # the labels of sitewatch_kkt_info and sitewatch_fn_log_mismatch
      "vendor", "model", "firmware", "rnm", "inn", "organization", "ofd", "ffd", "log_fn",
      # the labels of the opening hours' and maintenance windows' series
-     "hours", "closure", "window", "occurrence"}
+     "hours", "span", "window", "occurrence"}
 )
 
 
@@ -279,6 +279,11 @@ def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue],
     """The site, and the schedule defaults its checks get."""
     site = _SITE(raw, path)
     hours = h.site_hours(site["hours"], site["maintenance"], path, shared)
+    if hours is not None and site["timezone"] is None:
+        # The machine's zone is often not the site's (an office server, a container in UTC): hours three
+        # hours off would alarm every night.
+        raise s.Invalid(s.join(path, "timezone"), "the site's time zone, such as Europe/Moscow (required with "
+                        "hours or maintenance: they are the site's local time)")
     own_windows = len(h.windows(site["maintenance"], s.join(path, "maintenance"))) if site["maintenance"] else 0
     defaults = _merge_schedule(base, site["defaults"])
     checks = tuple(
