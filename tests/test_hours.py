@@ -157,7 +157,8 @@ def test_the_series_say_moments_and_only_for_sites_with_hours(config):
     assert {(s.labels["site"], s.labels["window"], s.labels.get("check")) for s in windows} == {
         ("cafe-1", "Кодекс: ночной перезапуск", "kodeks"), ("cafe-1", "Резервная копия", None)}
     # the check's own quiet spans join the site's with its window: 03:00-03:30 lies inside the night
-    check_spans = [(s.labels["check"], s.value) for s in families["sitewatch_check_quiet_start_timestamp_seconds"].samples]
+    check_spans = [(s.labels["check"], s.value)
+                   for s in families["sitewatch_check_quiet_start_timestamp_seconds"].samples]
     assert {check for check, _ in check_spans} == {"kodeks"}
     assert not any(s.labels["site"] == "office" for f in families.values() for s in f.samples)
 
