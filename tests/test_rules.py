@@ -25,7 +25,7 @@ METRIC_IN_EXPR = re.compile(r"\b(sitewatch_[a-z0-9_]+|push_time_seconds)\b")
 # pipeline itself, or are the gate's own alerts.
 UNGATED = {"SiteNotReporting", "SiteNotBackAfterOpening", "SitePushFailing", "ExporterDown", "Watchdog"}
 GATE = ('unless on(site) ((time() - push_time_seconds{job="sitewatch"} > 180) unless on(site) '
-        '(push_time_seconds{job="sitewatch"} >= on(site) sitewatch:site_quiet_since_timestamp_seconds))')
+        'sitewatch:site_quiet_push_timestamp_seconds)')
 QUIET = "unless on(site, check) sitewatch:check_quiet_expected"
 # Alerts on whether the PC, its ports, pages and registers are on: closed time and maintenance hold them.
 ON_ALERTS = {"PcUnreachable", "PcPacketLoss", "PortDown", "MainPageBroken", "PageMaintenanceLong", "CheckDown",
