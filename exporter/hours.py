@@ -89,27 +89,30 @@ def open_intervals(hours: Hours, zone: tzinfo | None, first: date, days: int) ->
     return [(start, end) for start, end in merged]
 
 
-def closures(hours: Hours, zone: tzinfo | None, now: float) -> list[tuple[float, float]]:
-    """The closures (closing, next opening) that ended within PAST_DAYS, the current one, and up to
-    CLOSURES_AHEAD to come; oldest first. Empty for a site always open."""
+def closures(hours: Hours, zone: tzinfo | None, now: float, past_days: int = PAST_DAYS) -> list[tuple[float, float]]:
+    """The closures (closing, next opening) that ended within `past_days`, the current one, and up to
+    CLOSURES_AHEAD to come; oldest first. Empty for a site always open. A closure is found whole however
+    long it is (a fortnight of holidays, a site open only at weekends): the search reaches back to the last
+    opening before it and ahead to the next."""
     if hours.week is None:
         return []
-    first = local_day(now, zone) - timedelta(days=PAST_DAYS + 2)
-    found: list[tuple[float, float]] = []
-    days = PAST_DAYS + 2 + 2 * CLOSURES_AHEAD + 2
+    today = local_day(now, zone)
+    back, ahead = past_days + 2, 2 * CLOSURES_AHEAD + 2
     while True:
-        intervals = open_intervals(hours, zone, first, days)
+        intervals = open_intervals(hours, zone, today - timedelta(days=back), back + ahead)
         gaps = [(intervals[i][1], intervals[i + 1][0]) for i in range(len(intervals) - 1)]
-        found = [gap for gap in gaps if gap[1] >= now - PAST_DAYS * DAY]
-        if sum(1 for start, _ in found if start > now) >= CLOSURES_AHEAD or days >= SEARCH_DAYS:
+        found = [gap for gap in gaps if gap[1] >= now - past_days * DAY]
+        opened_before = bool(intervals) and intervals[0][0] <= now
+        enough_ahead = sum(1 for start, _ in found if start > now) >= CLOSURES_AHEAD
+        around_the_clock = not gaps and ahead >= 14 and not any(day >= today for day in hours.dates)
+        if around_the_clock or ((opened_before or back >= SEARCH_DAYS) and (enough_ahead or ahead >= SEARCH_DAYS)):
             break
-        last_searched = first + timedelta(days=days - 2)
-        if not gaps and days >= 16 and not any(day >= last_searched for day in hours.dates):
-            break  # two weeks without a gap and no holiday ahead: open around the clock
-        days = min(SEARCH_DAYS, days * 2)
+        if not opened_before:
+            back = min(SEARCH_DAYS, back * 2)
+        if not enough_ahead:
+            ahead = min(SEARCH_DAYS, ahead * 2)
     past_and_current = [gap for gap in found if gap[0] <= now]
-    ahead = [gap for gap in found if gap[0] > now][:CLOSURES_AHEAD]
-    return past_and_current + ahead
+    return past_and_current + [gap for gap in found if gap[0] > now][:CLOSURES_AHEAD]
 
 
 def occurrences(window: Window, zone: tzinfo | None, now: float, past_days: int = 1) -> list[tuple[float, float]]:
@@ -141,12 +144,13 @@ class QuietSpan:
 def quiet_spans(hours: Hours, zone: tzinfo | None, now: float, check: str | None = None) -> list[QuietSpan]:
     """The site's quiet spans (with `check`, that check's: the site's joined with the windows covering it)
     that ended within PAST_DAYS, the current one and up to CLOSURES_AHEAD to come; oldest first."""
+    # one day more than is kept: a piece joined to a kept span stays part of it at the PAST_DAYS edge
     pieces = [QuietSpan(start - hours.closing_grace, end + hours.opening_grace, start, end)
-              for start, end in closures(hours, zone, now)]
+              for start, end in closures(hours, zone, now, past_days=PAST_DAYS + 1)]
     for window in hours.windows:
         if not window.checks or (check is not None and check in window.checks):
             pieces.extend(QuietSpan(start - hours.closing_grace, end + hours.opening_grace)
-                          for start, end in occurrences(window, zone, now, past_days=PAST_DAYS))
+                          for start, end in occurrences(window, zone, now, past_days=PAST_DAYS + 1))
     merged: list[QuietSpan] = []
     for piece in sorted(pieces, key=lambda p: p.start):
         if merged and piece.start <= merged[-1].end:

@@ -338,3 +338,26 @@ def test_an_edit_of_the_hours_file_reloads_the_exporter(tmp_path, start_exporter
     assert first is not None and datetime.fromtimestamp(first, MOSCOW).strftime("%H:%M") == "23:00"
     chain.write_text('restaurant: {open: {daily: "10:00-22:00"}}\n', encoding="utf-8")
     wait_until(lambda: closing() == first - 3600, 20, what="the exporter to reload the hours file")
+
+
+def test_a_long_closure_is_closed_all_through(tmp_path):
+    config = load_config(write(tmp_path, """\
+        sites:
+          - id: dacha
+            timezone: Europe/Moscow
+            hours: {open: {daily: "10:00-23:00"}, holidays: [2027-01-01, 2027-01-02, 2027-01-03, 2027-01-04,
+                    2027-01-05, 2027-01-06, 2027-01-07, 2027-01-08, 2027-01-09, 2027-01-10]}
+            checks: []
+          - id: weekend-market
+            timezone: Europe/Moscow
+            hours: {open: {sat-sun: "10:00-23:00"}}
+            checks: []
+        """))
+    dacha, market = config.site("dacha").hours, config.site("weekend-market").hours
+    assert not any(is_open(dacha, MOSCOW, moscow(f"2027-01-{day:02d}T12:00")) for day in range(1, 11))
+    now = moscow("2027-01-09T12:00")
+    [(start, end)] = [c for c in closures(dacha, MOSCOW, now) if c[0] <= now][-1:]
+    assert shown([(start, end)]) == [("Thu 31.12 23:00", "Mon 11.01 10:00")]
+    # Saturday night, six days after the last opening: still closed until 10:00
+    assert not is_open(market, MOSCOW, moscow("2026-12-05T00:30"))
+    assert is_open(market, MOSCOW, moscow("2026-12-05T12:00"))
