@@ -84,7 +84,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the exporter lives in the repo
 
 from benchkit import (BenchError, Service, at_least_one, find_program, first_line, free_loopback_port,  # noqa: E402
-                      http_get, raise_system_exit)
+                      http_get, positive, raise_system_exit)
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from exporter.checks.base import Result, Sample  # noqa: E402
@@ -533,13 +533,6 @@ def fleet_size(text: str) -> int:
     value = int(text)
     if not 0 <= value <= MAX_SITES:
         raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SITES:,}, not {text}")
-    return value
-
-
-def positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value
 
 

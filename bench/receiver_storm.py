@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the fake Telegram lives in the repo
 
 from benchkit import (BenchError, Service, find_program, first_line, free_loopback_port, http_get,  # noqa: E402
-                      percentile, raise_system_exit)
+                      percentile, positive, raise_system_exit)
 from simulators.telegram import DEFAULT_TOKEN, FakeTelegram
 
 DEFAULT_RATE = 500.0
@@ -720,13 +720,6 @@ def print_groups(results: list[GroupsResult], arguments: argparse.Namespace) -> 
 
 
 # -- the run ----------------------------------------------------------------------------------------------
-
-def positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
-
 
 def whole(text: str) -> int:
     value = int(text)

@@ -94,7 +94,8 @@ def receiver_routes() -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def site_config_text(gateway: str, void_address: str, kodeks_url: str, mitsu_port: int) -> str:
+def site_head(gateway: str) -> str:
+    """The config's start, up to the site's checks or its hours: checks every 2 s, one failure is down."""
     return f"""
 push: {{gateway: "{gateway}"}}
 defaults: {{interval: 2s, timeout: 2s, failure_threshold: 1, success_threshold: 1, jitter: 0}}
@@ -102,6 +103,11 @@ sites:
   - id: {SITE}
     labels: {{client: romashka}}
     timezone: Europe/Moscow
+"""
+
+
+def site_config_text(gateway: str, void_address: str, kodeks_url: str, mitsu_port: int) -> str:
+    return site_head(gateway) + f"""\
     checks:
       - name: pc
         ping: {{host: {void_address}, count: 1, timeout: 500ms}}
@@ -394,13 +400,7 @@ def clock(moment: float) -> str:
 
 def hours_site_yaml(hours: str, checks: str):
     def site_yaml(gateway: str, kodeks_url: str, mitsu_port: int) -> str:
-        return f"""
-push: {{gateway: "{gateway}"}}
-defaults: {{interval: 2s, timeout: 2s, failure_threshold: 1, success_threshold: 1, jitter: 0}}
-sites:
-  - id: {SITE}
-    labels: {{client: romashka}}
-    timezone: Europe/Moscow
+        return site_head(gateway) + f"""\
 {hours}
     checks:
       - name: pc
