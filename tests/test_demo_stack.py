@@ -95,7 +95,10 @@ def demo(tmp_path_factory):
         pytest.fail(f"the demo's ports are taken on this machine: {taken}; stop what uses them")
     running = RunningDemo(tmp_path_factory.mktemp("demo"))
     try:
-        running.wait_for(lambda text: "== the stack is up" in text, 120, "the demo's stack to start")
+        # The block of addresses ends with the note on shortened waits; the lines before it are printed as
+        # each part is found to answer, which takes a moment on a busy machine.
+        running.wait_for(lambda text: "== the stack is up" in text and "== waits are shortened" in text, 150,
+                         "the demo's stack to start and its addresses to be printed")
         running.up_at = time.monotonic()
         yield running
     finally:
