@@ -421,10 +421,10 @@ def messages_between(pipe: Pipeline, route: str, start: float, end: float) -> li
 
 def test_a_site_switched_off_at_closing_is_quiet_all_night_and_loud_when_it_does_not_come_back(
         tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram):
-    # Open now, closing in 40 s; closed for 75 s (the night); the PC is switched off 5 s before closing and
+    # Open now, closing in 30 s; closed for 75 s (the night); the PC is switched off 5 s before closing and
     # stays off. The register's oldest unsent document turns 3 days old at a minute inside the night.
     now = time.time()
-    closing, opening = now + 40, now + 115
+    closing, opening = now + 30, now + 105
     hours = (f'    hours:\n      open: {{daily: ["{clock(now - 3600)}-{clock(closing)}", '
              f'"{clock(opening)}-{clock(opening + 5 * 3600)}"]}}\n'
              '      opening_grace: 20s\n      closing_grace: 20s')
@@ -474,9 +474,9 @@ def test_a_site_switched_off_at_closing_is_quiet_all_night_and_loud_when_it_does
 
 def test_a_maintenance_window_holds_a_failure_and_releases_it_when_it_ends(
         tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram):
-    # A Кодекс window from 20 s to 35 s from now; the catalog's main page breaks at 22 s and stays broken.
+    # A Кодекс window from 16 s to 28 s from now; the catalog's main page breaks at 18 s and stays broken.
     now = time.time()
-    start, end = now + 20, now + 35
+    start, end = now + 16, now + 28
     hours = ('    hours: {opening_grace: 5s, closing_grace: 5s}\n'
              f'    maintenance:\n      - {{name: "Кодекс: перезапуск", time: "{clock(start)}-{clock(end)}", '
              'checks: [kodeks]}')
