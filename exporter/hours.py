@@ -178,8 +178,9 @@ def describe(hours: Hours, zone: tzinfo | None, now: float) -> str:
         same_day = local.date() == datetime.fromtimestamp(now, zone).date()
         return f"{local:%H:%M}" if same_day else f"{local:%a %d.%m %H:%M}"
 
-    current = [span for span in closures(hours, zone, now) if span[0] <= now < span[1]]
-    ahead = [span for span in closures(hours, zone, now) if span[0] > now]
+    found = closures(hours, zone, now)
+    current = [span for span in found if span[0] <= now < span[1]]
+    ahead = [span for span in found if span[0] > now]
     if hours.week is None:
         state = "open all the time"
     elif current:

@@ -284,7 +284,8 @@ def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue],
         # hours off would alarm every night.
         raise s.Invalid(s.join(path, "timezone"), "the site's time zone, such as Europe/Moscow (required with "
                         "hours or maintenance: they are the site's local time)")
-    own_windows = len(h.windows(site["maintenance"], s.join(path, "maintenance"))) if site["maintenance"] else 0
+    # site_hours validated the list and put its windows last: counted here, not read again
+    own_windows = len(site["maintenance"]) if site["maintenance"] else 0
     defaults = _merge_schedule(base, site["defaults"])
     checks = tuple(
         _check(raw_check, f"{path}.checks[{i}]", site["id"], site["timezone"], defaults, secrets)
