@@ -6,11 +6,15 @@ command twice. The offset of the last update done is kept in the outbox, so a re
 command nor loses one that Telegram still holds (it keeps updates for 24 hours).
 
 Whoever is not on the allowlist is ignored: no answer (a stranger learns nothing about the bot), one log
-line per chat and user an hour, and a counter.
+line per chat and user an hour, and a counter. An allowed user is answered only where the answer cannot
+reach the wrong people: in an allowed chat, in a chat some route posts to, and in their private chat with
+the bot. Typed anywhere else, a command is not carried out, nothing is posted there, and the user gets a
+short hint in their private chat (once an hour per chat).
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import queue
 import sqlite3
@@ -36,6 +40,13 @@ MAX_BACKOFF = 60.0
 CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for answerCallbackQuery's text
 MAX_COMMAND_AGE = 600.0  # seconds: an older command is not carried out (nor answered)
 REPLY_PATIENCE = 300.0  # seconds an answer may wait out Telegram's rate limits before it is given up
+REFUSAL_HINTS = {
+    "not_allowed": "add the chat to commands.allowed_chats or the user to commands.allowed_users if they should "
+                   "command the bot",
+    "chat_not_allowed": "an allowed user commands only in commands.allowed_chats, in chats that routes post to and "
+                        "in a private chat with the bot; add this chat to commands.allowed_chats if its members may "
+                        "see and silence alerts",
+}
 
 
 class CommandPoller:
@@ -151,7 +162,8 @@ class CommandPoller:
         command, _, addressed = (words[0] if words else "").partition("@")
         if addressed and self.username and addressed.lower() != self.username.lower():
             return  # "/status@other_bot" in a group with several bots
-        chat_id = int(message["chat"]["id"])
+        chat = message["chat"]
+        chat_id = int(chat["id"])
         sender = message.get("from") or {}
         user_id = sender.get("id")
         name = command.lower()
@@ -161,10 +173,13 @@ class CommandPoller:
                      user_id, name if name in KNOWN_COMMANDS else "unknown")
             return
         label = name if name in KNOWN_COMMANDS else "unknown"
-        if not self.settings.allows(chat_id, user_id):
-            self._refuse(chat_id, user_id, label)
+        refusal = self._refusal(chat, user_id)
+        if refusal:
+            first = self._refuse(chat_id, user_id, label, refusal)
+            if first and refusal == "chat_not_allowed" and label != "unknown":
+                self._reply(int(user_id), None, _elsewhere_hint(name, chat), None)
             return
-        asker = Asker(chat_id, int(user_id or 0), _display_name(sender))
+        asker = Asker(chat_id, int(user_id or 0), _display_name(sender), private=_is_private(chat))
         try:
             replies = self.commands.answer(name, words[1:], asker)
             result = "ok"
@@ -182,12 +197,15 @@ class CommandPoller:
 
     def _button(self, query: dict[str, Any]) -> None:
         message = query.get("message") or {}
-        chat_id = int((message.get("chat") or {}).get("id", 0))
+        chat = message.get("chat") or {}
+        chat_id = int(chat.get("id", 0))
         sender = query.get("from") or {}
         user_id = sender.get("id")
-        if not self.settings.allows(chat_id, user_id):
-            self._refuse(chat_id, user_id, "button")
-            self._answer_button(query["id"], "Вам нельзя глушить оповещения этого бота.", alert=True)
+        refusal = self._refusal(chat, user_id)
+        if refusal:
+            self._refuse(chat_id, user_id, "button", refusal)
+            self._answer_button(query["id"], "Вам нельзя глушить оповещения этого бота." if refusal == "not_allowed"
+                                else "В этом чате кнопки бота не действуют.", alert=True)
             return
         pressed = parse_callback(query.get("data") or "")
         if pressed is None:
@@ -199,7 +217,7 @@ class CommandPoller:
         if not self._answer_button(query["id"], f"⏳ Глушу на {duration_text(seconds)}…"):
             log.info("event=button_ignored reason=too_old chat=%s user=%s", chat_id, user_id)
             return
-        asker = Asker(chat_id, int(user_id or 0), _display_name(sender))
+        asker = Asker(chat_id, int(user_id or 0), _display_name(sender), private=_is_private(chat))
         try:
             if not 60 <= seconds <= self.settings.max_silence:
                 raise CommandProblem("Срок этой кнопки больше разрешённого.")
@@ -215,15 +233,29 @@ class CommandPoller:
         for reply in replies:
             self._reply(chat_id, thread, reply, message.get("message_id"))
 
-    def _refuse(self, chat_id: int, user_id: int | None, label: str) -> None:
-        self.metrics.commands_refused.inc()
+    def _refusal(self, chat: dict[str, Any], user_id: int | None) -> str | None:
+        """Why a command or button press from this chat and user is not carried out; None when it is."""
+        chat_id = int(chat.get("id", 0))
+        if chat_id in self.settings.allowed_chats:
+            return None
+        if user_id is None or user_id not in self.settings.allowed_users:
+            return "not_allowed"
+        if _is_private(chat) or self.commands.routes_of_chat(chat_id):
+            return None
+        return "chat_not_allowed"  # an answer there would show alerts to whoever is in that chat
+
+    def _refuse(self, chat_id: int, user_id: int | None, label: str, reason: str) -> bool:
+        """Counts a refusal and logs it once an hour per chat and user; True when it was logged now."""
+        self.metrics.commands_refused.labels(reason).inc()
         now = time.monotonic()
         key = (chat_id, user_id)
-        if now - self._refusals.get(key, -REFUSAL_LOG_INTERVAL) >= REFUSAL_LOG_INTERVAL:
-            self._refusals[key] = now
-            log.warning("event=command_ignored reason=not_allowed chat=%s user=%s command=%s hint=%r", chat_id,
-                        user_id, label, "add the chat to commands.allowed_chats or the user to "
-                                        "commands.allowed_users if they should command the bot")
+        if now - self._refusals.get(key, -REFUSAL_LOG_INTERVAL) < REFUSAL_LOG_INTERVAL:
+            return False
+        self._refusals[key] = now
+        hint = REFUSAL_HINTS[reason]
+        log.warning("event=command_ignored reason=%s chat=%s user=%s command=%s hint=%r", reason, chat_id, user_id,
+                    label, hint)
+        return True
 
     # --- answers --------------------------------------------------------------------------------------------
 
@@ -266,6 +298,17 @@ class CommandPoller:
         if not answer.ok:
             log.warning("event=button_answer_failed error=%r", answer.description or answer.network_error)
         return answer.ok
+
+
+def _is_private(chat: dict[str, Any]) -> bool:
+    return chat.get("type") == "private"
+
+
+def _elsewhere_hint(command: str, chat: dict[str, Any]) -> str:
+    """The private note to an allowed user whose command in another chat was not carried out."""
+    where = f"в чате «{html.escape(str(chat['title']))}»" if chat.get("title") else "в том чате"
+    return (f"Команда /{html.escape(command)} {where} не выполнена: там бот не отвечает на команды, чтобы оповещения "
+            f"не увидели посторонние. Пишите команды здесь или в чатах, куда бот присылает оповещения.")
 
 
 def _display_name(user: dict[str, Any]) -> str:

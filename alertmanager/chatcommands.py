@@ -3,7 +3,8 @@
 
 Each command turns into Telegram HTML (every value escaped) split into messages that fit Telegram's
 limit; alerts and silences come from Alertmanager's API, devices from the central exporter's targets file.
-Who may ask is decided before this module is called (botpoll.py); this module only answers.
+Who may ask, and in which chat, is decided before this module is called (botpoll.py); this module only
+answers, and shows a chat only the alerts routed to it (a private chat no route posts to: every alert).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ DURATION_UNITS = {"m": 60, "min": 60, "мин": 60, "м": 60, "h": 3600, "ч": 3
 _DURATION = re.compile(r"(\d+)\s*(min|мин|[mhdwмчдн])", re.IGNORECASE)
 SHORT_ID = 8  # characters of a silence id or an alert fingerprint shown and accepted
 MIN_PREFIX = 4
+NO_ALERTS_HERE = ("В этот чат бот не присылает оповещений, поэтому не показывает их и здесь. Все оповещения можно "
+                  "посмотреть в личном чате с ботом, если он отвечает вам там.")
 MAINTENANCE_USAGE = ("Пишите: <code>/maintenance площадка [проверка] срок|до когда [комментарий]</code>, например "
                      "<code>/maintenance shop-01 2h Кодекс обновляется</code> или "
                      "<code>/maintenance shop-01 до 07.12 10:00 ремонт</code>.")
@@ -60,6 +63,7 @@ class Asker:
     chat_id: int
     user_id: int
     name: str  # "@username", or the first name when there is no username
+    private: bool = False  # the asker's private chat with the bot
 
     @property
     def created_by(self) -> str:
@@ -149,11 +153,15 @@ class ChatCommands:
             routes |= known
         return routes
 
-    def _alerts_for(self, chat_id: int) -> tuple[list[dict[str, Any]], bool, int]:
-        """Active alerts of the chat's routes (all of them in a chat no route posts to), whether filtered,
-        and how many alerts no route could be found for (they are not hidden silently)."""
+    def _alerts_for(self, asker: Asker) -> tuple[list[dict[str, Any]], bool, int]:
+        """Active alerts of the chat's routes, whether filtered, and how many alerts no route could be found
+        for (they are counted, not shown). A private chat no route posts to gets every alert: whoever may
+        command there may silence any. Any other chat no route posts to gets none: not everyone in a group
+        is meant to see the alerts of other chats."""
+        routes = self.routes_of_chat(asker.chat_id)
+        if not routes and not asker.private:
+            raise CommandProblem(NO_ALERTS_HERE)
         alerts = self.api.alerts()
-        routes = self.routes_of_chat(chat_id)
         if not routes:
             return alerts, False, 0
         learnt = self.receiver_routes()
@@ -167,7 +175,7 @@ class ChatCommands:
         return mine, True, unknown
 
     def status(self, arguments: list[str], asker: Asker) -> list[str]:
-        alerts, filtered, unknown = self._alerts_for(asker.chat_id)
+        alerts, filtered, unknown = self._alerts_for(asker)
         firing = [a for a in alerts if _state(a) == "active"]
         quiet = len(alerts) - len(firing)
         scope = "в оповещениях этого чата" if filtered else "во всех оповещениях"
@@ -196,7 +204,7 @@ class ChatCommands:
         return split_messages(lines)
 
     def alerts(self, arguments: list[str], asker: Asker) -> list[str]:
-        alerts, filtered, _ = self._alerts_for(asker.chat_id)
+        alerts, filtered, _ = self._alerts_for(asker)
         if not alerts:
             return ["✅ Активных оповещений нет" + (" в оповещениях этого чата." if filtered else ".")]
         lines = [f"<b>Активные оповещения: {len(alerts)}</b>"]

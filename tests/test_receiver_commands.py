@@ -23,6 +23,8 @@ ALLOWED_USER = 555
 STRANGER = 777
 STRANGERS_CHAT = -1001000000099
 PRIVATE_CHAT_OF_ALLOWED_USER = ALLOWED_USER  # a private chat's id is the user's id
+CONTROL_CHAT = -1001000000050  # on allowed_chats, but no route posts to it
+NEW_OTHER_CHAT = -1001000000003  # where the route "other" moves to in a test
 
 
 def alertmanager_config(receiver_url: str, token_file: Path) -> str:
@@ -36,11 +38,12 @@ def alertmanager_config(receiver_url: str, token_file: Path) -> str:
 
 
 class Stack:
-    def __init__(self, telegram, alertmanager_url: str, receiver: ReceiverProcess, folder: Path):
+    def __init__(self, telegram, alertmanager_url: str, receiver: ReceiverProcess, folder: Path, commands: str):
         self.telegram = telegram
         self.am = alertmanager_url
         self.receiver = receiver
         self.folder = folder
+        self.commands = commands  # the config's commands section
 
     def fire(self, *alerts: dict) -> None:
         body = [{"labels": a, "annotations": {"summary": f"{a.get('site')}: {a['alertname']} горит"},
@@ -84,22 +87,24 @@ def stack(tmp_path, fake_telegram, alertmanager):
     telegram.add_chat(OTHER_CHAT, type="group")
     telegram.add_chat(STRANGERS_CHAT, type="group")
     telegram.add_chat(PRIVATE_CHAT_OF_ALLOWED_USER, type="private")
+    telegram.add_chat(CONTROL_CHAT, type="supergroup")
     config = write_receiver_config(tmp_path, telegram.url)  # rewritten below, once Alertmanager's URL is known
     receiver = ReceiverProcess(config, tmp_path / "receiver.log")
     alertmanager_url = alertmanager(alertmanager_config(receiver.url, tmp_path / "webhook.token"))
     central = tmp_path / "central.yml"  # the central exporter's config: devices go to its targets file
     central.write_text("defaults: {interval: 15s}\ntargets_file: targets.yml\n", encoding="utf-8")
-    write_receiver_config(tmp_path, telegram.url, extra=f"""
+    commands = f"""
 commands:
   alertmanager_url: {alertmanager_url}
-  allowed_chats: [{GROUP_CHAT}]
+  allowed_chats: [{GROUP_CHAT}, {CONTROL_CHAT}]
   allowed_users: [{ALLOWED_USER}]
   exporter_config: {central}
   poll_timeout: 2s
-""")
+"""
+    write_receiver_config(tmp_path, telegram.url, extra=commands)
     receiver.start()
     try:
-        yield Stack(telegram, alertmanager_url, receiver, tmp_path)
+        yield Stack(telegram, alertmanager_url, receiver, tmp_path, commands)
     finally:
         receiver.stop()
 
@@ -211,7 +216,9 @@ def test_strangers_are_ignored_logged_once_and_counted(stack):
     log = stack.receiver.log_text()
     assert log.count("event=command_ignored reason=not_allowed") == 1, log[-2000:]
     assert f"chat={STRANGERS_CHAT} user={STRANGER}" in log
-    assert "sitewatch_receiver_commands_ignored_total 2.0" in stack.receiver.metrics()
+    metrics = stack.receiver.metrics()
+    assert 'sitewatch_receiver_commands_ignored_total{reason="not_allowed"} 2.0' in metrics
+    assert 'sitewatch_receiver_commands_ignored_total{reason="chat_not_allowed"} 0.0' in metrics
 
 
 def test_a_button_pressed_outside_the_allowlist_creates_no_silence(stack):
@@ -224,6 +231,88 @@ def test_a_button_pressed_outside_the_allowlist_creates_no_silence(stack):
     answer = stack.telegram.wait_for_callback_answer(query, timeout=15)
     assert answer["show_alert"] and "нельзя" in answer["text"]
     assert stack.silences() == []
+
+
+def fire_in_both_chats(stack: Stack) -> None:
+    """shop-1 fires in the duty chat, office-5 in the other chat; returns once both chats were told (so the
+    receiver has learnt which Alertmanager receiver posts to which route)."""
+    stack.fire({"alertname": "PcUnreachable", "site": "shop-1", "severity": "critical"},
+               {"alertname": "KodeksMainPageError", "site": "office-5", "severity": "critical", "team": "other"})
+    firing_message_with_buttons(stack, "PcUnreachable")
+    wait_for(lambda: [m for m in stack.telegram.messages(OTHER_CHAT) if "office-5" in m.text and m.reply_markup],
+             20, "the other chat's alert")
+
+
+def test_an_allowed_user_in_a_chat_that_is_not_allowed_posts_nothing_there(stack):
+    fire_in_both_chats(stack)
+    private_before = len(stack.telegram.messages(PRIVATE_CHAT_OF_ALLOWED_USER))
+    for command in ("/status", "/alerts", "/silence shop-1 1h", "/maintenance shop-1 2h ремонт", "/help"):
+        stack.say(command, chat=STRANGERS_CHAT)  # a group nobody configured, where the allowed user also is
+    before = stack.say("/help")  # read after the five above: once it is answered, theirs were done
+    stack.answers(GROUP_CHAT, before)
+    assert [m.text for m in stack.telegram.messages(STRANGERS_CHAT)] == []  # not a word there, so no alert
+    assert stack.silences() == []  # and nothing done
+
+    stack.say("/status", chat=PRIVATE_CHAT_OF_ALLOWED_USER)
+    hint, private = stack.answers(PRIVATE_CHAT_OF_ALLOWED_USER, private_before, count=2)
+    # The user is told once, privately, in Russian, without any alert.
+    assert hint == (f"Команда /status в чате «Test group {STRANGERS_CHAT}» не выполнена: там бот не отвечает на "
+                    "команды, чтобы оповещения не увидели посторонние. Пишите команды здесь или в чатах, куда бот "
+                    "присылает оповещения.")
+    # Their private chat, which no route posts to, still shows every alert, as before.
+    assert "shop-1" in private and "office-5" in private and "во всех оповещениях" in private
+    log = stack.receiver.log_text()
+    assert log.count("event=command_ignored reason=chat_not_allowed") == 1, log[-2000:]
+    assert f"chat={STRANGERS_CHAT} user={ALLOWED_USER} command=status" in log
+    assert 'sitewatch_receiver_commands_ignored_total{reason="chat_not_allowed"} 5.0' in stack.receiver.metrics()
+
+    # A chat a route posts to is answered with that route's alerts only, whether or not it is on allowed_chats.
+    for chat, own, foreign in ((OTHER_CHAT, "office-5", "shop-1"), (GROUP_CHAT, "shop-1", "office-5")):
+        before = stack.say("/alerts", chat=chat)
+        [listing] = stack.answers(chat, before)
+        assert own in listing and foreign not in listing, (chat, listing)
+
+
+def test_an_allowed_chat_no_route_posts_to_is_shown_no_alerts_but_may_act(stack):
+    fire_in_both_chats(stack)
+    for command in ("/status", "/alerts"):
+        before = stack.say(command, chat=CONTROL_CHAT, user=STRANGER)
+        [reply] = stack.answers(CONTROL_CHAT, before)
+        assert reply == ("В этот чат бот не присылает оповещений, поэтому не показывает их и здесь. Все оповещения "
+                         "можно посмотреть в личном чате с ботом, если он отвечает вам там."), (command, reply)
+    before = stack.say("/silence shop-1 1h", chat=CONTROL_CHAT, user=STRANGER)  # its members may still command
+    [done] = stack.answers(CONTROL_CHAT, before)
+    assert "заглушил(а) площадка shop-1 на 1 ч" in done
+    assert [[(m["name"], m["value"]) for m in s["matchers"]] for s in stack.silences()] == [[("site", "shop-1")]]
+    assert all("office-5" not in m.text for m in stack.telegram.messages(CONTROL_CHAT))
+
+
+def test_a_button_left_in_a_chat_no_route_posts_to_any_more_does_nothing(stack):
+    stack.telegram.add_chat(NEW_OTHER_CHAT, type="group")
+    stack.fire({"alertname": "PcUnreachable", "site": "shop-5", "severity": "critical", "telegram_route": "other"})
+    [message] = wait_for(lambda: [m for m in stack.telegram.messages(OTHER_CHAT) if m.reply_markup], 20,
+                         "buttons in the other chat")
+    stack.receiver.stop()  # the route "other" moves to a new chat; the old one keeps its messages and buttons
+    write_receiver_config(stack.folder, stack.telegram.url, extra=stack.commands, routes=f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+  other:
+    bot: main
+    chat_id: {NEW_OTHER_CHAT}
+""")
+    stack.receiver.start()
+    before = len(stack.telegram.messages(OTHER_CHAT))
+    query = stack.telegram.press_button(OTHER_CHAT, message.message_id,
+                                        message.reply_markup["inline_keyboard"][0][0]["callback_data"],
+                                        user_id=ALLOWED_USER)
+    answer = stack.telegram.wait_for_callback_answer(query, timeout=15)
+    assert answer["show_alert"] and answer["text"] == "В этом чате кнопки бота не действуют."
+    before_help = stack.say("/help")  # read after the press
+    stack.answers(GROUP_CHAT, before_help)
+    assert stack.silences() == []
+    assert len(stack.telegram.messages(OTHER_CHAT)) == before
+    assert 'sitewatch_receiver_commands_ignored_total{reason="chat_not_allowed"} 1.0' in stack.receiver.metrics()
 
 
 def test_bad_commands_get_a_clear_answer(stack):
