@@ -2,7 +2,8 @@
 
 A message carries alerts of one route and one status (firing or resolved, never mixed), in queue order.
 When several alert groups wait for the same chat (a storm behind the chat's rate limit), they go out
-together as one digest instead of one message per group.
+together as one digest instead of one message per group. The outbox hands over a chat's urgent lane
+(critical groups) alone while it has items, so critical alerts are never buried in a digest of warnings.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Telegram's sending limits, kept on our side so a storm queues here instead of bouncing off 429s.
 
 About one message a second per chat, twenty a minute per group, thirty a second per bot (Bot FAQ); a 429's
-``retry_after`` holds a chat back for as long as Telegram asked.
+``retry_after`` holds a chat back for as long as Telegram asked. A backlog may use all but a couple of a
+group's messages a minute: those are kept for urgent (critical) alerts, which never wait for the minute.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ GROUP_WINDOW = 60.0
 BOT_WINDOW = 1.0
 # Requests reach Telegram a little after they are counted here; a margin keeps their arrivals in the window.
 BOT_MARGIN = 0.1
+# A group's sends a minute that only urgent messages may use, when its limit is big enough to spare them.
+URGENT_RESERVE = 2
+
+
+def backlog_share(group_per_minute: int) -> int:
+    """The sends a minute to one group that messages other than urgent ones may use (18 of Telegram's 20)."""
+    return group_per_minute - min(URGENT_RESERVE, (group_per_minute - 1) // 4)
 
 
 class RateLimiter:
@@ -29,8 +37,9 @@ class RateLimiter:
         self._bot_sends: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._held_until: dict[tuple[str, str], float] = {}
 
-    def ready_at(self, bot: str, chat_id: str, is_group: bool) -> float:
-        """The earliest moment a message to this chat is within every limit."""
+    def ready_at(self, bot: str, chat_id: str, is_group: bool, urgent: bool = False) -> float:
+        """The earliest moment a message to this chat is within every limit; an `urgent` one may use the
+        group's reserve."""
         with self._lock:
             now = self.clock()
             key = (bot, chat_id)
@@ -40,8 +49,9 @@ class RateLimiter:
                 moments.append(last + self.limits.chat_interval)
             if is_group:
                 sends = _trimmed(self._group_sends[key], now - GROUP_WINDOW)
-                if len(sends) >= self.limits.group_per_minute:
-                    moments.append(sends[len(sends) - self.limits.group_per_minute] + GROUP_WINDOW)
+                allowed = self.limits.group_per_minute if urgent else backlog_share(self.limits.group_per_minute)
+                if len(sends) >= allowed:
+                    moments.append(sends[len(sends) - allowed] + GROUP_WINDOW)
             bot_sends = _trimmed(self._bot_sends[bot], now - BOT_WINDOW - BOT_MARGIN)
             if len(bot_sends) >= self.limits.bot_per_second:
                 moments.append(bot_sends[len(bot_sends) - self.limits.bot_per_second] + BOT_WINDOW + BOT_MARGIN)

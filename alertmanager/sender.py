@@ -1,8 +1,9 @@
 """Delivers the outbox to Telegram: per-chat order, Telegram's rate limits, retries, and give-ups that say why.
 
 A few worker threads share the chats: a chat is worked on by one thread at a time (its order is kept),
-different chats go out in parallel up to the bot's limit. Only the process holding the outbox's lease
-sends, so several server processes on one database never send twice.
+different chats go out in parallel up to the bot's limit. Critical alerts go ahead of the rest of their
+chat's queue (the outbox's urgent lane). Only the process holding the outbox's lease sends, so several
+server processes on one database never send twice.
 """
 
 from __future__ import annotations
@@ -40,6 +41,33 @@ GIVE_UP_HINTS = {
     "rejected": "Telegram refused this message; see the detail",
     "expired": "Telegram could not be reached for too long; see the earlier warnings for the cause",
 }
+# After a sendMessage got no answer in time, the bot's sends wait this many times longer for one.
+SLOW_ANSWER_FACTOR = 6
+SLOW_HINT = ("Telegram may have shown the message without answering in time: the retry waits longer for its "
+             "answer, and the message may appear twice")
+
+
+class AnswerWait:
+    """How long a bot's sendMessage waits for Telegram's answer.
+
+    A send that times out may still have been shown in the chat: a retry cannot tell, and shows it again.
+    Retrying with the same short wait against an API that answers late would show a message once per try,
+    so after a timeout the bot's sends wait `SLOW_ANSWER_FACTOR` times longer, until an answer comes within
+    the configured timeout again. Connecting keeps the short timeout: a connection never made sent nothing.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._slow: set[str] = set()  # bots whose last answer came late or not at all
+
+    def read_timeout(self, bot: str) -> float:
+        return self.timeout * SLOW_ANSWER_FACTOR if bot in self._slow else self.timeout
+
+    def learn(self, bot: str, answer: ApiAnswer) -> None:
+        if answer.kind == "timeout":
+            self._slow.add(bot)
+        elif not answer.network_error and answer.duration <= self.timeout:
+            self._slow.discard(bot)
 
 
 class Sender:
@@ -55,6 +83,7 @@ class Sender:
         self._stdout_lock = threading.Lock()
         self.clock = clock
         self.apis = bot_apis(config, metrics.observe_telegram)
+        self.answer_wait = AnswerWait(config.request_timeout)
         self.limiter = RateLimiter(config.rate_limits, clock)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wakeup = threading.Condition()
@@ -62,7 +91,7 @@ class Sender:
         self._retry_at: dict[str, tuple[float, int]] = {}  # queue -> (when, attempts so far)
         self._trouble: dict[str, str] = {}  # queue -> the failure last logged for it
         self._chats: dict[str, Chat] = {}
-        self._waiting: list[tuple[str, int]] = []  # the outbox's queues as last scanned
+        self._waiting: list[tuple[str, int, bool]] = []  # the outbox's queues as last scanned
         self._scanned_at = float("-inf")
         self._stale = True
         self._active = False
@@ -171,13 +200,13 @@ class Sender:
                     return None
                 self._scanned_at, self._stale = now, False
             soonest = self._scanned_at + (RESCAN_EVERY if self._stale else POLL_INTERVAL)
-            for index, (queue, _head) in enumerate(self._waiting):
+            for index, (queue, _head, urgent) in enumerate(self._waiting):
                 if queue in self._busy:
                     continue
                 chat = self._chat(queue)
                 if chat is None:
                     continue
-                ready = max(self.limiter.ready_at(chat.bot, chat.chat_id, chat.is_group),
+                ready = max(self.limiter.ready_at(chat.bot, chat.chat_id, chat.is_group, urgent),
                             self._retry_at.get(queue, (0.0, 0))[0])
                 if ready <= self.clock():
                     self._busy.add(queue)
@@ -251,9 +280,11 @@ class Sender:
         # apart, and Telegram measures the gaps between requests as they arrive.
         self.limiter.record(chat.bot, chat.chat_id, chat.is_group)
         try:
-            return api.call("sendMessage", params)
+            answer = api.call("sendMessage", params, read_timeout=self.answer_wait.read_timeout(chat.bot))
         finally:
             self.limiter.answered(chat.bot, chat.chat_id, chat.is_group)
+        self.answer_wait.learn(chat.bot, answer)
+        return answer
 
     def _show(self, route: str, chat: Chat, text: str, silent: bool, buttons: dict | None) -> None:
         """A dry run's message on standard output, as a reader would see it: plain text under a header line,
@@ -299,10 +330,18 @@ class Sender:
             self.outbox.release(ids)
             attempts = self._back_off(queue)
             cause = answer.network_error or f"HTTP {answer.error_code} {answer.description}".strip()
-            if self._trouble.get(queue) != kind:
+            if self._trouble.get(queue) != kind:  # once per trouble spell, and again if its cause changes
                 self._trouble[queue] = kind
-                log.warning("event=telegram_unavailable route=%s chat=%s kind=%s cause=%r attempt=%d "
-                            "action=retry_with_backoff", message.route, chat.chat_id, kind, cause, attempts)
+                self._log_trouble(message.route, chat, kind, cause, attempts)
+
+    def _log_trouble(self, route: str, chat: Chat, kind: str, cause: str, attempts: int) -> None:
+        if kind == "timeout":
+            log.warning("event=telegram_unavailable route=%s chat=%s kind=timeout cause=%r attempt=%d "
+                        "action=retry_with_backoff answer_wait=%gs hint=%r", route, chat.chat_id, cause, attempts,
+                        self.answer_wait.read_timeout(chat.bot), SLOW_HINT)
+        else:
+            log.warning("event=telegram_unavailable route=%s chat=%s kind=%s cause=%r attempt=%d "
+                        "action=retry_with_backoff", route, chat.chat_id, kind, cause, attempts)
 
     def _back_off(self, queue: str) -> int:
         attempts = self._retry_at.get(queue, (0.0, 0))[1] + 1

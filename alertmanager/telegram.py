@@ -6,6 +6,7 @@ turned into reasons) is built here from known parts, and the token is registered
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ApiAnswer:
-    """What one Bot API call came to. `error_code` 0 with `network_error` set: no answer at all."""
+    """What one Bot API call came to. `error_code` 0 with `network_error` set: no answer at all.
+
+    `timed_out`: the request went out but its answer did not come in time, so Telegram may have carried
+    it out (a message may be in the chat although we never heard so).
+    """
 
     ok: bool
     result: Any = None
@@ -32,12 +37,15 @@ class ApiAnswer:
     migrate_to_chat_id: int | None = None
     network_error: str = ""
     duration: float = 0.0
+    timed_out: bool = False
 
     @property
     def kind(self) -> str:
         """A short token for logs and metrics."""
         if self.ok:
             return "ok"
+        if self.timed_out:
+            return "timeout"
         if self.network_error:
             return "network"
         if self.error_code == 429:
@@ -83,18 +91,24 @@ class BotApi:
             self._local.session = session
         return session
 
-    def call(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> ApiAnswer:
+    def call(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None, *,
+             read_timeout: float | None = None) -> ApiAnswer:
+        """`timeout` bounds connecting and, unless `read_timeout` is given, waiting for the answer."""
         url = f"{self.base_url}/bot{self._token()}/{method}"
+        connect = timeout or self.timeout
+        read = read_timeout or connect
         started = time.monotonic()
         try:
-            response = self._session().post(url, json=params or {}, timeout=timeout or self.timeout)
+            response = self._session().post(url, json=params or {}, timeout=(connect, read))
+        except requests.ConnectTimeout:  # nothing was sent: no doubt about what Telegram did
+            answer = ApiAnswer(False, network_error=f"no connection within {connect:g}s")
         except requests.Timeout:
-            answer = ApiAnswer(False, network_error=f"no answer within {timeout or self.timeout:g}s")
+            answer = ApiAnswer(False, network_error=f"no answer within {read:g}s", timed_out=True)
         except requests.RequestException as err:
             answer = ApiAnswer(False, network_error=_network_reason(err))
         else:
             answer = _read_answer(response)
-        answer = _with_duration(answer, time.monotonic() - started)
+        answer = dataclasses.replace(answer, duration=time.monotonic() - started)
         if self.observe is not None:
             self.observe(method, answer.kind, answer.duration)
         return answer
@@ -103,11 +117,6 @@ class BotApi:
         session = getattr(self._local, "session", None)
         if session is not None:
             session.close()
-
-
-def _with_duration(answer: ApiAnswer, seconds: float) -> ApiAnswer:
-    return ApiAnswer(answer.ok, answer.result, answer.error_code, answer.description, answer.retry_after,
-                     answer.migrate_to_chat_id, answer.network_error, seconds)
 
 
 def _network_reason(err: requests.RequestException) -> str:

@@ -2,11 +2,13 @@
 sendMessage (with inline keyboards), getUpdates (long polling), answerCallbackQuery and editMessageReplyMarkup
 the way api.telegram.org does, including its errors, HTML checks and flood limits.
 
-Tests switch its failures (`fail_next`, `set_mode`, `block_bot`, `migrate_chat`, `forget_chat`) while it runs,
+Tests switch its failures (`fail_next`, `set_mode`, `block_bot`, `migrate_chat`, `forget_chat`, and
+`answer_delay`: a slow API that shows a message at once but answers late) while it runs,
 play the people in the chats (`user_says`, `press_button`) and read back what it accepted (`messages`,
 `wait_for_messages`, `callback_answers`, `wait_for_callback_answer`, `pending_updates`, `requests`).
 
-    python -m simulators.telegram --port 18090 [--enforce-limits] [--token 123456:TEST-token-for-sitewatch]
+    python -m simulators.telegram --port 18090 [--enforce-limits] [--answer-delay SECONDS]
+                                  [--token 123456:TEST-token-for-sitewatch]
 """
 
 from __future__ import annotations
@@ -445,11 +447,15 @@ class FakeTelegram:
     def __init__(self, bots: dict[str, int] | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  enforce_limits: bool = False, hang_seconds: float = 30.0, limits: RateLimits | None = None,
                  on_message: Callable[[SentMessage], None] | None = None,
-                 on_callback_answer: Callable[[dict], None] | None = None):
+                 on_callback_answer: Callable[[dict], None] | None = None, answer_delay: float = 0.0):
         self.bots = dict(bots) if bots is not None else {DEFAULT_TOKEN: DEFAULT_BOT_ID}
         self.enforce_limits = enforce_limits
         self.limits = limits or RateLimits()
         self.hang_seconds = hang_seconds
+        # sendMessage shows the message in the chat at once, then answers this many seconds later (an
+        # overloaded API): a client that gives up before then cannot know the message is there.
+        # Settable while it runs.
+        self.answer_delay = answer_delay
         self.on_message = on_message  # called in the request's thread after a message is accepted
         self.on_callback_answer = on_callback_answer  # likewise after answerCallbackQuery, with the answer
         self.callback_answer_timeout = 15.0  # seconds a bot has to answer a button press, as Telegram gives
@@ -829,6 +835,8 @@ class FakeTelegram:
             self._arrived.notify_all()
         if self.on_message:
             self.on_message(message)
+        if self.answer_delay > 0 and self._stopping.wait(self.answer_delay):
+            raise _Dropped(0, "server stopped")
         return result
 
     def get_updates(self, bot_id: int, params: dict) -> list[dict]:
@@ -1231,6 +1239,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=18090)
     parser.add_argument("--enforce-limits", action="store_true", help="answer 429 past Telegram's flood limits")
     parser.add_argument("--token", action="append", help=f"a bot token it accepts (default {DEFAULT_TOKEN})")
+    parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="show each sent message at once but answer sendMessage this much later")
     args = parser.parse_args(argv)
     bots = None
     if args.token:
@@ -1239,7 +1249,8 @@ def main(argv: list[str] | None = None) -> None:
             prefix = token.split(":", 1)[0]
             bots[token] = int(prefix) if prefix.isdigit() else DEFAULT_BOT_ID + number
     server = FakeTelegram(bots, host=args.host, port=args.port, enforce_limits=args.enforce_limits,
-                          on_message=_print_message, on_callback_answer=_print_callback_answer).start()
+                          on_message=_print_message, on_callback_answer=_print_callback_answer,
+                          answer_delay=args.answer_delay).start()
     print(f"fake Telegram Bot API at {server.url}, tokens: {', '.join(server.bots)}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())  # a script stops it as cleanly as Ctrl-C does
