@@ -2,14 +2,13 @@
 
 ``POST /alert/<route>`` takes Alertmanager's webhook, commits its alerts to the outbox and only then
 answers 200; every refusal is a 4xx with a JSON error that names the problem (a 5xx only when the outbox
-itself cannot be written, so Alertmanager keeps the alerts and retries).
+itself cannot be written, so Alertmanager keeps the alerts and retries). The webhook's logic lives in
+desk.py, shared with the receiver's own HTTP server, which takes webhooks without a trip through Flask.
 """
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import hmac
 import logging
 import sqlite3
 import threading
@@ -25,36 +24,44 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from alertmanager.botpoll import CommandPoller
 from alertmanager.chatcommands import ChatCommands
 from alertmanager.config import ReceiverConfig
-from alertmanager.intake import take_in
+from alertmanager.delivery import DeliveryProcess
+from alertmanager.desk import Answer, WebhookDesk
 from alertmanager.metrics import ReceiverMetrics
-from alertmanager.outbox import Outbox, Webhook
+from alertmanager.outbox import Outbox
 from alertmanager.render import Renderer
 from alertmanager.sender import Sender
 from alertmanager.silences import AlertmanagerApi
-from alertmanager.webhook import PayloadError, parse_body
 from alertmanager.writer import OutboxWriter
 
 log = logging.getLogger("sitewatch.receiver")
 EXTENSION = "sitewatch-receiver"
+ROLE_PARTS = {"both": ("intake", "delivery"), "web": ("intake",), "delivery": ("delivery",)}
 
 
 class Receiver:
     """Everything behind the routes: config, renderers, outbox, metrics and the sender."""
 
-    def __init__(self, config: ReceiverConfig, dry_run: bool = False):
+    def __init__(self, config: ReceiverConfig, dry_run: bool = False, role: str = "both"):
+        """`role`: "web" answers webhooks and leaves sending to a delivery process (delivery.py),
+        "delivery" only sends, "both" does both in one process (tests, and embedding the Flask app)."""
         self.config = config
+        self.role = role
+        self.delivery: DeliveryProcess | None = None  # set by `run` in the web process
         self.renderers = {name: renderer_for(config, route.language, route.template_file, route.timezone)
                           for name, route in config.routes.items()}
-        self.outbox = Outbox(config.outbox_path)
+        # The delivery process's claims and sent marks are held for a moment less: see Outbox.
+        self.outbox = Outbox(config.outbox_path, durable_commits=role != "delivery")
         self.writer = OutboxWriter(self.outbox)
-        self.metrics = ReceiverMetrics(self.outbox, list(config.routes))
+        self.metrics = ReceiverMetrics(self.outbox, list(config.routes), ROLE_PARTS[role])
         self.sender = Sender(config, self.outbox, self.renderers, renderer_for(config, "ru", None, config.timezone),
                              self.metrics, dry_run=dry_run)
         self._complaints: dict[str, float] = {}
         self._complaints_lock = threading.Lock()
         self._routes_seen = self.outbox.receiver_routes()
+        self.desk = WebhookDesk(self)
+        self._chores = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-chores")
         self.poller = None
-        if config.commands is not None and not dry_run:
+        if config.commands is not None and not dry_run and role != "web":
             # Read afresh for each command: another process sharing the outbox may have learnt a pair.
             commands = ChatCommands(config, config.commands,
                                     AlertmanagerApi(config.commands.alertmanager_url, timeout=5.0),
@@ -63,17 +70,38 @@ class Receiver:
                                         self.outbox, self.metrics, lambda: self.sender.active)
 
     def learn_route(self, alertmanager_receiver: str, route: str) -> None:
-        """Remembers that an Alertmanager receiver posts to this route, for /status (written once per pair)."""
+        """Remembers that an Alertmanager receiver posts to this route, for /status (written once per pair,
+        on a thread of its own: the webhook is not held up by a write that only /status reads)."""
         pair = (alertmanager_receiver, route)
         if pair in self._routes_seen:
             return
-        self._routes_seen.add(pair)  # set.add is atomic: Flask's threads may race here, and both write once
+        self._routes_seen.add(pair)  # set.add is atomic: threads may race here, and both write once
+        self._chores.submit(self._note_route, pair)
+
+    def _note_route(self, pair: tuple[str, str]) -> None:
         try:
-            self.outbox.note_receiver_route(alertmanager_receiver, route)
+            self.outbox.note_receiver_route(*pair)
         except sqlite3.Error as err:  # only /status's filtering suffers; the alerts are safe
             log.warning("event=receiver_route_not_saved error=%r", str(err))
 
+    def wake_sender(self) -> None:
+        if self.delivery is not None:
+            self.delivery.wake()
+        else:
+            self.sender.wake()
+
+    def metrics_text(self) -> bytes:
+        own = generate_latest(self.metrics.registry)
+        return own + self.delivery.metrics_text() if self.delivery is not None else own
+
+    def sender_text(self) -> str:
+        if self.delivery is not None:
+            return f"delivery process, pid {self.delivery.pid}"
+        return "active" if self.sender.active else "standby (another process sends)"
+
     def start(self) -> None:
+        if self.role == "web":
+            return
         self.sender.start()
         if self.poller is not None:
             self.poller.start()
@@ -92,6 +120,7 @@ class Receiver:
         if self.poller is not None:
             self.poller.stop()
         self.sender.stop()
+        self._chores.shutdown(wait=True)
         self.writer.close()
         self.outbox.close()
 
@@ -107,74 +136,29 @@ def receiver_of(app: Flask) -> Receiver:
     return app.extensions[EXTENSION]
 
 
-def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: bool = True) -> Flask:
-    receiver = Receiver(config, dry_run=dry_run)
+def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: bool = True,
+               role: str = "both") -> Flask:
+    receiver = Receiver(config, dry_run=dry_run, role=role)
     app = Flask("sitewatch-receiver")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     app.json.ensure_ascii = False
     app.extensions[EXTENSION] = receiver
-    metrics = receiver.metrics
+    desk = receiver.desk
 
-    def refuse(status: int, result: str, message: str, **extra: Any) -> Response:
-        metrics.webhooks.labels(result).inc()
-        response = jsonify({"status": "error", "error": result, "message": message, **extra})
-        response.status_code = status
+    def reply(answer: Answer) -> Response:
+        response = jsonify(answer.body)
+        response.status_code = answer.status
+        response.headers.update(answer.headers)
         return response
 
     @app.post("/alert/<route>")
     def alert(route: str) -> Response:
-        started = time.monotonic()
-        try:
-            if not _authorized(config, request.headers.get("Authorization", "")):
-                receiver.complain("unauthorized", "event=webhook_refused reason=unauthorized remote=%s route=%s",
-                                  request.remote_addr, route)
-                response = refuse(401, "unauthorized", "missing or wrong credentials")
-                response.headers["WWW-Authenticate"] = 'Basic realm="sitewatch-receiver"' \
-                    if config.basic_auth else 'Bearer realm="sitewatch-receiver"'
-                return response
-            if route not in config.routes:
-                receiver.complain(f"route:{route}", "event=webhook_refused reason=unknown_route route=%r known=%s",
-                                  route, ",".join(config.routes))
-                return refuse(404, "unknown_route", f"no route named {route!r}", routes=sorted(config.routes))
-            try:
-                notification = parse_body(request.get_data(cache=False))
-            except PayloadError as err:
-                receiver.complain(f"payload:{err.reason}", "event=webhook_refused reason=%s route=%s detail=%r",
-                                  err.reason, route, err.message)
-                return refuse(400, err.reason, err.message)
-            receiver.learn_route(notification.receiver, route)
-            intake = take_in(notification, route, config)
-            for label_route, count in intake.unknown_routes.items():
-                metrics.route_fallbacks.inc(count)
-                receiver.complain(f"label:{label_route}", "event=unknown_label_route telegram_route=%r alerts=%d "
-                                  "sent_to=%s", label_route, count, route)
-            try:
-                stored = receiver.writer.store(Webhook(tuple(intake.batches), intake.dedup_key, config.dedup_window))
-            except (sqlite3.Error, concurrent.futures.TimeoutError) as err:
-                log.error("event=outbox_write_failed file=%s error=%r action=answer_503_so_alertmanager_retries",
-                          receiver.outbox.path, str(err))
-                return refuse(503, "outbox_error", "the outbox cannot be written; Alertmanager will retry")
-            if stored.duplicate:
-                metrics.webhooks.labels("duplicate").inc()
-                return jsonify({"status": "duplicate", "alerts": len(notification.alerts)})
-            for (name, status), count in intake.alerts.items():
-                metrics.alerts_queued.labels(name, status).inc(count)
-            if stored.cancelled:
-                metrics.alerts_cancelled.labels(route).inc(stored.cancelled)
-            if stored.already_told:
-                metrics.alerts_already_told.labels(route).inc(stored.already_told)
-            metrics.webhooks.labels("accepted").inc()
-            receiver.sender.wake()
-            return jsonify({"status": "queued", "alerts": len(notification.alerts), "queued": stored.queued,
-                            "cancelled": stored.cancelled})
-        finally:
-            metrics.webhook_duration.observe(time.monotonic() - started)
+        return reply(desk.handle(route, request.headers.get("Authorization", ""), request.get_data(cache=False),
+                                 request.remote_addr))
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_err: HTTPException) -> Response:
-        receiver.complain("too_large", "event=webhook_refused reason=too_large limit=%d", config.max_body)
-        return refuse(413, "too_large", f"the body is over the limit of {config.max_body} bytes "
-                                        "(webhook.max_body; or set max_alerts in Alertmanager's webhook_configs)")
+        return reply(desk.too_large())
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
@@ -185,7 +169,7 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
 
     @app.get("/metrics")
     def metrics_page() -> Response:
-        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(receiver.metrics_text(), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/-/healthy")
     def healthy() -> Response:
@@ -204,7 +188,7 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
         count, oldest = receiver.outbox.depth()
         lines = ["sitewatch receiver", "",
                  f"outbox: {count} waiting" + (f", oldest {time.time() - oldest:.0f}s" if oldest else ""),
-                 f"sender: {'active' if receiver.sender.active else 'standby (another process sends)'}"
+                 f"sender: {receiver.sender_text()}"
                  + (" (dry run)" if receiver.sender.dry_run else ""), "", "routes:"]
         lines += [f"  POST /alert/{name}  ->  bot {route.bot}, chat {route.chat_id}"
                   + (f", thread {route.thread_id}" if route.thread_id else "")
@@ -216,22 +200,3 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
         receiver.start()
     return app
 
-
-def _authorized(config: ReceiverConfig, header: str) -> bool:
-    if not config.auth_required:
-        return True
-    scheme, _, credentials = header.partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer" and config.bearer_token is not None:
-        return hmac.compare_digest(credentials.strip().encode(), config.bearer_token.reveal().encode())
-    if scheme == "basic" and config.basic_auth is not None:
-        try:
-            user, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        expected_user, expected_password = config.basic_auth
-        # Compare both in full, so the time taken says nothing about which part was wrong.
-        same_user = hmac.compare_digest(user.encode(), expected_user.encode())
-        same_password = hmac.compare_digest(password.encode(), expected_password.reveal().encode())
-        return same_user and same_password
-    return False

@@ -4,6 +4,7 @@ put a site into planned maintenance (``maintenance add|list|end``) from a techni
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import logging
 import signal
@@ -12,12 +13,12 @@ import sys
 import threading
 from datetime import datetime, timedelta, timezone, tzinfo
 
-import waitress
-
 from alertmanager import maintenance
 from alertmanager.app import Receiver, create_app, receiver_of, renderer_for
 from alertmanager.chatcommands import CommandProblem, parse_duration
 from alertmanager.config import CommandsConfig, ReceiverConfig, load_receiver_config
+from alertmanager.delivery import DeliveryProcess, serve_control
+from alertmanager.httpfront import FrontServer, Limits, raise_open_files_limit
 from alertmanager.maintenance import MaintenanceProblem
 from alertmanager.preflight import check_telegram
 from alertmanager.render import TemplateProblem, duration_text
@@ -46,12 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     add_config_options(run, "receiver config")
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                      help=f"where to listen (default {DEFAULT_LISTEN}; e.g. 127.0.0.1:9816)")
-    run.add_argument("--threads", type=int, default=16, help="web server threads (default 16)")
+    run.add_argument("--threads", type=int, default=4,
+                     help="threads for /metrics, the status page and health (default 4; webhooks need none)")
     run.add_argument("--web.max-connections", dest="max_connections", type=int, default=1000,
-                     help="open connections served at once (default 1000; Alertmanager keeps one per "
-                          "notification in flight, so a flush of many groups opens many)")
+                     help="open connections held at once (default 1000); at the limit a new connection closes "
+                          "the one idle or half-sent the longest")
     run.add_argument("--dry-run", action="store_true",
                      help="print messages on standard output instead of sending them to Telegram (demos)")
+    deliver = commands.add_parser("deliver", help="the delivery process that 'run' starts for itself: composes "
+                                                  "messages and sends them to Telegram (not for direct use)")
+    add_config_options(deliver, "receiver config")
+    deliver.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
+    deliver.add_argument("--control-fd", type=int, required=True, help=argparse.SUPPRESS)
     check = commands.add_parser("check-config", help="validate the config, then ask Telegram about every bot "
                                                      "and route; exit 0 only if all can be used")
     add_config_options(check, "receiver config")
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_receiver_config(args.config, args.key_file)
         if args.command == "check-config":
             return _check_config(config, args.offline)
+        if args.command == "deliver":
+            return _deliver(config, args)
         return _serve(config, args)
     except (ConfigError, TemplateProblem) as err:
         sys.stderr.write(f"config error: {err}\n")
@@ -124,38 +133,60 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"error: {err}\n")
         return EXIT_BAD_CONFIG
-    app = create_app(config, dry_run=args.dry_run)
+    app = create_app(config, dry_run=args.dry_run, role="web")
     receiver = receiver_of(app)
-    if not args.dry_run:
-        threading.Thread(target=_check_at_start, args=(config, receiver), daemon=True).start()
-    try:
-        server = waitress.create_server(app, host=host or "0.0.0.0", port=port, threads=args.threads,
-                                        connection_limit=args.max_connections, ident="sitewatch-receiver",
-                                        clear_untrusted_proxy_headers=True)
-    except OSError as err:
-        receiver.close()
-        sys.stderr.write(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}\n")
-        return EXIT_PROBLEM
+    connections = raise_open_files_limit(args.max_connections)
+    if connections < args.max_connections:
+        log.warning("event=connection_limit_lowered wanted=%d held=%d reason=open_files_limit",
+                    args.max_connections, connections)
+    limits = Limits(max_connections=connections, max_body=config.max_body)
+    front = FrontServer(receiver.desk, app, limits, threads=max(1, args.threads))
 
-    def stop(_signum, _frame):
-        raise KeyboardInterrupt
+    async def serve() -> int:
+        try:
+            await front.start(host, port)
+        except OSError as err:
+            sys.stderr.write(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}\n")
+            return EXIT_PROBLEM
+        receiver.delivery = DeliveryProcess(_delivery_argv(args), receiver.metrics.registry)
+        receiver.delivery.start()
+        log.info("event=listening address=%s:%s outbox=%s routes=%s dry_run=%s max_connections=%d",
+                 host or "0.0.0.0", front.port, config.outbox_path, ",".join(config.routes), args.dry_run,
+                 connections)
+        print(f"sitewatch receiver: POST http://{host or 'localhost'}:{front.port}/alert/<route>", flush=True)
+        await front.serve_until_stopped()
+        return 0
 
-    signal.signal(signal.SIGTERM, stop)
-    # waitress warns on every request that waits for a free thread; in a storm that is thousands of lines
-    # saying one thing, which sitewatch_receiver_webhook_duration_seconds already shows.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    log.info("event=listening address=%s:%s outbox=%s routes=%s dry_run=%s", host or "0.0.0.0",
-             server.effective_port, config.outbox_path, ",".join(config.routes), args.dry_run)
-    print(f"sitewatch receiver: POST http://{host or 'localhost'}:{server.effective_port}/alert/<route>",
-          flush=True)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        return asyncio.run(serve())
     finally:
-        server.close()
+        if receiver.delivery is not None:
+            receiver.delivery.stop()
         receiver.close()
         log.info("event=stopped")
+
+
+def _delivery_argv(args: argparse.Namespace) -> list[str]:
+    """The child's command line: the same config, key and log level; the web server's options are its own."""
+    argv = [sys.executable, "-m", "alertmanager.cli", "deliver", "--config", args.config, "--log.level", args.log_level]
+    if args.key_file:
+        argv += ["--key-file", args.key_file]
+    return argv + (["--dry-run"] if args.dry_run else [])
+
+
+def _deliver(config: ReceiverConfig, args: argparse.Namespace) -> int:
+    """The delivery process: sends until the web process closes the control socket or a signal stops it."""
+    receiver = Receiver(config, dry_run=args.dry_run, role="delivery")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopped.set())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stopped.set())
+    receiver.start()
+    if not args.dry_run:
+        threading.Thread(target=_check_at_start, args=(config, receiver), daemon=True).start()
+    threading.Thread(target=serve_control, args=(args.control_fd, receiver.sender.wake, receiver.metrics.registry,
+                                                 stopped.set), name="receiver-delivery-control", daemon=True).start()
+    stopped.wait()
+    receiver.close()
     return 0
 
 

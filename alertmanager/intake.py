@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from alertmanager.config import ReceiverConfig
-from alertmanager.outbox import Chat, NewBatch, NewItem
+from alertmanager.outbox import Chat, NewBatch, NewItem, is_urgent
 from alertmanager.render import GroupInfo
 from alertmanager.webhook import Alert, Notification
 
@@ -33,7 +33,11 @@ def dedup_key(path_route: str, notification: Notification) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def take_in(notification: Notification, path_route: str, config: ReceiverConfig) -> Intake:
+def take_in(notification: Notification, path_route: str, config: ReceiverConfig,
+            shared: frozenset[str] | None = None) -> Intake:
+    """`shared`: the routes that share their chat with another (`shared_chat_routes`; worked out once)."""
+    if shared is None:
+        shared = shared_chat_routes(config)
     intake = Intake(dedup_key=dedup_key(path_route, notification))
     routed: dict[str, list[Alert]] = {}
     for alert in notification.alerts:
@@ -54,7 +58,7 @@ def take_in(notification: Notification, path_route: str, config: ReceiverConfig)
             if these:
                 intake.alerts[(name, status)] = len(these)
                 items.extend(NewItem(status, alert.fingerprint, alert.starts_at.isoformat() if alert.starts_at else "",
-                                     alert.to_json()) for alert in these)
+                                     alert.to_json(), urgent=is_urgent(alert.labels)) for alert in these)
         if notification.truncated_alerts and name == path_route:
             # Alertmanager's max_alerts dropped some: say so rather than pretend the group was whole.
             items.append(NewItem(notification.status, "", "", "", summary=notification.truncated_alerts))
@@ -62,14 +66,14 @@ def take_in(notification: Notification, path_route: str, config: ReceiverConfig)
             chat = Chat(route.bot, str(route.chat_id), route.thread_id)
             intake.batches.append(NewBatch(route=name, chat=chat, info=group, items=items,
                                            max_messages=route.max_messages,
-                                           shared_chat=_shares_its_chat(config, name)))
+                                           shared_chat=name in shared))
     return intake
 
 
-def _shares_its_chat(config: ReceiverConfig, name: str) -> bool:
-    """Whether another route posts to the same chat and topic: only then is an alert checked against what
-    the other route has told there (a write per alert that the usual one-route chat does without)."""
-    route = config.routes[name]
-    place = (route.bot, str(route.chat_id), route.thread_id)
-    return any((other.bot, str(other.chat_id), other.thread_id) == place
-               for key, other in config.routes.items() if key != name)
+def shared_chat_routes(config: ReceiverConfig) -> frozenset[str]:
+    """The routes that post to the same chat and topic as another route: only for them is an alert checked
+    against what the other route has told there (a write per alert that the usual one-route chat does without)."""
+    places: dict[tuple, list[str]] = {}
+    for name, route in config.routes.items():
+        places.setdefault((route.bot, str(route.chat_id), route.thread_id), []).append(name)
+    return frozenset(name for names in places.values() if len(names) > 1 for name in names)

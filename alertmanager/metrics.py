@@ -17,8 +17,12 @@ from alertmanager.outbox import Outbox
 from exporter import __version__
 
 WEBHOOK_RESULTS = ("accepted", "duplicate", "unauthorized", "unknown_route", "too_large", "bad_json",
-                   "bad_payload", "wrong_version", "outbox_error")
+                   "bad_payload", "wrong_version", "unstorable", "outbox_error")
+HTTP_REFUSALS = ("head_timeout", "body_timeout", "evicted", "connection_limit", "not_reading", "bad_request",
+                 "bad_version", "head_too_large", "length_required", "too_large")
 FAILURE_REASONS = ("expired", "forbidden", "chat_not_found", "rejected")
+PARTS = ("intake", "delivery")
+IGNORED_REASONS = ("not_allowed", "chat_not_allowed")  # why a command or button press was ignored
 
 
 class _OutboxCollector(Collector):
@@ -38,58 +42,77 @@ class _OutboxCollector(Collector):
 
 
 class ReceiverMetrics:
-    def __init__(self, outbox: Outbox, routes: list[str]):
+    def __init__(self, outbox: Outbox, routes: list[str], parts: tuple[str, ...] = PARTS):
+        """`parts` picks what this process exports: the web server's "intake" (webhooks, connections, the
+        outbox, the process), the delivery process's "delivery" (Telegram, commands), or both. The others are
+        still counted, but into nothing, so the code that counts them need not know which process it runs in."""
         self.registry = CollectorRegistry()
         r = self.registry
-        self.sent = Counter("sitewatch_receiver_messages_sent", "Messages Telegram accepted.", ["route"], registry=r)
+        intake = r if "intake" in parts else None
+        delivery = r if "delivery" in parts else None
+        self.sent = Counter("sitewatch_receiver_messages_sent", "Messages Telegram accepted.", ["route"],
+                            registry=delivery)
         self.failed = Counter("sitewatch_receiver_messages_failed",
                               "Alert notifications given up (dead-lettered), by reason.", ["route", "reason"],
-                              registry=r)
-        self.webhooks = Counter("sitewatch_receiver_webhooks", "Webhook requests, by result.", ["result"], registry=r)
+                              registry=delivery)
+        self.webhooks = Counter("sitewatch_receiver_webhooks", "Webhook requests, by result.", ["result"],
+                                registry=intake)
         self.webhook_duration = Histogram("sitewatch_receiver_webhook_duration_seconds",
-                                          "Time to answer a webhook (render and commit to the outbox).",
+                                          "Time to answer a webhook (read, route and commit to the outbox).",
                                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-                                          registry=r)
+                                          registry=intake)
         self.alerts_queued = Counter("sitewatch_receiver_alerts_queued", "Alerts stored in the outbox.",
-                                     ["route", "status"], registry=r)
+                                     ["route", "status"], registry=intake)
         self.alerts_cancelled = Counter("sitewatch_receiver_alerts_cancelled",
                                         "Firing alerts dropped unsent because they resolved while waiting.",
-                                        ["route"], registry=r)
+                                        ["route"], registry=intake)
         self.alerts_already_told = Counter("sitewatch_receiver_alerts_already_told",
                                            "Alerts not queued because another route had just put the same alert "
-                                           "state into the same chat.", ["route"], registry=r)
+                                           "state into the same chat.", ["route"], registry=intake)
         self.commands = Counter("sitewatch_receiver_commands",
                                 "Bot commands and silence buttons from allowed chats and users, by result "
                                 "(ok, refused: the answer explains why, error: see the log).",
-                                ["command", "result"], registry=r)
+                                ["command", "result"], registry=delivery)
         self.commands_refused = Counter("sitewatch_receiver_commands_ignored",
-                                        "Commands and button presses ignored: chat and user not on the allowlist.",
-                                        registry=r)
+                                        "Commands and button presses ignored, by reason (not_allowed: chat and "
+                                        "user not on the allowlist; chat_not_allowed: an allowed user in a chat "
+                                        "where the bot takes no commands).", ["reason"], registry=delivery)
         self.route_fallbacks = Counter("sitewatch_receiver_route_fallbacks",
                                        "Alerts whose telegram_route label named an unknown route; sent to the "
-                                       "webhook's route instead.", registry=r)
+                                       "webhook's route instead.", registry=intake)
         self.telegram_requests = Counter("sitewatch_receiver_telegram_requests", "Bot API calls, by result.",
-                                         ["method", "result"], registry=r)
+                                         ["method", "result"], registry=delivery)
         self.telegram_duration = Histogram("sitewatch_receiver_telegram_request_duration_seconds",
                                            "Bot API call latency.", ["method"],
                                            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-                                           registry=r)
+                                           registry=delivery)
+        self.http_refused = Counter("sitewatch_receiver_http_refused",
+                                    "Connections closed or requests refused by the receiver's HTTP server before "
+                                    "they reached a route, by reason (head_timeout, body_timeout, evicted, "
+                                    "bad_request, ...).", ["reason"], registry=intake)
+        self.connections_open = Gauge("sitewatch_receiver_http_connections",
+                                      "Client connections open to the receiver's HTTP server.", registry=intake)
         self.sender_active = Gauge("sitewatch_receiver_sender_active",
-                                   "1 while this process is the outbox's one sender.", registry=r)
+                                   "1 while this process is the outbox's one sender.", registry=delivery)
         self.route_usable = Gauge("sitewatch_receiver_route_usable",
                                   "1 when the start-up check found the route's bot able to post to its chat, "
-                                  "0 when it found a problem.", ["route"], registry=r)
-        Gauge("sitewatch_receiver_build_info", "The receiver's version.", ["version"],
-              registry=r).labels(__version__).set(1)
-        r.register(_OutboxCollector(outbox))
-        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            r.register(standard)
+                                  "0 when it found a problem.", ["route"], registry=delivery)
+        if intake is not None:
+            Gauge("sitewatch_receiver_build_info", "The receiver's version.", ["version"],
+                  registry=r).labels(__version__).set(1)
+            r.register(_OutboxCollector(outbox))
+            for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                r.register(standard)
         for route in routes:  # every series exists from the start, so rate() and absent() behave
             self.sent.labels(route)
             for reason in FAILURE_REASONS:
                 self.failed.labels(route, reason)
         for result in WEBHOOK_RESULTS:
             self.webhooks.labels(result)
+        for reason in HTTP_REFUSALS:
+            self.http_refused.labels(reason)
+        for reason in IGNORED_REASONS:
+            self.commands_refused.labels(reason)
 
     def observe_telegram(self, method: str, result: str, seconds: float) -> None:
         self.telegram_requests.labels(method, result).inc()

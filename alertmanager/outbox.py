@@ -6,6 +6,9 @@ claims a run of items, sends them as one message and deletes them only after Tel
 waits until sending, so a storm costs the webhook only a commit, and alerts that never need a message
 (cancelled, summed up as "and N more") are never rendered. Several processes may
 share one database: writes are serialised by SQLite, and a lease row makes sure only one sends.
+
+A chat's queue has two lanes: *urgent* items (the groups that carry a critical alert) go out before
+everything else waiting for that chat; each lane keeps arrival order.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ CREATE TABLE IF NOT EXISTS items (
     alert TEXT NOT NULL,
     summary INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
-    claimed INTEGER NOT NULL DEFAULT 0
+    claimed INTEGER NOT NULL DEFAULT 0,
+    urgent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS items_by_batch ON items (batch_id, status);
 CREATE INDEX IF NOT EXISTS items_by_queue ON items (queue, id);
@@ -102,6 +106,22 @@ CREATE TABLE IF NOT EXISTS receiver_routes (
 );
 """
 
+# Outboxes made before the urgent lane existed get its column here (the index needs the column).
+_URGENT_LANE = "ALTER TABLE items ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0"
+_URGENT_INDEX = "CREATE INDEX IF NOT EXISTS items_urgent ON items (queue, urgent, id)"
+URGENT_SEVERITIES = frozenset({"critical"})
+_ITEM_COLUMNS = (
+    "items.id, items.batch_id, items.route, items.status, items.fingerprint, items.alert, items.summary, "
+    "items.created_at, batches.info, "
+    "CASE items.status WHEN 'firing' THEN batches.firing_sent ELSE batches.resolved_sent END, "
+    "CASE items.status WHEN 'firing' THEN batches.firing_messages ELSE batches.resolved_messages END, "
+    "batches.max_messages")
+
+
+def is_urgent(labels: dict[str, str]) -> bool:
+    """Whether an alert goes ahead of the rest of its chat's queue: severity critical."""
+    return labels.get("severity", "").strip().lower() in URGENT_SEVERITIES
+
 
 @dataclass(frozen=True)
 class Chat:
@@ -132,6 +152,7 @@ class NewItem:
     starts_at: str
     alert: str  # the alert as JSON (`Alert.to_json`); "" for a summary
     summary: int = 0  # > 0: "and this many more" (alerts Alertmanager's max_alerts left out)
+    urgent: bool = False  # is_urgent(its labels), worked out where the labels are at hand
 
 
 @dataclass(frozen=True)
@@ -188,13 +209,22 @@ class DeadLetters:
 class Outbox:
     """One SQLite outbox file. Thread-safe: every thread gets its own connection."""
 
-    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time, busy_timeout: float = 10.0):
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time, busy_timeout: float = 10.0,
+                 durable_commits: bool = True):
+        """`durable_commits=False` is for the delivery process: its commits (claims, sent marks) skip the
+        fsync and reach the disk with the web process's next one. A power cut may then undo the last sent
+        marks, and those messages go out again: a duplicate, never a loss. The web process keeps FULL."""
         self.path = Path(path)
+        self.durable_commits = durable_commits
         self.clock = clock
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection().executescript(_SCHEMA)  # commits by itself
+        with self._write() as db:  # in a transaction: two processes opening an old file add the column once
+            if "urgent" not in {row[1] for row in db.execute("PRAGMA table_info(items)")}:
+                db.execute(_URGENT_LANE)
+            db.execute(_URGENT_INDEX)
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -204,23 +234,24 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit reaches the disk before the webhook is answered, so even a power cut loses
             # nothing that Alertmanager was told is safe.
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=FULL" if self.durable_commits else "PRAGMA synchronous=NORMAL")
             self._local.db = db
         return db
 
     class _Transaction:
-        def __init__(self, db: sqlite3.Connection):
+        def __init__(self, db: sqlite3.Connection, patience: float):
             self.db = db
+            self.patience = patience
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            _begin_immediate(self.db, self.patience)
             return self.db
 
         def __exit__(self, kind, value, traceback) -> None:
             self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
     def _write(self) -> "Outbox._Transaction":
-        return Outbox._Transaction(self._connection())
+        return Outbox._Transaction(self._connection(), self.busy_timeout)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -254,7 +285,7 @@ class Outbox:
             chat = Chat(batch.chat.bot, migrated[0], batch.chat.thread_id) if migrated else batch.chat
             db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
                        (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
-            rows = []
+            rows: list[NewItem] = []
             for item in batch.items:
                 if batch.shared_chat and item.fingerprint and self._told_by_another_route(
                         db, chat.queue, batch.route, item, now, webhook.dedup_window):
@@ -272,13 +303,40 @@ class Outbox:
                 continue
             batch_id = db.execute("INSERT INTO batches (route, received_at, info, max_messages) VALUES (?, ?, ?, ?)",
                                   (batch.route, now, batch.info, batch.max_messages)).lastrowid
+            lanes = self._lanes(db, chat.queue, rows)
             db.executemany(
-                "INSERT INTO items (batch_id, route, queue, status, fingerprint, starts_at, alert, summary, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (batch_id, route, queue, status, fingerprint, starts_at, alert, summary, "
+                "created_at, urgent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(batch_id, batch.route, chat.queue, item.status, item.fingerprint, item.starts_at, item.alert,
-                  item.summary, now) for item in rows])
+                  item.summary, now, urgent) for item, urgent in zip(rows, lanes)])
             queued += len(rows)
         return EnqueueResult(queued=queued, cancelled=cancelled, already_told=told)
+
+    @staticmethod
+    def _lanes(db: sqlite3.Connection, queue: str, rows: Sequence[NewItem]) -> list[int]:
+        """1 for the items that take the urgent lane, 0 for the others.
+
+        A group (one batch, one status) with a critical alert takes it whole, "and N more" included: the
+        alerts Alertmanager grouped with the critical one arrive with it, in one message, as it sent them.
+        An alert whose earlier news still waits in the ordinary lane stays there behind it, so a
+        resolution never overtakes its firing message.
+        """
+        statuses = {item.status for item in rows}
+        urgent_statuses = {status for status in statuses
+                           if any(item.urgent for item in rows if item.status == status)}
+        # Only an ordinary lane with items in it can hold an alert's earlier news (and a storm's big group
+        # then costs no look-up per alert).
+        ordinary = bool(urgent_statuses) and db.execute(
+            "SELECT 1 FROM items WHERE queue = ? AND urgent = 0 LIMIT 1", (queue,)).fetchone() is not None
+        lanes = []
+        for item in rows:
+            urgent = item.status in urgent_statuses
+            if urgent and ordinary and item.fingerprint and db.execute(
+                    "SELECT 1 FROM items WHERE queue = ? AND fingerprint = ? AND urgent = 0 LIMIT 1",
+                    (queue, item.fingerprint)).fetchone():
+                urgent = False
+            lanes.append(int(urgent))
+        return lanes
 
     @staticmethod
     def _told_by_another_route(db: sqlite3.Connection, queue: str, route: str, item: NewItem, now: float,
@@ -299,30 +357,36 @@ class Outbox:
 
     # --- the sender -----------------------------------------------------------------------------------
 
-    def waiting_queues(self) -> list[tuple[str, int]]:
-        """(queue, id of its first item) for every queue with items, oldest first.
+    def waiting_queues(self) -> list[tuple[str, int, bool]]:
+        """(queue, id of its first item, whether urgent items wait) for every queue with items: those with
+        urgent items first, then oldest first.
 
-        One index look-up per chat, not a scan of the items: the sender asks often, the outbox may hold
+        Index look-ups per chat, not a scan of the items: the sender asks often, the outbox may hold
         tens of thousands of items in a storm.
         """
         rows = self._connection().execute(
-            "SELECT queue, head FROM (SELECT queue, (SELECT MIN(items.id) FROM items WHERE items.queue = "
-            "queues.queue) AS head FROM queues) WHERE head IS NOT NULL ORDER BY head").fetchall()
-        return [(queue, head) for queue, head in rows]
+            "SELECT queue, head, urgent FROM (SELECT queue, "
+            "(SELECT MIN(items.id) FROM items WHERE items.queue = queues.queue) AS head, "
+            "EXISTS (SELECT 1 FROM items WHERE items.queue = queues.queue AND items.urgent = 1) AS urgent "
+            "FROM queues) WHERE head IS NOT NULL ORDER BY urgent DESC, head").fetchall()
+        return [(queue, head, bool(urgent)) for queue, head, urgent in rows]
 
     def chat(self, queue: str) -> Chat | None:
         return _chat_of(self._connection(), queue)
 
     def peek(self, queue: str, limit: int = 100) -> list[Item]:
-        """The first items of a queue: more than one message can carry (a block is at least ~150 characters)."""
-        rows = self._connection().execute(
-            "SELECT items.id, items.batch_id, items.route, items.status, items.fingerprint, items.alert, "
-            "items.summary, items.created_at, batches.info, "
-            "CASE items.status WHEN 'firing' THEN batches.firing_sent ELSE batches.resolved_sent END, "
-            "CASE items.status WHEN 'firing' THEN batches.firing_messages ELSE batches.resolved_messages END, "
-            "batches.max_messages "
-            "FROM items JOIN batches ON batches.id = items.batch_id "
-            "WHERE items.queue = ? ORDER BY items.id LIMIT ?", (queue, limit)).fetchall()
+        """The first items of a queue: more than one message can carry (a block is at least ~150 characters).
+
+        Urgent items, when any wait, and only they: the next message carries nothing else, so its
+        notification and its first line are the urgent news.
+        """
+        db = self._connection()
+        rows = db.execute(f"SELECT {_ITEM_COLUMNS} FROM items JOIN batches ON batches.id = items.batch_id "
+                          "WHERE items.queue = ? AND items.urgent = 1 ORDER BY items.id LIMIT ?",
+                          (queue, limit)).fetchall()
+        if not rows:
+            rows = db.execute(f"SELECT {_ITEM_COLUMNS} FROM items JOIN batches ON batches.id = items.batch_id "
+                              "WHERE items.queue = ? ORDER BY items.id LIMIT ?", (queue, limit)).fetchall()
         return [Item(*row) for row in rows]
 
     def claim(self, ids: Sequence[int]) -> bool:
@@ -483,6 +547,29 @@ class Outbox:
             "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         keys = ("route", "chat_id", "reason", "detail", "status", "alert", "created_at", "dead_at")
         return [dict(zip(keys, row)) for row in rows]
+
+
+def _begin_immediate(db: sqlite3.Connection, patience: float) -> None:
+    """BEGIN IMMEDIATE, waiting for another writer in steps of at most 2 ms.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between looks: with the delivery process
+    committing a claim or a sent mark every few milliseconds, a webhook's commit kept finding the lock
+    taken and slept its way to a p99 of over 100 ms. Looking every 0.1–2 ms finds the gaps."""
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + patience
+        pause = 0.0001
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.002)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")
 
 
 def _chat_of(db: sqlite3.Connection, queue: str) -> Chat | None:

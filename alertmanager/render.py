@@ -68,7 +68,9 @@ class GroupInfo:
         return self.group_labels.get(name) or self.common_labels.get(name, "")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        # Not dataclasses.asdict: it deep-copies every label, once per webhook of a storm.
+        return json.dumps({field.name: getattr(self, field.name) for field in fields(self)}, ensure_ascii=False,
+                          sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> GroupInfo:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 # Alertmanager writes this for a firing alert's endsAt: "no end yet".
 _ZERO_TIME_PREFIX = "0001-01-01"
+# \uD800 to \uDFFF as JSON escapes; a raw one cannot get past the strict UTF-8 decoding.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+# truncatedAlerts is stored as a SQLite integer; a real count is far below this.
+_MOST_ALERTS = 2**31 - 1
 
 
 class PayloadError(Exception):
@@ -67,10 +72,44 @@ class Notification:
 
 def parse_body(body: bytes) -> Notification:
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        # Decoded strictly first: json.loads(bytes) lets UTF-8-encoded surrogates (ED A0 80) through.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PayloadError("bad_json", f"the body is not UTF-8: byte {err.start} ({body[err.start:err.start + 1]!r}) "
+                                       "cannot start or continue a character") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
         raise PayloadError("bad_json", f"the body is not JSON: {err}") from None
+    except RecursionError:
+        raise PayloadError("bad_json", "the body nests arrays or objects too deeply to be a webhook payload") from None
+    except ValueError as err:  # an integer of more than 4,300 digits: Python refuses to convert it
+        raise PayloadError("bad_json", f"the body holds a number too long to read: {err}") from None
+    if SURROGATE_ESCAPE.search(text):
+        try:
+            _refuse_lone_surrogates(document, "")
+        except RecursionError:
+            raise PayloadError("bad_json", "the body nests arrays or objects too deeply to be a webhook "
+                                           "payload") from None
     return parse_notification(document)
+
+
+def _refuse_lone_surrogates(value: Any, path: str) -> None:
+    """A lone surrogate ("\\ud800") is valid JSON but no text: it cannot be stored, rendered or sent.
+    Only a body that escapes a surrogate can hold one, so most bodies are never walked."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise PayloadError("bad_payload", f"{path or 'the body'}: character {err.start} is a lone UTF-16 "
+                                              f"surrogate (U+{ord(value[err.start]):04X}), not text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key, f"{path} (a name)" if path else "a name")
+            _refuse_lone_surrogates(item, _where(path, key[:80]))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_lone_surrogates(item, f"{path}[{index}]")
 
 
 def parse_notification(document: Any) -> Notification:
@@ -142,8 +181,8 @@ def _optional_string(document: dict[str, Any], key: str, path: str = "") -> str:
 
 def _count(document: dict[str, Any], key: str) -> int:
     value = document.get(key) or 0
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise PayloadError("bad_payload", f"{key}: expected a count (an integer of 0 or more)")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MOST_ALERTS:
+        raise PayloadError("bad_payload", f"{key}: expected a count (an integer from 0 to {_MOST_ALERTS})")
     return value
 
 
@@ -153,7 +192,8 @@ def _string_map(document: dict[str, Any], key: str, path: str = "", required: bo
     value = _field(document, key, dict, "an object of strings", path)
     for name, item in value.items():
         if not isinstance(item, str):
-            raise PayloadError("bad_payload", f"{_where(path, key)}.{name}: expected a string, got {type(item).__name__}")
+            raise PayloadError("bad_payload", f"{_where(path, key)}.{name[:80]}: expected a string, "
+                                              f"got {type(item).__name__}")
     return value
 
 
@@ -168,7 +208,8 @@ def _time(document: dict[str, Any], key: str, path: str, required: bool = True) 
         stamp = _trim_fraction(text.replace("Z", "+00:00").replace("z", "+00:00"))
         moment = datetime.fromisoformat(stamp)
     except ValueError:
-        raise PayloadError("bad_payload", f"{_where(path, key)}: expected an RFC 3339 time, got {text[:40]!r}") from None
+        raise PayloadError("bad_payload",
+                           f"{_where(path, key)}: expected an RFC 3339 time, got {text[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment

@@ -3,6 +3,8 @@
 Each webhook still waits for its own alerts to be on disk before it is answered; it only shares the
 commit with the webhooks that came in while the previous commit was being written. Under a storm this
 turns hundreds of small transactions a second, each fighting for SQLite's write lock, into a few dozen.
+When a shared commit fails, each webhook of it is committed again on its own, so one webhook that
+cannot be stored never fails the others it happened to share a commit with.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ class OutboxWriter:
         self._thread = threading.Thread(target=self._write, name="receiver-outbox-writer", daemon=True)
         self._thread.start()
 
-    def store(self, webhook: Webhook, timeout: float = 30.0) -> EnqueueResult:
-        """Blocks until the webhook is committed; raises what the commit raised (sqlite3.Error)."""
+    def submit(self, webhook: Webhook) -> Future:
+        """Queues the webhook for the next commit; the future holds its EnqueueResult or what the commit raised."""
         done: Future = Future()
         self._waiting.put((webhook, done))
-        return done.result(timeout)
+        return done
+
+    def store(self, webhook: Webhook, timeout: float = 30.0) -> EnqueueResult:
+        """Blocks until the webhook is committed; raises what the commit raised (sqlite3.Error)."""
+        return self.submit(webhook).result(timeout)
 
     def close(self) -> None:
         self._waiting.put(None)
@@ -52,13 +58,25 @@ class OutboxWriter:
                     stop = True
                     break
                 group.append(more)
-            try:
-                results = self.outbox.enqueue_many([webhook for webhook, _ in group])
-            except Exception as err:  # every webhook of the group is answered 503 and retried
-                for _, done in group:
-                    done.set_exception(err)
-            else:
-                for (_, done), result in zip(group, results):
-                    done.set_result(result)
+            self._commit(group)
             if stop:
                 return
+
+    def _commit(self, group: list[tuple[Webhook, Future]]) -> None:
+        for (_, done), outcome in zip(group, commit_each(self.outbox, [webhook for webhook, _ in group])):
+            if isinstance(outcome, BaseException):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+
+
+def commit_each(outbox: Outbox, webhooks: list[Webhook]) -> list[EnqueueResult | Exception]:
+    """Commits the webhooks together; each gets its result, or the exception that its own commit raised
+    (the caller answers 503 for a database fault, 400 for what the webhook carried)."""
+    try:
+        return list(outbox.enqueue_many(webhooks))
+    except Exception as err:
+        if len(webhooks) == 1:
+            return [err]
+        # The rollback undid the whole group; find the webhook at fault by committing each alone.
+        return [commit_each(outbox, [webhook])[0] for webhook in webhooks]

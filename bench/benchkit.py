@@ -94,18 +94,32 @@ class Service:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    def status_mib(self, key: str) -> float | None:
-        """A /proc/<pid>/status figure in MiB, such as VmHWM (peak RSS)."""
+    def child_pids(self) -> list[int]:
+        """The service's own child processes (the receiver's delivery process)."""
+        found: list[int] = []
         try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            for children in Path(f"/proc/{self.pid}/task").glob("*/children"):
+                found += [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            pass
+        return found
+
+    def status_mib(self, key: str, pid: int | None = None) -> float | None:
+        """A /proc/<pid>/status figure in MiB, such as VmHWM (peak RSS), of the service or one of its children."""
+        try:
+            for line in Path(f"/proc/{pid or self.pid}/status").read_text().splitlines():
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024
         except OSError:
             pass
         return None
 
-    def cpu_seconds(self) -> float:
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
+    def cpu_seconds(self, pid: int | None = None) -> float:
+        """User and system CPU seconds of the service, or of one of its children."""
+        try:
+            stat = Path(f"/proc/{pid or self.pid}/stat").read_text()
+        except OSError:
+            return 0.0
         fields = stat[stat.rindex(")") + 2:].split()  # the command name may itself contain spaces
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

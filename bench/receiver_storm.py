@@ -284,7 +284,8 @@ class StormRun:
     webhooks: list[Webhook]
     start: float  # monotonic time the first webhook was due
     load_span: float  # from then until the last answer
-    receiver_cpu: float  # its user + sys seconds over load_span
+    receiver_cpu: float  # its user + sys seconds over load_span: the web process that answers webhooks
+    delivery_cpu: float  # its delivery process's, over the same span: composing and sending to Telegram
     script_cpu: float  # this process's, over the same span: the load generator and the fake Telegram
     samples: list[tuple[float, int | None]]
     drained: bool
@@ -306,6 +307,7 @@ class StormResult:
     start_lag_ms_p99: float
     last_answer_s: float
     receiver_cpu: float
+    delivery_cpu: float
     script_cpu: float
     depth_series: list[tuple[float, int | None]]
     drained: bool
@@ -339,10 +341,13 @@ def run_storm(arguments: argparse.Namespace, workdir: Path) -> StormResult:
             sampler.start()
             try:
                 time.sleep(max(0.0, start - time.monotonic()))
+                delivery = service.child_pids()[:1]
                 receiver_before, script_before = service.cpu_seconds(), time.process_time()
+                delivery_before = sum(service.cpu_seconds(pid) for pid in delivery)
                 webhooks = send_storm(service.port, bodies, arguments.rate, arguments.connections, start)
                 span = max(arguments.seconds, max(w.finished for w in webhooks) - start)
                 receiver_cpu, script_cpu = service.cpu_seconds() - receiver_before, time.process_time() - script_before
+                delivery_cpu = sum(service.cpu_seconds(pid) for pid in delivery) - delivery_before
                 drained = wait_for_drain(service, sampler, start + span + arguments.drain_timeout)
                 status, text = http_get(service.port, "/metrics")
                 server = metric_values(text) if status == 200 else {}
@@ -352,7 +357,7 @@ def run_storm(arguments: argparse.Namespace, workdir: Path) -> StormResult:
                 sampler.join(timeout=10)
         # Stopped: no message can still be on its way to the fake now.
         refused = [chat for method, chat, status in telegram.requests if method == "sendMessage" and status == 429]
-        run = StormRun(webhooks, start, span, receiver_cpu, script_cpu, list(sampler.samples), drained,
+        run = StormRun(webhooks, start, span, receiver_cpu, delivery_cpu, script_cpu, list(sampler.samples), drained,
                        telegram.messages(), sum(1 for chat in refused if not chat.startswith("-")),
                        sum(1 for chat in refused if chat.startswith("-")), peak_rss, server)
     finally:
@@ -397,7 +402,7 @@ def summarise_storm(arguments: argparse.Namespace, run: StormRun, service: Servi
                     for key, share in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))},
         start_lag_ms_p99=percentile([w.started - w.due for w in webhooks], 0.99) * 1000,
         last_answer_s=max(w.finished for w in webhooks) - start,
-        receiver_cpu=run.receiver_cpu, script_cpu=run.script_cpu,
+        receiver_cpu=run.receiver_cpu, delivery_cpu=run.delivery_cpu, script_cpu=run.script_cpu,
         depth_series=run.samples, drained=run.drained,
         drained_at_s=(last_message - start) if run.drained and last_message is not None else None,
         messages=len(run.messages), alerts_sent=len(queued), alerts_delivered=len(delivered & queued),
@@ -636,10 +641,11 @@ def print_storm(result: StormResult, arguments: argparse.Namespace) -> list[tupl
         rows.append(("receiver's own histogram", (f"{result.server_under_target:.1%} of {result.server_webhooks:,.0f} "
                                                   f"answered within {LATENCY_TARGET_MS:g} ms of reaching its handler")))
     span = max(arguments.seconds, result.last_answer_s)
-    rows.append(("CPU while loaded", (f"receiver {result.receiver_cpu:.1f} s in {span:.1f} s "
-                                      f"({100 * result.receiver_cpu / span:.0f}% of one core), this script "
-                                      f"{result.script_cpu:.1f} s ({100 * result.script_cpu / span:.0f}%); "
-                                      f"{os.cpu_count()} CPUs")))
+    rows.append(("CPU while loaded", (f"receiver's web process {result.receiver_cpu:.1f} s in {span:.1f} s "
+                                      f"({100 * result.receiver_cpu / span:.0f}% of one core), its delivery process "
+                                      f"{result.delivery_cpu:.1f} s ({100 * result.delivery_cpu / span:.0f}%),")))
+    rows.append(("", f"this script (load and fake Telegram) {result.script_cpu:.1f} s "
+                     f"({100 * result.script_cpu / span:.0f}%); {os.cpu_count()} CPUs"))
     series = depth_series_text(result.depth_series, arguments.seconds)
     rows.append(("outbox depth", series[0] if series else "(no samples)"))
     rows += [("", line) for line in series[1:]]
