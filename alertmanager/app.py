@@ -91,8 +91,9 @@ class Receiver:
             self.sender.wake()
 
     def metrics_text(self) -> bytes:
-        own = generate_latest(self.metrics.registry)
-        return own + self.delivery.metrics_text() if self.delivery is not None else own
+        # The delivery process first: asking it sets sitewatch_receiver_delivery_up for this very scrape.
+        theirs = self.delivery.metrics_text() if self.delivery is not None else b""
+        return generate_latest(self.metrics.registry) + theirs
 
     def sender_text(self) -> str:
         if self.delivery is not None:

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -130,25 +131,58 @@ class ReceiverProcess:
         wait_until(ready, 30, what="the receiver to be ready")
         return self
 
+    def children(self) -> list[int]:
+        """The receiver's own child processes: its delivery process."""
+        found: list[int] = []
+        if self.process is None:
+            return found
+        for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            try:
+                found += [int(pid) for pid in children.read_text().split()]
+            except OSError:
+                pass
+        return found
+
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
+            children = self.children()
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+            _wait_gone(children)  # the delivery process sees its parent's socket close and stops by itself
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            children = self.children()
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            _wait_gone(children)
 
     def log_text(self) -> str:
         return self.log_file.read_text(encoding="utf-8", errors="replace")
 
     def metrics(self) -> str:
         return requests.get(self.url + "/metrics", timeout=5).text
+
+
+def _wait_gone(pids: list[int], timeout: float = 15.0) -> None:
+    """Waits for these processes to end; kills by pid whatever is left (a test leaves nothing running)."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while Path(f"/proc/{pid}").exists() and "State:\tZ" not in _status(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists() and "State:\tZ" not in _status(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _status(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ""
 
 
 def sites_in(messages) -> list[str]:

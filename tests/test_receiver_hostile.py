@@ -1,0 +1,176 @@
+"""The receiver facing hostile and broken input: payloads that once got 500, a bad webhook among good ones,
+and a thousand idle or dribbling connections while Alertmanager's webhook must still be answered in a second."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from conftest import value_of_metric, wait_until
+from receiver_kit import alert, payload, post, write_receiver_config
+
+from alertmanager.outbox import Chat, NewBatch, NewItem, Outbox, Webhook
+from alertmanager.writer import commit_each
+
+
+def _valid(n: int) -> dict:
+    return payload([alert(site=f"shop-{n}")], group_key=f"g{n}")
+
+
+def _with_lone_surrogate(n: int) -> bytes:
+    # json.dumps writes "\ud800" as the six characters \ud800: valid JSON, but not text.
+    document = _valid(n)
+    document["alerts"][0]["labels"]["client"] = "Ромашка \ud800"
+    return json.dumps(document).encode()
+
+
+HOSTILE = {
+    "nested 1,000 deep": (b'{"version": "4", "alerts": ' + b"[" * 1000 + b"]" * 1000 + b"}", "too deeply"),
+    "a number of 5,000 digits": (json.dumps(_valid(1)).replace('"truncatedAlerts": 0',
+                                                                '"truncatedAlerts": ' + "9" * 5000).encode(),
+                                 "number too long"),
+    "truncatedAlerts past 64 bits": (json.dumps(_valid(1)).replace('"truncatedAlerts": 0',
+                                                                    '"truncatedAlerts": 9223372036854775808').encode(),
+                                     "truncatedAlerts: expected a count"),
+    "a lone surrogate in a label value": (_with_lone_surrogate(1), "lone UTF-16 surrogate"),
+    "a lone surrogate in a label name": (json.dumps(_valid(1)).replace('"site":', '"\\udc00site":').encode(),
+                                         "lone UTF-16 surrogate"),
+    "a surrogate as raw UTF-8 bytes": (json.dumps(_valid(1), ensure_ascii=False).replace("shop-1", "shop-\udc80", 1)
+                                       .encode("utf-8", "surrogatepass"), "not UTF-8"),
+}
+
+
+@pytest.fixture
+def receiver(tmp_path, fake_telegram, receiver_process):
+    fake = fake_telegram()
+    return receiver_process(write_receiver_config(tmp_path, fake.url))
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_hostile_payload_gets_400_naming_the_problem_and_the_next_webhook_is_taken(receiver, kind):
+    body, named = HOSTILE[kind]
+    answer = post(f"{receiver.url}/alert/duty", body)
+    assert answer.status_code == 400, answer.text
+    assert named in answer.json()["message"]
+    assert post(f"{receiver.url}/alert/duty", _valid(2)).json()["status"] == "queued"
+    assert "Traceback" not in receiver.log_text()
+
+
+def test_a_bad_webhook_among_sixteen_senders_never_fails_the_good_ones(receiver):
+    """One webhook in ten carries a lone surrogate; the 360 good ones are all stored."""
+    def send(n: int) -> tuple[int, int]:
+        body = _with_lone_surrogate(n) if n % 10 == 9 else json.dumps(_valid(n)).encode()
+        return n, post(f"{receiver.url}/alert/duty", body).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = dict(pool.map(send, range(400)))
+    good = {n: status for n, status in answers.items() if n % 10 != 9}
+    bad = {n: status for n, status in answers.items() if n % 10 == 9}
+    assert set(good.values()) == {200} and len(good) == 360
+    assert set(bad.values()) == {400}
+    metrics = receiver.metrics()
+    assert value_of_metric(metrics, "sitewatch_receiver_alerts_queued_total", route="duty", status="firing") == 360
+    assert value_of_metric(metrics, "sitewatch_receiver_webhooks_total", result="bad_payload") == 40
+
+
+def test_a_webhook_its_commit_refuses_fails_alone_and_the_rest_of_its_group_is_stored(tmp_path):
+    """What gets past the payload reader but not SQLite (an integer past 64 bits here) costs only its webhook."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    chat = Chat("main", "-100", None)
+
+    def webhook(site: str, summary: int = 0) -> Webhook:
+        item = NewItem("firing", f"fp-{site}", "", json.dumps(alert(site=site)), summary=summary)
+        return Webhook([NewBatch("duty", chat, "{}", [item])], dedup_key=site, dedup_window=600)
+
+    outcomes = commit_each(outbox, [webhook("shop-1"), webhook("shop-2", summary=2**70), webhook("shop-3")])
+    assert [type(outcome).__name__ for outcome in outcomes] == ["EnqueueResult", "OverflowError", "EnqueueResult"]
+    assert [item.fingerprint for item in outbox.peek(chat.queue)] == ["fp-shop-1", "fp-shop-3"]
+    outbox.close()
+    assert sqlite3.connect(tmp_path / "outbox.db").execute("SELECT COUNT(*) FROM dedup").fetchone()[0] == 2
+
+
+def _open(port: int, first_bytes: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(first_bytes)
+    return sock
+
+
+def test_eleven_hundred_idle_and_dribbling_connections_do_not_delay_alertmanagers_webhook(receiver):
+    """Half the sockets send only a request line, half dribble a header line a second: the limit is 1,000
+    connections, and each webhook from Alertmanager (a whole request at once) is still answered in a second."""
+    sockets: list[socket.socket] = []
+    stop = threading.Event()
+
+    def dribble() -> None:
+        line = 0
+        while not stop.wait(1.0):
+            line += 1
+            for sock in list(sockets[1::2]):
+                try:
+                    sock.send(f"X-Dribble-{line}: 1\r\n".encode())
+                except OSError:
+                    pass
+
+    try:
+        for n in range(1100):
+            try:
+                sockets.append(_open(receiver.port, b"POST /alert/duty HTTP/1.1\r\n"))
+            except OSError:
+                pass  # the receiver closed an older one to make room: that is the point
+        dribbler = threading.Thread(target=dribble, daemon=True)
+        dribbler.start()
+        slowest = 0.0
+        for n in range(24):  # 12 s: past the 10 s the receiver gives a request head
+            started = time.monotonic()
+            answer = post(f"{receiver.url}/alert/duty", _valid(1000 + n), timeout=5)
+            slowest = max(slowest, time.monotonic() - started)
+            assert answer.status_code == 200, answer.text
+            if n < 23:
+                sockets.append(_open(receiver.port, b"POST /alert/duty HTTP/1.1\r\n"))  # the flood keeps coming
+            time.sleep(0.5)
+        assert slowest < 1.0
+        metrics = receiver.metrics()
+        assert value_of_metric(metrics, "sitewatch_receiver_http_refused_total", reason="evicted") >= 100
+        assert value_of_metric(metrics, "sitewatch_receiver_http_refused_total", reason="head_timeout") >= 100
+        assert value_of_metric(metrics, "sitewatch_receiver_http_connections") <= 1000
+        log = receiver.log_text()
+        assert log.count("reason=evicted") == 1  # once a minute, however many
+        assert "Traceback" not in log
+    finally:
+        stop.set()
+        for sock in sockets:
+            sock.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" in status.read()
+    except OSError:
+        return True
+
+
+def test_a_killed_delivery_process_is_started_again_and_a_killed_web_process_takes_it_along(
+        tmp_path, fake_telegram, receiver_process):
+    fake = fake_telegram()
+    receiver = receiver_process(write_receiver_config(tmp_path, fake.url))
+    [first] = receiver.children()
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: receiver.children() and receiver.children() != [first], 10, what="a new delivery process")
+    assert post(f"{receiver.url}/alert/duty", _valid(7)).status_code == 200
+    [message] = fake.wait_for_messages(1, timeout=20)
+    assert "shop-7" in message.text
+    assert value_of_metric(receiver.metrics(), "sitewatch_receiver_delivery_restarts_total") == 1
+    assert receiver.log_text().count("event=delivery_exited") == 1
+    [second] = receiver.children()
+    receiver.process.kill()  # SIGKILL: no chance to stop its child
+    receiver.process.wait(10)
+    wait_until(lambda: _gone(second), 10, what="the delivery process to stop once its web process is gone")
