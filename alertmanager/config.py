@@ -67,9 +67,6 @@ class CommandsConfig:
     max_silence: float = 30 * 86400.0
     poll_timeout: float = 25.0
 
-    def allows(self, chat_id: int, user_id: int | None) -> bool:
-        return chat_id in self.allowed_chats or (user_id is not None and user_id in self.allowed_users)
-
 
 @dataclass(frozen=True)
 class ReceiverConfig:
