@@ -2,7 +2,8 @@
 
 Reloads (``POST /-/reload``, SIGHUP, or a change to the config file or its targets file, which are polled
 every 2 s) load the whole new config first; a bad one is rejected, logged with its cause, and the running
-config stays in force.
+config stays in force. They run one at a time (exporter.reloads), and signals are throttled besides: a burst
+of SIGHUPs gives one reload at once and one more at the end of the burst.
 """
 
 from __future__ import annotations
@@ -13,19 +14,22 @@ import signal
 import threading
 import time
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
-from exporter import __version__, statuspage
-from exporter.collector import CheckCollector, ExporterStatus
+from exporter import __version__, exposition, statuspage
+from exporter.collector import ExporterStatus
 from exporter.config import Config, ConfigError, load_config
 from exporter.httpclient import HttpClient
 from exporter.icmp.engine import PingEngine
+from exporter.reloads import Reloads
 from exporter.scheduler import Scheduler
 from exporter.server import HttpServer, build_app
 
 log = logging.getLogger("sitewatch.exporter")
 
 WATCH_INTERVAL = 2.0  # seconds between looks at the config file and the targets file
+SIGNAL_GAP = 2.0  # seconds between the starts of two reloads asked for by SIGHUP
+TICK = 0.2  # how often the main thread acts on the signals it noted
 
 FileState = tuple[int, int, int] | None
 
@@ -48,16 +52,20 @@ class ExporterApp:
         self.status.reload_success_at = time.time()
         self.ping_engine = PingEngine()
         self.http = HttpClient()
-        self.scheduler = Scheduler(self.ping_engine, self.http)
-        self.registry = CollectorRegistry()
+        # Each check's series are rendered when its run ends, so a scrape only joins them.
+        self.scheduler = Scheduler(self.ping_engine, self.http, on_result=exposition.refresh)
+        self.metrics = exposition.MetricsBody(self.scheduler.snapshot, self.status, lambda: self.config.sites)
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
-            collector(registry=self.registry)
-        self.registry.register(CheckCollector(self.scheduler.snapshot, self.status, lambda: self.config.sites))
-        app = build_app(self.registry, self.reload, self.ready,
+            collector(registry=self.metrics.process_registry)
+        app = build_app(self.metrics.response, self.reload, self.ready,
                         lambda: statuspage.render(self.scheduler.snapshot(), str(self.config.source)))
         self.server = HttpServer(listen, app)
-        self._reload_lock = threading.Lock()
-        self._stopped = threading.Event()
+        self._reloads = Reloads(self._reload_now)
+        # Set by signal handlers, read by the main loop. Plain attributes: a handler can be interrupted by the
+        # next signal, so it must not take a lock (an Event does) that it might already hold.
+        self._stop_asked = False
+        self._reload_asked = False
+        self._signals_handled = False
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._seen = {**self._file_states(), str(config_path): config_state}
@@ -80,19 +88,35 @@ class ExporterApp:
                  self.config.source, len(self.config.sites), len(self.config.checks()), self.server.port)
 
     def reload(self) -> tuple[bool, str]:
-        with self._reload_lock:
-            try:
-                config = load_config(self.config_path, self.key_file)
-            except ConfigError as err:
-                self.status.reload_successful = False
-                log.error("event=reload_rejected error=%r kept=previous_config", str(err))
-                return False, f"config rejected, the previous one stays in force: {err}"
-            self.config = config
-            self.scheduler.apply(config)
-            self.status.reload_successful = True
-            self.status.reload_success_at = time.time()
-            log.info("event=reloaded sites=%d checks=%d", len(config.sites), len(config.checks()))
-            return True, f"config reloaded: {len(config.sites)} site(s), {len(config.checks())} check(s)"
+        """Reloads the config (or joins a reload that has not started yet) and returns its outcome."""
+        return self._reloads.run()
+
+    def _reload_now(self) -> tuple[bool, str]:
+        started = time.perf_counter()
+        config_state = _file_state(self.config_path)  # before reading, as at start-up
+        try:
+            config = load_config(self.config_path, self.key_file)
+        except ConfigError as err:
+            self.status.reload_successful = False
+            self._note_read(config_state)
+            log.error("event=reload_rejected error=%r kept=previous_config", str(err))
+            return False, f"config rejected, the previous one stays in force: {err}"
+        except Exception:
+            self.status.reload_successful = False  # whatever went wrong, the metric must not claim success
+            raise
+        self.config = config
+        self._note_read(config_state)
+        self.scheduler.apply(config)
+        self.status.reload_successful = True
+        self.status.reload_success_at = time.time()
+        checks = len(config.checks())
+        log.info("event=reloaded sites=%d checks=%d seconds=%.3f", len(config.sites), checks,
+                 time.perf_counter() - started)
+        return True, f"config reloaded: {len(config.sites)} site(s), {checks} check(s)"
+
+    def _note_read(self, config_state: FileState) -> None:
+        # The watcher need not read again what a reload has just read (after a SIGHUP or POST for an edit).
+        self._seen = {**self._file_states(), str(self.config_path): config_state}
 
     def _file_states(self) -> dict[str, FileState]:
         files = [self.config_path]
@@ -103,14 +127,13 @@ class ExporterApp:
 
     def _watch(self) -> None:
         """Reloads when the config file, its targets file or its hours file changes (mtime, size or inode)."""
-        seen = self._seen
         while not self._watch_stop.wait(WATCH_INTERVAL):
-            now = self._file_states()
+            now, seen = self._file_states(), self._seen
             if now == seen:
                 continue
             changed = [file for file in now if now[file] != seen.get(file)] or list(seen)
             log.info("event=config_changed files=%s", ",".join(changed))
-            seen = now  # taken before the reload: a change during it is seen on the next look
+            self._seen = now  # taken before the reload: a change during it is seen on the next look
             try:
                 self.reload()
             except Exception:  # the watcher must outlive any surprise in a reload
@@ -122,17 +145,36 @@ class ExporterApp:
             return False, f"not ready: {pending} check(s) have not finished their first run"
         return True, "sitewatch exporter is ready."
 
-    def serve_forever(self) -> None:
-        """Blocks until SIGINT/SIGTERM; SIGHUP reloads where the OS has it."""
+    def handle_signals(self) -> None:
+        """Notes SIGINT/SIGTERM (stop) and, where the OS has it, SIGHUP (reload) for serve_forever() to act on.
+
+        Called before start(): once /-/healthy answers, a SIGHUP must reload, not end the process as its
+        default action would."""
         def request_stop(signum, frame):
-            self._stopped.set()
+            self._stop_asked = True
+
+        def request_reload(signum, frame):
+            self._reload_asked = True
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
         if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda signum, frame: threading.Thread(target=self.reload).start())
-        while not self._stopped.wait(0.5):
-            pass
+            signal.signal(signal.SIGHUP, request_reload)
+        self._signals_handled = True
+
+    def serve_forever(self) -> None:
+        """Blocks until SIGINT/SIGTERM; SIGHUP reloads where the OS has it."""
+        if not self._signals_handled:
+            self.handle_signals()
+        last_signalled = -SIGNAL_GAP
+        while not self._stop_asked:
+            time.sleep(TICK)
+            # The first signal of a burst reloads at once; the rest of the burst gives one more reload, when
+            # SIGNAL_GAP has passed, so the config in force is the one written last.
+            if self._reload_asked and time.monotonic() - last_signalled >= SIGNAL_GAP:
+                self._reload_asked = False
+                last_signalled = time.monotonic()
+                self._reloads.ask()
         log.info("event=stopping")
         self.stop()
 

@@ -94,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as err:
         sys.stderr.write(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}\n")
         return EXIT_BAD_CONFIG
+    app.handle_signals()
     app.start()
     print(f"sitewatch exporter: serving http://{_display_host(args.listen)}:{app.server.port}/metrics",
           flush=True)

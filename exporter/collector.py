@@ -1,12 +1,16 @@
-"""Turns the scheduler's latest results into metric families, built fresh on every scrape.
+"""What series the exporter serves: its own, every check's and the sites' hours, as metric families.
 
-Nothing is kept between scrapes, so a check removed by a reload disappears from the next scrape, and
-sites with different label sets sit side by side in one family.
+`check_samples` is the one place that decides which series a check has; `CheckCollector` turns them into
+prometheus_client families, built fresh on every collect (the pusher pushes those), and exporter.exposition
+renders the same samples as text once per check run (the exporter's /metrics serves that). Nothing is kept
+between scrapes here, so a check removed by a reload disappears from the next scrape, and sites with different
+label sets sit side by side in one family.
 """
 
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 from prometheus_client.core import Metric
@@ -24,6 +28,75 @@ Labels = dict[str, str]
 TARGET_LIMIT = 200  # a target label longer than this is cut: it names a thing, it is not the thing
 
 
+@dataclass(frozen=True)
+class Family:
+    name: str
+    help: str
+    type: str = "gauge"
+
+
+# Every check's families, in the order they are served; a counter's samples are named NAME_total.
+CHECK_FAMILIES = (
+    Family("sitewatch_check_success", "1 if the latest run of the check passed, else 0."),
+    Family("sitewatch_check_up", "Debounced state: 0 after failure_threshold failed runs in a row, "
+                                 "1 again after success_threshold passed runs."),
+    Family("sitewatch_check_duration_seconds", "How long the latest run took."),
+    Family("sitewatch_check_last_run_timestamp_seconds", "When the latest run finished."),
+    Family("sitewatch_check_last_success_timestamp_seconds", "When a run last passed (0 if never)."),
+    Family("sitewatch_check_failure_info", "1 while the latest run failed, with the failure's reason."),
+    Family("sitewatch_check_target_info", "1, with what the check looks at (host, host:port, URL without "
+                                          "credentials or query, serial port, folder) in `target`."),
+    Family("sitewatch_check_runs", "Runs of the check since the exporter started.", "counter"),
+    Family("sitewatch_check_failures", "Failed runs of the check since the exporter started.", "counter"),
+)
+
+
+def _type_families() -> tuple[Family, ...]:
+    # Check types may share families (kkt and getad do): one family per name, at its first place; the help
+    # text of the last type that names it, as a dict built in this order keeps it.
+    helps: dict[str, str] = {}
+    for kind in CHECK_TYPES.values():
+        for spec in kind.METRICS:
+            helps[spec.name] = spec.help
+    return tuple(Family(name, text) for name, text in helps.items())
+
+
+# The check types' families (ping loss, HTTP status, register data...), in the order they are served; only
+# those with samples are.
+TYPE_FAMILIES = _type_families()
+_TYPE_FAMILY_NAMES = frozenset(family.name for family in TYPE_FAMILIES)
+
+Sample = tuple[str, str, Labels, float]  # family, sample name, labels, value
+
+
+def check_samples(state: CheckState) -> list[Sample]:
+    """Every series of one check, in the order each family lists them."""
+    labels = dict(state.labels)
+    samples: list[Sample] = []
+    target = _target(state)
+    if target:
+        samples.append(("sitewatch_check_target_info", "sitewatch_check_target_info", {**labels, "target": target}, 1))
+    samples.append(("sitewatch_check_runs", "sitewatch_check_runs_total", labels, state.runs))
+    samples.append(("sitewatch_check_failures", "sitewatch_check_failures_total", labels, state.failures))
+    samples.append(("sitewatch_check_last_success_timestamp_seconds", "sitewatch_check_last_success_timestamp_seconds",
+                    labels, state.last_success_at))
+    result = state.last
+    if result is None:
+        return samples  # not run yet: no claim either way
+    samples.append(("sitewatch_check_success", "sitewatch_check_success", labels, int(result.success)))
+    samples.append(("sitewatch_check_up", "sitewatch_check_up", labels, int(state.up)))
+    samples.append(("sitewatch_check_duration_seconds", "sitewatch_check_duration_seconds", labels, result.duration))
+    samples.append(("sitewatch_check_last_run_timestamp_seconds", "sitewatch_check_last_run_timestamp_seconds",
+                    labels, result.finished_at))
+    if not result.success:
+        samples.append(("sitewatch_check_failure_info", "sitewatch_check_failure_info",
+                        {**labels, "reason": result.reason or "unknown"}, 1))
+    for sample in result.samples:
+        if sample.name in _TYPE_FAMILY_NAMES:
+            samples.append((sample.name, sample.name, {**labels, **dict(sample.labels)}, sample.value))
+    return samples
+
+
 class ExporterStatus:
     """The exporter's own facts that are not about any check."""
 
@@ -31,6 +104,23 @@ class ExporterStatus:
         self.reload_successful = True
         self.reload_success_at = 0.0
         self.icmp_permitted = True
+
+
+def exporter_families(status: ExporterStatus) -> list[Metric]:
+    build = Metric("sitewatch_exporter_build_info", "Version of the running sitewatch exporter; always 1.", "gauge")
+    build.add_sample("sitewatch_exporter_build_info",
+                     {"version": __version__, "python_version": platform.python_version()}, 1)
+    reload_ok = Metric("sitewatch_exporter_config_last_reload_successful",
+                       "1 if the latest config load or reload succeeded.", "gauge")
+    reload_ok.add_sample("sitewatch_exporter_config_last_reload_successful", {}, 1 if status.reload_successful else 0)
+    reload_at = Metric("sitewatch_exporter_config_last_reload_success_timestamp_seconds",
+                       "When the config was last loaded successfully.", "gauge")
+    reload_at.add_sample("sitewatch_exporter_config_last_reload_success_timestamp_seconds", {},
+                         status.reload_success_at)
+    icmp = Metric("sitewatch_exporter_icmp_permitted",
+                  "1 if this process may send ICMP echo requests (ping checks can work).", "gauge")
+    icmp.add_sample("sitewatch_exporter_icmp_permitted", {}, 1 if status.icmp_permitted else 0)
+    return [build, reload_ok, reload_at, icmp]
 
 
 class CheckCollector(Collector):
@@ -41,82 +131,16 @@ class CheckCollector(Collector):
         self._sites = sites
 
     def collect(self) -> Iterable[Metric]:
-        yield from self._exporter_families()
-        states = self._states()
-        yield from self._check_families(states)
-        yield from self._type_families(states)
+        yield from exporter_families(self._status)
+        families = {family.name: Metric(family.name, family.help, family.type)
+                    for family in CHECK_FAMILIES + TYPE_FAMILIES}
+        for state in self._states():
+            for family, name, labels, value in check_samples(state):
+                families[family].add_sample(name, labels, value)
+        yield from (families[family.name] for family in CHECK_FAMILIES)
+        yield from (families[family.name] for family in TYPE_FAMILIES if families[family.name].samples)
         if self._sites is not None:
             yield from hours_families(self._sites())
-
-    def _exporter_families(self) -> Iterable[Metric]:
-        build = Metric("sitewatch_exporter_build_info", "Version of the running sitewatch exporter; always 1.", "gauge")
-        build.add_sample("sitewatch_exporter_build_info",
-                         {"version": __version__, "python_version": platform.python_version()}, 1)
-        reload_ok = Metric("sitewatch_exporter_config_last_reload_successful",
-                           "1 if the latest config load or reload succeeded.", "gauge")
-        reload_ok.add_sample("sitewatch_exporter_config_last_reload_successful", {},
-                             1 if self._status.reload_successful else 0)
-        reload_at = Metric("sitewatch_exporter_config_last_reload_success_timestamp_seconds",
-                           "When the config was last loaded successfully.", "gauge")
-        reload_at.add_sample("sitewatch_exporter_config_last_reload_success_timestamp_seconds", {},
-                             self._status.reload_success_at)
-        icmp = Metric("sitewatch_exporter_icmp_permitted",
-                      "1 if this process may send ICMP echo requests (ping checks can work).", "gauge")
-        icmp.add_sample("sitewatch_exporter_icmp_permitted", {}, 1 if self._status.icmp_permitted else 0)
-        return [build, reload_ok, reload_at, icmp]
-
-    def _check_families(self, states: list[CheckState]) -> Iterable[Metric]:
-        gauges = {
-            "sitewatch_check_success": "1 if the latest run of the check passed, else 0.",
-            "sitewatch_check_up": "Debounced state: 0 after failure_threshold failed runs in a row, "
-                                  "1 again after success_threshold passed runs.",
-            "sitewatch_check_duration_seconds": "How long the latest run took.",
-            "sitewatch_check_last_run_timestamp_seconds": "When the latest run finished.",
-            "sitewatch_check_last_success_timestamp_seconds": "When a run last passed (0 if never).",
-            "sitewatch_check_failure_info": "1 while the latest run failed, with the failure's reason.",
-            "sitewatch_check_target_info": "1, with what the check looks at (host, host:port, URL without "
-                                           "credentials or query, serial port, folder) in `target`.",
-        }
-        families = {name: Metric(name, text, "gauge") for name, text in gauges.items()}
-        runs = Metric("sitewatch_check_runs", "Runs of the check since the exporter started.", "counter")
-        failures = Metric("sitewatch_check_failures", "Failed runs of the check since the exporter started.",
-                          "counter")
-        for state in states:
-            labels = dict(state.labels)
-            target = _target(state)
-            if target:
-                families["sitewatch_check_target_info"].add_sample("sitewatch_check_target_info",
-                                                                   {**labels, "target": target}, 1)
-            runs.add_sample("sitewatch_check_runs_total", labels, state.runs)
-            failures.add_sample("sitewatch_check_failures_total", labels, state.failures)
-            families["sitewatch_check_last_success_timestamp_seconds"].add_sample(
-                "sitewatch_check_last_success_timestamp_seconds", labels, state.last_success_at)
-            result = state.last
-            if result is None:
-                continue  # not run yet: no claim either way
-            families["sitewatch_check_success"].add_sample("sitewatch_check_success", labels, int(result.success))
-            families["sitewatch_check_up"].add_sample("sitewatch_check_up", labels, int(state.up))
-            families["sitewatch_check_duration_seconds"].add_sample(
-                "sitewatch_check_duration_seconds", labels, result.duration)
-            families["sitewatch_check_last_run_timestamp_seconds"].add_sample(
-                "sitewatch_check_last_run_timestamp_seconds", labels, result.finished_at)
-            if not result.success:
-                families["sitewatch_check_failure_info"].add_sample(
-                    "sitewatch_check_failure_info", {**labels, "reason": result.reason or "unknown"}, 1)
-        return [*families.values(), runs, failures]
-
-    def _type_families(self, states: list[CheckState]) -> Iterable[Metric]:
-        families = {spec.name: Metric(spec.name, spec.help, "gauge")
-                    for kind in CHECK_TYPES.values() for spec in kind.METRICS}
-        for state in states:
-            if state.last is None:
-                continue
-            labels = dict(state.labels)
-            for sample in state.last.samples:
-                family = families.get(sample.name)
-                if family is not None:
-                    family.add_sample(sample.name, {**labels, **dict(sample.labels)}, sample.value)
-        return [family for family in families.values() if family.samples]
 
 
 def _target(state: CheckState) -> str:

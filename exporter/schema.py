@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +87,23 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Validator
 
 def number(minimum: float | None = None, maximum: float | None = None) -> Validator:
     def check(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or _finite(value) is None:
             raise Invalid(path, _range_text("a number", minimum, maximum), value)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise Invalid(path, _range_text("a number", minimum, maximum), value)
         return float(value)
 
     return check
+
+
+def _finite(value: int | float) -> float | None:
+    """`value` as a float, or None for .nan, .inf and integers too big for a float: NaN passes every range
+    check, and an infinite interval or timeout would stall what it schedules."""
+    try:
+        result = float(value)
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
 
 
 def _range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
@@ -173,10 +184,12 @@ def duration(minimum: float | None = None, maximum: float | None = None) -> Vali
         if isinstance(value, bool):
             raise Invalid(path, expected + bounds, value)
         if isinstance(value, (int, float)):
-            seconds = float(value)
+            seconds = _finite(value)
         elif isinstance(value, str) and (parsed := parse_duration(value)) is not None:
-            seconds = parsed
+            seconds = _finite(parsed)
         else:
+            seconds = None
+        if seconds is None:
             raise Invalid(path, expected + bounds, value)
         if (minimum is not None and seconds < minimum) or (maximum is not None and seconds > maximum):
             raise Invalid(path, "a duration" + bounds, value)
@@ -202,7 +215,8 @@ def size(minimum: int = 0) -> Validator:
             raise Invalid(path, expected, value)
         if isinstance(value, int):
             result = value
-        elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())) and len(match.group(1)) <= 30:
+            # 30 digits are far past any real size, and keep int() clear of Python's 4,300-digit limit
             result = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
         else:
             raise Invalid(path, expected, value)
@@ -289,7 +303,7 @@ def list_of(item: Validator, min_items: int = 0, what: str = "a list") -> Valida
             raise Invalid(path, what, value)
         if len(value) < min_items:
             raise Invalid(path, f"{what} with at least {min_items} item(s)", value)
-        return [item(element, join(path, index)) for index, element in enumerate(value)]
+        return [checked(item, element, join(path, index)) for index, element in enumerate(value)]
 
     return check
 
@@ -310,9 +324,21 @@ def mapping_of(key: Validator, value: Validator, what: str = "a mapping") -> Val
             return {}
         if not isinstance(raw, dict):
             raise Invalid(path, what, raw)
-        return {key(k, join(path, str(k))): value(v, join(path, str(k))) for k, v in raw.items()}
+        return {checked(key, k, join(path, str(k))): checked(value, v, join(path, str(k))) for k, v in raw.items()}
 
     return check
+
+
+def checked(validator: Validator, value: Any, path: str) -> Any:
+    """`validator(value, path)`, where any exception but Invalid becomes Invalid at `path`: a value no
+    validator foresaw (a 5,000-digit size, say) is still a config error naming where it is, not a traceback."""
+    try:
+        return validator(value, path)
+    except Invalid:
+        raise
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        raise Invalid(path, f"a value sitewatch can check (checking this one failed with {type(err).__name__}; "
+                            "please report it)") from None
 
 
 @dataclass(frozen=True)
@@ -342,7 +368,7 @@ def struct(fields: dict[str, Field], what: str = "a mapping") -> Validator:
         result: dict[str, Any] = {}
         for name, field in fields.items():
             if name in raw and raw[name] is not None:
-                result[name] = field.validator(raw[name], join(path, name))
+                result[name] = checked(field.validator, raw[name], join(path, name))
             elif field.required:
                 raise Invalid(join(path, name), "a value (this key is required)")
             else:

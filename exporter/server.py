@@ -10,26 +10,24 @@ from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-
 log = logging.getLogger(__name__)
 
 Reload = Callable[[], tuple[bool, str]]
 Ready = Callable[[], tuple[bool, str]]
 Page = Callable[[], str]
+# The /metrics body and its headers, given the request's Accept-Encoding (exporter.exposition.MetricsBody).
+Metrics = Callable[[str], tuple[bytes, list[tuple[str, str]]]]
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
     """Reads ``:9815``, ``127.0.0.1:9815`` or ``[::1]:9815``; raises ValueError otherwise."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5) or not 0 <= int(port) <= 65535:
         raise ValueError(f"listen address {text!r} is not HOST:PORT (for example :9815 or 127.0.0.1:9815)")
     return host.strip("[]"), int(port)
 
 
-def build_app(registry: CollectorRegistry, reload: Reload, ready: Ready, page: Page):
-    metrics_app = make_wsgi_app(registry)
-
+def build_app(metrics: Metrics, reload: Reload, ready: Ready, page: Page):
     def respond(start_response, status: str, body: str, content_type: str = "text/plain; charset=utf-8",
                 extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
         data = body.encode("utf-8")
@@ -40,7 +38,12 @@ def build_app(registry: CollectorRegistry, reload: Reload, ready: Ready, page: P
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/metrics":
-            return metrics_app(environ, start_response)
+            if method not in ("GET", "HEAD"):
+                return respond(start_response, "405 Method Not Allowed", "Use GET for the metrics.\n",
+                               extra=[("Allow", "GET, HEAD")])
+            body, headers = metrics(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+            return [b""] if method == "HEAD" else [body]
         if path == "/-/healthy":
             return respond(start_response, "200 OK", "sitewatch exporter is healthy.\n")
         if path == "/-/ready":

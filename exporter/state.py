@@ -29,10 +29,11 @@ class CheckState:
     failures_in_a_row: int = 0
     successes_in_a_row: int = 0
     memory: dict[str, Any] = field(default_factory=dict)  # what a check keeps between its runs
+    # Its series as text, per family, and the `runs` they were rendered for (see exporter.exposition).
+    rendered: tuple[int, dict[str, str]] | None = field(default=None, repr=False, compare=False)
     _last_logged: tuple[bool, str | None] | None = field(default=None, repr=False)
 
     def record(self, result: Result) -> None:
-        self.runs += 1
         if result.success:
             self.successes_in_a_row += 1
             self.failures_in_a_row = 0
@@ -48,6 +49,9 @@ class CheckState:
                 self.up = False
                 self._log_up_change()
         self.last = result
+        # Counted last: a reader that sees the new count sees the whole new state (exporter.exposition renders
+        # without the scheduler's lock, and tags what it rendered with the count it read first).
+        self.runs += 1
         self._log_outcome_change(result)
 
     def _log_outcome_change(self, result: Result) -> None:

@@ -151,7 +151,8 @@ def check_spec(value: Any, path: str) -> str:
         return "ping"
     if lowered.startswith("tcp:"):
         port = value[4:]
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
+        # isascii: "²".isdigit() holds too; the length keeps int() clear of Python's 4,300-digit limit
+        if not (port.isascii() and port.isdigit() and len(port) <= 5) or not 1 <= int(port) <= 65535:
             raise s.Invalid(path, "tcp:PORT with a port from 1 to 65535", value)
         return f"tcp:{int(port)}"
     if lowered.startswith(("http://", "https://")):

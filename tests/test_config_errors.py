@@ -112,7 +112,8 @@ def test_boolean_where_an_integer_belongs_is_named_as_a_boolean(tmp_path: Path) 
 def test_unknown_top_level_key_lists_the_known_keys_and_suggests_the_near_one(tmp_path: Path) -> None:
     path = write_config(tmp_path, f"default:\n  interval: 30s\nsites:\n{GOOD_SITE}")
     message = config_error(path)
-    assert_names(message, path, "default", "one of the keys defaults, hours, hours_file, key_file, push, sites", "unknown key 'default'")
+    assert_names(message, path, "default", "one of the keys defaults, hours, hours_file, key_file, push, sites",
+                 "unknown key 'default'")
     assert "did you mean 'defaults'?" in message
 
 
@@ -122,7 +123,8 @@ def test_unknown_key_in_a_site_names_the_site_and_suggests_the_near_one(tmp_path
           tcp: {host: 127.0.0.1, port: 80}
     """, site_extra="label: {client: acme}\n"))
     message = config_error(path)
-    assert_names(message, path, "sites[1].label", "one of the keys id, labels, timezone, defaults, relay, hours, maintenance, checks",
+    assert_names(message, path, "sites[1].label",
+                 "one of the keys id, labels, timezone, defaults, relay, hours, maintenance, checks",
                  "unknown key 'label'")
     assert "did you mean 'labels'?" in message
 
@@ -190,7 +192,8 @@ def test_check_without_a_type_key_lists_the_check_types(tmp_path: Path) -> None:
           interval: 30s
     """))
     message = config_error(path)
-    assert_names(message, path, "sites[1].checks[0]", "exactly one check type key (ping, tcp, http, kodeks, kkt, getad, iiko_log)",
+    assert_names(message, path, "sites[1].checks[0]",
+                 "exactly one check type key (ping, tcp, http, kodeks, kkt, getad, iiko_log)",
                  "a mapping with keys name, interval")
 
 
@@ -201,7 +204,8 @@ def test_check_with_two_type_keys_names_both_of_them(tmp_path: Path) -> None:
           tcp: {host: 127.0.0.1, port: 80}
     """))
     message = config_error(path)
-    assert_names(message, path, "sites[1].checks[0]", "exactly one check type key (ping, tcp, http, kodeks, kkt, getad, iiko_log)")
+    assert_names(message, path, "sites[1].checks[0]",
+                 "exactly one check type key (ping, tcp, http, kodeks, kkt, getad, iiko_log)")
     assert "found ping, tcp" in message
 
 
@@ -540,6 +544,65 @@ def test_sites_as_a_mapping_asks_for_a_list(tmp_path: Path) -> None:
     assert_names(config_error(path), path, "sites", "a list of sites", "a mapping with keys shop-1")
 
 
+# --- documents no config is made of ----------------------------------------------------------------------
+# Each once ended in a RecursionError or ValueError traceback from PyYAML or int(), in `validate` and in a
+# running exporter's reload, instead of a message naming the file and the line.
+
+NESTED_BRACKETS = "sites: " + "[" * 5000 + "\n"
+LONG_NUMBER = "1" * 5000
+
+
+def check_with(field: str) -> str:
+    return (f"sites:\n  - id: shop-1\n    checks:\n      - name: pc\n        {field}\n"
+            "        ping: {host: 127.0.0.1}\n")
+
+
+def test_five_thousand_nested_brackets_name_the_line_and_the_depth_allowed(tmp_path: Path) -> None:
+    message = error_for(tmp_path, NESTED_BRACKETS)
+    assert "line 1, column 107: expected lists and mappings nested at most 100 levels deep" in message, message
+
+
+def test_nesting_just_under_the_limit_is_read_and_then_refused_by_the_schema(tmp_path: Path) -> None:
+    message = error_for(tmp_path, "sites: " + "[" * 98 + "]" * 98 + "\n")
+    assert "sites[0]: expected a mapping, got a list of 1 item(s)" in message, message
+
+
+def test_a_five_thousand_digit_number_names_its_line_and_the_longest_allowed(tmp_path: Path) -> None:
+    message = error_for(tmp_path, check_with(f"interval: {LONG_NUMBER}"))
+    assert "line 5, column 19: expected a number of at most 1000 characters, got one of 5000" in message, message
+
+
+def test_a_five_thousand_digit_duration_is_out_of_range_at_its_path(tmp_path: Path) -> None:
+    message = error_for(tmp_path, check_with(f"interval: {LONG_NUMBER}s"))
+    assert "sites[0].checks[0].interval: expected a duration" in message and "at most 86400s" in message, message
+
+
+def test_a_huge_hexadecimal_number_is_refused_at_its_line(tmp_path: Path) -> None:
+    # int() reads hexadecimal of any length, but the message quoting it could not print it
+    message = error_for(tmp_path, check_with("interval: 0x" + "f" * 4000))
+    assert "line 5, column 19: expected a number of at most 1000 characters" in message, message
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e400"])
+def test_not_a_number_and_infinity_are_not_durations(tmp_path: Path, value: str) -> None:
+    message = error_for(tmp_path, check_with(f"interval: {value}"))
+    assert "sites[0].checks[0].interval: expected a duration" in message, message
+
+
+def test_a_five_thousand_digit_size_names_its_path(tmp_path: Path) -> None:
+    path = write_config(tmp_path, site_with_checks(f"""\
+        - name: page
+          http: {{url: "http://127.0.0.1/", body_size_limit: "{LONG_NUMBER}KB"}}
+    """))
+    assert_names(config_error(path), path, "sites[1].checks[0].http.body_size_limit", "a size such as 65536, "
+                 "512KiB or 10MB")
+
+
+def test_an_alias_inside_the_node_it_names_is_refused_at_its_line(tmp_path: Path) -> None:
+    message = error_for(tmp_path, "sites: &all [*all]\n")
+    assert "line 1, column 14: not valid YAML: found the alias *all inside the node it names" in message, message
+
+
 # --- a valid config --------------------------------------------------------------------------------------
 
 VALID = """\
@@ -653,6 +716,23 @@ def test_validate_command_exits_0_and_says_valid_for_a_good_config(tmp_path: Pat
     result = run_cli("validate", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{path}: valid, 3 site(s), 4 check(s)"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (NESTED_BRACKETS, "line 1, column 107: expected lists and mappings nested at most 100 levels deep"),
+    (check_with(f"interval: {LONG_NUMBER}"), "line 5, column 19: expected a number of at most 1000 characters"),
+    (check_with(f"interval: {LONG_NUMBER}s"), "sites[0].checks[0].interval: expected a duration"),
+], ids=["nested-brackets", "long-number", "long-duration"])
+def test_validate_command_refuses_what_once_crashed_it_with_exit_2_and_a_message(tmp_path: Path, text: str,
+                                                                                expected: str) -> None:
+    path = tmp_path / "site.yml"
+    path.write_text(text, encoding="utf-8")
+    result = run_cli("validate", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"config error: {path}: ") and expected in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_an_inherited_timeout_shrinks_to_a_shorter_interval_but_an_explicit_one_does_not(tmp_path: Path) -> None:

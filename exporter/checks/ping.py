@@ -7,8 +7,11 @@ One lost packet on a lossy line is not an outage: the check passes while the los
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import threading
+import weakref
 from typing import Any
 
 from exporter import schema as s
@@ -48,12 +51,20 @@ def validate(options: dict[str, Any], check_timeout: float, path: str) -> None:
         )
 
 
-async def resolve(host: str, ip_version: str) -> str:
-    """Returns an IP literal for `host`; raises OSError when the name does not resolve."""
+@functools.lru_cache(maxsize=65536)
+def _literal(host: str) -> str | None:
+    # Cached: a check asks on every run, and parsing an address costs more than the rest of preparing a ping.
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
-        pass
+        return None
+
+
+async def resolve(host: str, ip_version: str) -> str:
+    """Returns an IP literal for `host`; raises OSError when the name does not resolve."""
+    literal = _literal(host)
+    if literal is not None:
+        return literal
     family = {"4": socket.AF_INET, "6": socket.AF_INET6}.get(ip_version, socket.AF_UNSPEC)
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=family, type=socket.SOCK_RAW)
     if ip_version == "auto":  # prefer IPv4, as most site networks are IPv4-only
@@ -69,16 +80,52 @@ async def run(options: dict[str, Any], context: CheckContext) -> Result:
         return Result.failed("dns", f"cannot resolve {host}: {err.strerror or err}")
     loop = asyncio.get_running_loop()
     future: asyncio.Future[PingOutcome] = loop.create_future()
-
-    def deliver(outcome: PingOutcome) -> None:
-        try:
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(outcome))
-        except RuntimeError:
-            pass  # the loop is gone (a one-shot run ended): nobody waits for this outcome any more
-
-    context.ping_engine.ping(address, options["count"], options["interval"], options["timeout"], deliver)
+    deliveries = _deliveries_to(loop)
+    context.ping_engine.ping(address, options["count"], options["interval"], options["timeout"],
+                             lambda outcome: deliveries.put(future, outcome))
     outcome = await future
     return judge(outcome, host, options["max_loss"])
+
+
+class _Deliveries:
+    """Hands outcomes from the ping engine's thread to one event loop, waking the loop once per batch.
+
+    Waking a loop from another thread is a write to its self-pipe, a syscall per call; the engine often
+    settles several pings in one pass, and thousands of ping checks would pay one each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[asyncio.Future[PingOutcome], PingOutcome]] = []
+
+    def put(self, future: asyncio.Future[PingOutcome], outcome: PingOutcome) -> None:
+        with self._lock:
+            first = not self._waiting
+            self._waiting.append((future, outcome))
+        if first:
+            try:
+                self._loop.call_soon_threadsafe(self._hand_over)
+            except RuntimeError:
+                pass  # the loop is gone (a one-shot run ended): nobody waits for this outcome any more
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        for future, outcome in batch:
+            if not future.done():  # cancelled by the check's timeout
+                future.set_result(outcome)
+
+
+_DELIVERIES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deliveries] = weakref.WeakKeyDictionary()
+_DELIVERIES_LOCK = threading.Lock()
+
+
+def _deliveries_to(loop: asyncio.AbstractEventLoop) -> _Deliveries:
+    with _DELIVERIES_LOCK:
+        found = _DELIVERIES.get(loop)
+        if found is None:
+            found = _DELIVERIES[loop] = _Deliveries(loop)
+        return found
 
 
 def judge(outcome: PingOutcome, host: str, max_loss: float) -> Result:

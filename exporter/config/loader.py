@@ -104,8 +104,24 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None, *,
 
     `targets` stands in for the targets file's content (to check a change before it is written);
     `read_secrets=False` validates without reading the secrets' values (for tools run outside the service).
+    Raises ConfigError and nothing else: whatever a file holds, the caller gets a message, not a traceback.
     """
-    file = Path(path)
+    try:
+        return _load(Path(path), key_file, targets, read_secrets)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError(path, "expected a config of a reasonable nesting depth (checking it ran out of "
+                                "stack)") from None
+    except Exception as err:  # noqa: BLE001 - a validator's oversight must still reach the user as a message
+        # The traceback helps whoever fixes the oversight; it stays at debug level, and the log filter masks
+        # any secret in it.
+        log.debug("event=config_check_failed file=%s", path, exc_info=True)
+        raise ConfigError(path, f"expected a config sitewatch can check, but checking it failed with "
+                                f"{type(err).__name__} (please report this with the file)") from None
+
+
+def _load(file: Path, key_file: str | None, targets: list[Target] | None, read_secrets: bool) -> Config:
     try:
         raw = read_yaml(file)
     except YamlError as err:
