@@ -70,8 +70,10 @@ class WebhookDesk:
             outcome = err
         return self.conclude(ticket, outcome)
 
-    def prepare(self, route: str, authorization: str, body: bytes, remote: str | None) -> Answer | Ticket:
-        started = time.monotonic()
+    def prepare(self, route: str, authorization: str, body: bytes, remote: str | None,
+                started: float | None = None) -> Answer | Ticket:
+        """`started`: when the request's first byte arrived, if the server knows (time.monotonic())."""
+        started = time.monotonic() if started is None else started
         if not authorized(self.config, authorization):
             self.receiver.complain("unauthorized", "event=webhook_refused reason=unauthorized remote=%s route=%r",
                                    remote, route[:80])

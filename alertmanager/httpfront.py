@@ -69,6 +69,7 @@ class Connection(asyncio.Protocol):
         self.head: Head | None = None
         self.state = "idle"  # idle -> head -> body -> busy -> idle (keep-alive) or closed
         self.since = time.monotonic()  # when the current state began
+        self.request_started = self.since
         self.closed = False
         self.waiting: tuple[Head, Ticket] | None = None  # read, waiting for its commit
 
@@ -101,6 +102,8 @@ class Connection(asyncio.Protocol):
     def _enter(self, state: str) -> None:
         self.state = state
         self.since = time.monotonic()
+        if state == "head":
+            self.request_started = self.since  # the webhook's duration is counted from here
 
     def _advance(self) -> None:
         if self.state == "head":
@@ -285,10 +288,12 @@ class FrontServer:
         route = match.group(1).encode("latin-1").decode("utf-8", errors="replace")
         authorization = head.header("authorization")
         if len(body) > LARGE_BODY:
-            future = self.pool.submit(self.desk.prepare, route, authorization, body, connection.remote)
+            future = self.pool.submit(self.desk.prepare, route, authorization, body, connection.remote,
+                                      connection.request_started)
             future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._prepared, connection, head, f))
             return
-        self._prepared_now(connection, head, self.desk.prepare(route, authorization, body, connection.remote))
+        self._prepared_now(connection, head, self.desk.prepare(route, authorization, body, connection.remote,
+                                                               connection.request_started))
 
     def _prepared(self, connection: Connection, head: Head, future: concurrent.futures.Future) -> None:
         """A large webhook, read on a thread, is back on the loop."""

@@ -58,7 +58,8 @@ class ReceiverMetrics:
         self.webhooks = Counter("sitewatch_receiver_webhooks", "Webhook requests, by result.", ["result"],
                                 registry=intake)
         self.webhook_duration = Histogram("sitewatch_receiver_webhook_duration_seconds",
-                                          "Time to answer a webhook (read, route and commit to the outbox).",
+                                          "Time to answer a webhook, from its first byte: read, route and commit "
+                                          "to the outbox.",
                                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
                                           registry=intake)
         self.alerts_queued = Counter("sitewatch_receiver_alerts_queued", "Alerts stored in the outbox.",

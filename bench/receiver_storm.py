@@ -11,10 +11,11 @@ Debian Alertmanagers, one using the receiver and one its native telegram_configs
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
-import itertools
 import json
 import math
+import multiprocessing
 import os
 import re
 import signal
@@ -198,55 +199,89 @@ def storm_bodies(count: int, alerts_each: int, route_names: list[str]) -> list[t
     return bodies
 
 
-def send_storm(port: int, bodies: list[tuple[str, bytes]], rate: float, connections: int, start: float) -> list[Webhook]:
-    """Open loop: webhook i is due at start + i/rate whatever happened to the others."""
-    results: list[Webhook | None] = [None] * len(bodies)
-    next_index = itertools.count()  # next() on it is atomic, so the workers share it without a lock
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+class LoadProcess:
+    """The storm's sender: a process of its own with one event loop. Python threads sharing this process
+    with the fake Telegram would wait for each other's lock, and that wait would count as the receiver's
+    latency. Started before the clock starts, so its start-up is not counted either."""
 
-    def worker() -> None:
-        connection: http.client.HTTPConnection | None = None
-        while (index := next(next_index)) < len(bodies):
-            due = start + index / rate
-            delay = due - time.monotonic()
+    def __enter__(self) -> "LoadProcess":
+        self.pool = multiprocessing.get_context("spawn").Pool(1)
+        self.pool.apply(time.monotonic)  # up and imported
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.pool.close()
+        self.pool.join()
+
+    def send_storm(self, port: int, bodies: list[tuple[str, bytes]], rate: float, connections: int,
+                   start: float) -> list[Webhook]:
+        """Open loop: webhook i is due at start + i/rate whatever happened to the others. `start` is
+        time.monotonic(), one clock for every process on Linux."""
+        return self.pool.apply(_storm_in_this_process, (port, bodies, rate, connections, start))
+
+
+def _storm_in_this_process(port: int, bodies: list[tuple[str, bytes]], rate: float, connections: int,
+                           start: float) -> list[Webhook]:
+    return asyncio.run(_storm(port, bodies, rate, connections, start))
+
+
+async def _storm(port: int, bodies: list[tuple[str, bytes]], rate: float, connections: int,
+                 start: float) -> list[Webhook]:
+    due_now: asyncio.Queue[Webhook | None] = asyncio.Queue()
+    results: list[Webhook] = []
+
+    async def schedule() -> None:
+        for index in range(len(bodies)):
+            record = Webhook(index, start + index / rate)
+            delay = record.due - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
-            record = Webhook(index, due, started=time.monotonic())
-            path, body = bodies[index]
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-                connection.request("POST", path, body, headers)
-                response = connection.getresponse()
-                answer = response.read()
-                record.status = response.status
-                if response.status != 200:
-                    record.error = f"HTTP {response.status}"
-                else:
-                    outcome = json.loads(answer).get("status")
-                    if outcome != "queued":  # "duplicate" would mean its alerts were not stored
-                        record.error = f"200 but {outcome!r}"
-                if response.will_close:
-                    connection.close()
-                    connection = None
-            except TimeoutError:
-                record.error = f"no answer within {REQUEST_TIMEOUT:g} s"
-            except (OSError, http.client.HTTPException, ValueError) as err:
-                record.error = type(err).__name__
-            if record.error and record.status is None and connection is not None:
-                connection.close()
-                connection = None
-            record.finished = time.monotonic()
-            results[index] = record
-        if connection is not None:
-            connection.close()
+                await asyncio.sleep(delay)
+            due_now.put_nowait(record)
+        for _ in range(connections):
+            due_now.put_nowait(None)
 
-    workers = [threading.Thread(target=worker, name=f"webhook-{n}", daemon=True) for n in range(connections)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
-    return [record for record in results if record is not None]
+    async def connection() -> None:
+        reader = writer = None
+        while (record := await due_now.get()) is not None:
+            record.started = time.monotonic()
+            path, body = bodies[record.index]
+            head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                    f"Authorization: Bearer {WEBHOOK_TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(head + body)
+                record.status, closes, answer = await asyncio.wait_for(_read_answer(reader), REQUEST_TIMEOUT)
+                if record.status != 200:
+                    record.error = f"HTTP {record.status}"
+                elif (outcome := json.loads(answer).get("status")) != "queued":
+                    record.error = f"200 but {outcome!r}"  # "duplicate" would mean its alerts were not stored
+                if closes:
+                    writer.close()
+                    writer = None
+            except asyncio.TimeoutError:
+                record.error = f"no answer within {REQUEST_TIMEOUT:g} s"
+            except (OSError, ValueError, asyncio.IncompleteReadError) as err:
+                record.error = type(err).__name__
+            if record.error and record.status is None and writer is not None:
+                writer.close()
+                writer = None
+            record.finished = time.monotonic()
+            results.append(record)
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(schedule(), *(connection() for _ in range(connections)))
+    return sorted(results, key=lambda record: record.index)
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """(status, whether the server closes the connection, body) of one HTTP/1.1 answer."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split(" ", 2)[1])
+    fields = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:])}
+    body = await reader.readexactly(int(fields.get("content-length", "0")))
+    return status, fields.get("connection", "").lower() == "close", body
 
 
 class OutboxSampler(threading.Thread):
@@ -335,7 +370,8 @@ def run_storm(arguments: argparse.Namespace, workdir: Path) -> StormResult:
     bodies = storm_bodies(count, arguments.alerts, list(routes))
     telegram = FakeTelegram(enforce_limits=True).start()
     try:
-        with receiver(workdir, "storm", telegram.url, routes, arguments.receiver_threads) as service:
+        with receiver(workdir, "storm", telegram.url, routes, arguments.receiver_threads) as service, \
+                LoadProcess() as load:
             start = time.monotonic() + 0.5
             sampler = OutboxSampler(service.port, start)
             sampler.start()
@@ -344,7 +380,7 @@ def run_storm(arguments: argparse.Namespace, workdir: Path) -> StormResult:
                 delivery = service.child_pids()[:1]
                 receiver_before, script_before = service.cpu_seconds(), time.process_time()
                 delivery_before = sum(service.cpu_seconds(pid) for pid in delivery)
-                webhooks = send_storm(service.port, bodies, arguments.rate, arguments.connections, start)
+                webhooks = load.send_storm(service.port, bodies, arguments.rate, arguments.connections, start)
                 span = max(arguments.seconds, max(w.finished for w in webhooks) - start)
                 receiver_cpu, script_cpu = service.cpu_seconds() - receiver_before, time.process_time() - script_before
                 delivery_cpu = sum(service.cpu_seconds(pid) for pid in delivery) - delivery_before
