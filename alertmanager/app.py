@@ -170,7 +170,7 @@ def create_app(config: ReceiverConfig, *, dry_run: bool = False, start_sender: b
 
     @app.get("/metrics")
     def metrics_page() -> Response:
-        return Response(receiver.metrics_text(), mimetype=CONTENT_TYPE_LATEST)
+        return Response(receiver.metrics_text(), content_type=CONTENT_TYPE_LATEST)
 
     @app.get("/-/healthy")
     def healthy() -> Response:

@@ -39,7 +39,7 @@ METRICS = b"m"
 HEADER = struct.Struct(">II")  # sequence number, length
 RESTART_FIRST = 1.0
 RESTART_MOST = 30.0
-METRICS_TIMEOUT = 2.0
+METRICS_TIMEOUT = 1.0
 # At most this often: a storm's hundreds of wake-ups a second would fill the socket's buffer for nothing.
 WAKE_EVERY = 0.01
 STOP_TIMEOUT = 10.0
@@ -55,6 +55,7 @@ class DeliveryProcess:
         self._lock = threading.Lock()  # one metrics exchange at a time
         self._sequence = 0
         self._woken_at = float("-inf")
+        self._complained_at = float("-inf")
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="receiver-delivery-watch", daemon=True)
         self.restarts = Counter("sitewatch_receiver_delivery_restarts",
@@ -105,17 +106,27 @@ class DeliveryProcess:
             pass  # a full buffer holds wake-ups enough; a dead child is being restarted and looks anyway
 
     def metrics_text(self) -> bytes:
-        """The child's exposition, or b"" (and delivery_up 0) when it does not answer in time."""
-        with self._lock:
+        """The child's exposition, or b"" (and delivery_up 0) when it does not answer in time. A scrape that
+        finds another one already waiting for the child does not wait too: a stuck child costs each
+        scrape at most METRICS_TIMEOUT, and only one of them."""
+        if not self._lock.acquire(blocking=False):
+            self.up.set(0)
+            return b""
+        try:
             self._sequence = (self._sequence + 1) % 2**32
             sequence = self._sequence
             try:
                 self.socket.send(METRICS + struct.pack(">I", sequence))
                 text = _read_answer(self.socket, sequence, time.monotonic() + METRICS_TIMEOUT)
             except (OSError, TimeoutError) as err:
-                log.warning("event=delivery_metrics_missing error=%r", str(err) or type(err).__name__)
+                now = time.monotonic()
+                if now - self._complained_at > 60:  # once a minute, however often it is scraped
+                    self._complained_at = now
+                    log.warning("event=delivery_metrics_missing error=%r", str(err) or type(err).__name__)
                 self.up.set(0)
                 return b""
+        finally:
+            self._lock.release()
         self.up.set(1)
         return text
 

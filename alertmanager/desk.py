@@ -70,9 +70,9 @@ class WebhookDesk:
             outcome = err
         return self.conclude(ticket, outcome)
 
-    def prepare(self, route: str, authorization: str, body: bytes, remote: str | None,
-                started: float | None = None) -> Answer | Ticket:
-        """`started`: when the request's first byte arrived, if the server knows (time.monotonic())."""
+    def precheck(self, route: str, authorization: str, remote: str | None,
+                 started: float | None = None) -> Answer | None:
+        """The refusals that need no body (credentials, route), or None when the body is worth reading."""
         started = time.monotonic() if started is None else started
         if not authorized(self.config, authorization):
             self.receiver.complain("unauthorized", "event=webhook_refused reason=unauthorized remote=%s route=%r",
@@ -85,6 +85,15 @@ class WebhookDesk:
                                    "known=%s", route[:80], ",".join(self.config.routes))
             return self.refuse(404, "unknown_route", f"no route named {route[:80]!r}", started,
                                routes=sorted(self.config.routes))
+        return None
+
+    def prepare(self, route: str, authorization: str, body: bytes, remote: str | None,
+                started: float | None = None) -> Answer | Ticket:
+        """`started`: when the request's first byte arrived, if the server knows (time.monotonic())."""
+        started = time.monotonic() if started is None else started
+        refused = self.precheck(route, authorization, remote, started)
+        if refused is not None:
+            return refused
         if len(body) > self.config.max_body:
             return self.too_large(started)
         try:

@@ -44,6 +44,9 @@ LARGE_BODY = 256 * 1024
 # Bodies of requests other than webhooks (none is expected): enough for any form, small enough to hold.
 OTHER_BODY_LIMIT = 64 * 1024
 SWEEP_EVERY = 0.25
+# How long a commit on the loop waits for another writer (an operator's sqlite3 shell, a backup) before
+# the webhooks are answered 503 and retried by Alertmanager: the loop serves everyone meanwhile.
+LOCK_PATIENCE = 0.5
 UNREAD_ANSWERS_LIMIT = 1024 * 1024
 FDS_BESIDES_CONNECTIONS = 64  # the outbox, logs, the Telegram clients' sockets, the thread pool
 
@@ -70,7 +73,11 @@ class Connection(asyncio.Protocol):
         self.state = "idle"  # idle -> head -> body -> busy -> idle (keep-alive) or closed
         self.since = time.monotonic()  # when the current state began
         self.request_started = self.since
+        self.opened_at = self.since
         self.closed = False
+        self.answered = 0  # requests answered on this connection
+        self.eof = False  # the client has shut down its sending side
+        self.webhook = False  # busy with a webhook (never evicted), not a status page or a scrape
         self.waiting: tuple[Head, Ticket] | None = None  # read, waiting for its commit
 
     # --- asyncio's callbacks -------------------------------------------------------------------------
@@ -84,6 +91,11 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.front.closed(self)
+
+    def eof_received(self) -> bool:
+        """The client is done sending: answer what it sent whole (a pipeline), then close."""
+        self.eof = True
+        return self.state == "busy" or (self.state == "head" and b"\r\n\r\n" in self.buffer)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -106,11 +118,15 @@ class Connection(asyncio.Protocol):
             self.request_started = self.since  # the webhook's duration is counted from here
 
     def _advance(self) -> None:
+        if self.closed:
+            return
         if self.state == "head":
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > self.front.limits.max_head:
                     self.refuse(HeadProblem(431, "head_too_large", "the request head is over 64 KiB"))
+                elif self.eof:
+                    self._close()
                 return
             if end > self.front.limits.max_head:
                 self.refuse(HeadProblem(431, "head_too_large", "the request head is over 64 KiB"))
@@ -122,6 +138,8 @@ class Connection(asyncio.Protocol):
                 return
             del self.buffer[:end + 4]
             webhook = WEBHOOK_PATH.fullmatch(self.head.path) is not None
+            if webhook and self.head.method == "POST" and self.front.refuse_before_body(self, self.head):
+                return
             limit = self.front.limits.max_body if webhook else OTHER_BODY_LIMIT
             if self.head.content_length > limit:
                 if webhook:
@@ -135,6 +153,8 @@ class Connection(asyncio.Protocol):
         if self.state == "body":
             assert self.head is not None
             if len(self.buffer) < self.head.content_length:
+                if self.eof:
+                    self._close()
                 return
             body = bytes(self.buffer[:self.head.content_length])
             del self.buffer[:self.head.content_length]
@@ -156,15 +176,17 @@ class Connection(asyncio.Protocol):
         if self.transport.get_write_buffer_size() > UNREAD_ANSWERS_LIMIT:
             self.abort("not_reading")  # pipelines requests but never reads the answers
             return
-        if not keep_alive:
+        if not keep_alive or (self.eof and not self.buffer):
             self.transport.close()
             self.closed = True
             return
         self.head = None
+        self.webhook = False
+        self.answered += 1
         self._enter("idle")
-        if self.buffer:  # a pipelined request arrived with the last one
-            self._enter("head")
-            self._advance()
+        if self.buffer:  # a pipelined request arrived with the last one: read it on the loop's next turn,
+            self._enter("head")  # not from here, where a long pipeline would recurse answer by answer
+            self.front.loop.call_soon(self._advance)
 
     def respond_json(self, status: int, document: dict[str, Any], keep_alive: bool,
                      headers: dict[str, str] | None = None) -> None:
@@ -176,6 +198,10 @@ class Connection(asyncio.Protocol):
         self.front.count_refusal(problem.reason, self.remote, problem.message)
         self.respond_json(problem.status, {"status": "error", "error": problem.reason, "message": problem.message},
                           keep_alive=False)
+
+    def _close(self) -> None:
+        self.closed = True
+        self.transport.close()
 
     def abort(self, reason: str) -> None:
         if not self.closed:
@@ -235,22 +261,28 @@ class FrontServer:
     def opened(self, connection: Connection) -> None:
         if len(self.connections) >= self.limits.max_connections:
             victim = self._least_useful()
-            if victim is None:  # every connection is being answered: the newcomer waits for none of them
-                connection.abort("connection_limit")
-                return
-            victim.abort("evicted")
+            if victim is not None:
+                victim.abort("evicted")
+            # With none to evict, every connection is committing a webhook: a moment's excess is harmless.
         self.connections.add(connection)
 
     def closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
 
     def _least_useful(self) -> Connection | None:
-        """The idle connection waiting longest; failing that, the one longest in the middle of a request."""
-        idle = [c for c in self.connections if c.state == "idle" and not c.closed]
-        if idle:
-            return min(idle, key=lambda c: c.since)
-        partial = [c for c in self.connections if c.state in ("head", "body") and not c.closed]
-        return min(partial, key=lambda c: c.since) if partial else None
+        """Whom a new connection replaces: a keep-alive connection idle longest; failing that, the oldest
+        connection that is not committing a webhook: one still sending its request (a new one that sent
+        nothing yet included) or one being answered a status page or a scrape. Alertmanager's requests
+        arrive whole within milliseconds of connecting, so a stream of fresh or dribbling sockets, or of
+        pipelined scrapes, replaces itself and not Alertmanager's connection."""
+        kept_alive, others = [], []
+        for connection in self.connections:
+            if connection.closed or connection.webhook and connection.state == "busy":
+                continue
+            (kept_alive if connection.state == "idle" and connection.answered else others).append(connection)
+        if kept_alive:
+            return min(kept_alive, key=lambda c: c.since)
+        return min(others, key=lambda c: c.opened_at) if others else None
 
     async def _sweep(self) -> None:
         limits = self.limits
@@ -274,6 +306,16 @@ class FrontServer:
             self.desk.receiver.complain(f"http:{reason}", "event=connection_refused reason=%s remote=%s detail=%r",
                                         reason, remote, message)
 
+    def refuse_before_body(self, connection: Connection, head: Head) -> bool:
+        """Wrong credentials or an unknown route are answered as soon as the head is in: a body of up to
+        webhook.max_body is read only for a request that may be stored."""
+        match = WEBHOOK_PATH.fullmatch(head.path)
+        answer = self.desk.precheck(_route_of(match), head.header("authorization"), connection.remote)
+        if answer is None:
+            return False
+        connection.respond_json(answer.status, answer.body, keep_alive=False, headers=answer.headers)
+        return True
+
     def refuse_webhook_too_large(self, connection: Connection) -> None:
         answer = self.desk.too_large()
         connection.respond_json(answer.status, answer.body, keep_alive=False, headers=answer.headers)
@@ -285,7 +327,8 @@ class FrontServer:
         if match is None:
             self._to_wsgi(connection, head, body)
             return
-        route = match.group(1).encode("latin-1").decode("utf-8", errors="replace")
+        connection.webhook = True
+        route = _route_of(match)
         authorization = head.header("authorization")
         if len(body) > LARGE_BODY:
             future = self.pool.submit(self.desk.prepare, route, authorization, body, connection.remote,
@@ -325,7 +368,8 @@ class FrontServer:
         wait in the kernel for the next commit, which they all share."""
         group, self._to_commit = self._to_commit, []
         webhooks = [connection.waiting[1].webhook for connection in group]
-        for connection, outcome in zip(group, commit_each(self.desk.receiver.outbox, webhooks)):
+        outcomes = commit_each(self.desk.receiver.outbox, webhooks, patience=LOCK_PATIENCE)
+        for connection, outcome in zip(group, outcomes):
             self._conclude(connection, outcome)
 
     def _conclude(self, connection: Connection, outcome: EnqueueResult | BaseException) -> None:
@@ -348,6 +392,10 @@ class FrontServer:
             log.exception("event=request_failed path=%r", head.path[:80])
             status, headers, body = 500, [("Content-Type", "text/plain")], b"internal error; see the receiver's log\n"
         connection.respond(status, body if head.method != "HEAD" else b"", headers, head.keep_alive)
+
+
+def _route_of(match: re.Match) -> str:
+    return match.group(1).encode("latin-1").decode("utf-8", errors="replace")
 
 
 def _reason(status: int) -> str:

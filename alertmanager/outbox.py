@@ -239,19 +239,21 @@ class Outbox:
         return db
 
     class _Transaction:
-        def __init__(self, db: sqlite3.Connection, patience: float):
+        def __init__(self, db: sqlite3.Connection, patience: float, usual: float):
             self.db = db
             self.patience = patience
+            self.usual = usual
 
         def __enter__(self) -> sqlite3.Connection:
-            _begin_immediate(self.db, self.patience)
+            _begin_immediate(self.db, self.patience, self.usual)
             return self.db
 
         def __exit__(self, kind, value, traceback) -> None:
             self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
-    def _write(self) -> "Outbox._Transaction":
-        return Outbox._Transaction(self._connection(), self.busy_timeout)
+    def _write(self, patience: float | None = None) -> "Outbox._Transaction":
+        return Outbox._Transaction(self._connection(), self.busy_timeout if patience is None else patience,
+                                   self.busy_timeout)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -261,14 +263,14 @@ class Outbox:
 
     # --- webhooks -------------------------------------------------------------------------------------
 
-    def enqueue_many(self, webhooks: Sequence[Webhook]) -> list[EnqueueResult]:
+    def enqueue_many(self, webhooks: Sequence[Webhook], patience: float | None = None) -> list[EnqueueResult]:
         """Stores several webhooks in one transaction (one commit, one fsync); returns after the commit.
 
         A resolved alert whose firing item still waits (unclaimed) in the same chat cancels it: neither
         is sent. A webhook whose `dedup_key` was seen within its `dedup_window` stores nothing.
         """
         now = self.clock()
-        with self._write() as db:
+        with self._write(patience) as db:
             return [self._store(db, webhook, now) for webhook in webhooks]
 
     def _store(self, db: sqlite3.Connection, webhook: Webhook, now: float) -> EnqueueResult:
@@ -549,7 +551,7 @@ class Outbox:
         return [dict(zip(keys, row)) for row in rows]
 
 
-def _begin_immediate(db: sqlite3.Connection, patience: float) -> None:
+def _begin_immediate(db: sqlite3.Connection, patience: float, usual: float) -> None:
     """BEGIN IMMEDIATE, waiting for another writer in steps of at most 2 ms.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between looks: with the delivery process
@@ -569,7 +571,7 @@ def _begin_immediate(db: sqlite3.Connection, patience: float) -> None:
             time.sleep(pause)
             pause = min(2 * pause, 0.002)
     finally:
-        db.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")
+        db.execute(f"PRAGMA busy_timeout = {int(usual * 1000)}")  # for the reads that follow
 
 
 def _chat_of(db: sqlite3.Connection, queue: str) -> Chat | None:

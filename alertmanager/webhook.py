@@ -17,6 +17,8 @@ from typing import Any
 _ZERO_TIME_PREFIX = "0001-01-01"
 # \uD800 to \uDFFF as JSON escapes; a raw one cannot get past the strict UTF-8 decoding.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 # truncatedAlerts is stored as a SQLite integer; a real count is far below this.
 _MOST_ALERTS = 2**31 - 1
 
@@ -212,6 +214,10 @@ def _time(document: dict[str, Any], key: str, path: str, required: bool = True) 
                            f"{_where(path, key)}: expected an RFC 3339 time, got {text[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    # Near year 1 or 9999 a time cannot be moved to another zone: the message could never be composed.
+    if not _EARLIEST <= moment <= _LATEST:
+        raise PayloadError("bad_payload", f"{_where(path, key)}: expected a time between 1970 and 9000, "
+                                          f"got {text[:40]!r}")
     return moment
 
 

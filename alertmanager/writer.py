@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 from concurrent.futures import Future
 
@@ -70,13 +71,17 @@ class OutboxWriter:
                 done.set_result(outcome)
 
 
-def commit_each(outbox: Outbox, webhooks: list[Webhook]) -> list[EnqueueResult | Exception]:
+def commit_each(outbox: Outbox, webhooks: list[Webhook],
+                patience: float | None = None) -> list[EnqueueResult | Exception]:
     """Commits the webhooks together; each gets its result, or the exception that its own commit raised
-    (the caller answers 503 for a database fault, 400 for what the webhook carried)."""
+    (the caller answers 503 for a database fault, 400 for what the webhook carried). `patience`: how long
+    to wait for another writer's lock (default: the outbox's busy timeout)."""
     try:
-        return list(outbox.enqueue_many(webhooks))
+        return list(outbox.enqueue_many(webhooks, patience))
+    except sqlite3.Error as err:  # the database's fault, not a webhook's: all of them are retried later
+        return [err] * len(webhooks)
     except Exception as err:
         if len(webhooks) == 1:
             return [err]
         # The rollback undid the whole group; find the webhook at fault by committing each alone.
-        return [commit_each(outbox, [webhook])[0] for webhook in webhooks]
+        return [commit_each(outbox, [webhook], patience)[0] for webhook in webhooks]

@@ -13,9 +13,10 @@ import threading
 import time
 
 import pytest
+from requests import get as requests_get
 
 from conftest import value_of_metric, wait_until
-from receiver_kit import alert, payload, post, write_receiver_config
+from receiver_kit import WEBHOOK_TOKEN, alert, payload, post, write_receiver_config
 
 from alertmanager.outbox import Chat, NewBatch, NewItem, Outbox, Webhook
 from alertmanager.writer import commit_each
@@ -174,3 +175,78 @@ def test_a_killed_delivery_process_is_started_again_and_a_killed_web_process_tak
     receiver.process.kill()  # SIGKILL: no chance to stop its child
     receiver.process.wait(10)
     wait_until(lambda: _gone(second), 10, what="the delivery process to stop once its web process is gone")
+
+
+def test_a_time_at_the_calendars_end_is_refused_not_left_to_block_the_chat(receiver):
+    document = _valid(1)
+    document["alerts"][0]["startsAt"] = "9999-12-31T23:59:59-12:00"
+    answer = post(f"{receiver.url}/alert/duty", document)
+    assert answer.status_code == 400 and "between 1970 and 9000" in answer.json()["message"]
+
+
+def test_a_thousand_pipelined_bad_payloads_are_each_answered(receiver):
+    """Answers made at once on the loop once recursed from one to the next and broke the connection."""
+    one = (f"POST /alert/duty HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WEBHOOK_TOKEN}\r\n"
+           "Content-Length: 2\r\n\r\n{}").encode()
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+        sock.sendall(one * 1000)
+        sock.shutdown(socket.SHUT_WR)
+        answers = bytearray()
+        while chunk := sock.recv(65536):
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 400 ") == 1000
+    assert "Traceback" not in receiver.log_text()
+
+
+def test_a_huge_body_without_credentials_is_refused_before_it_is_sent(receiver):
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=5) as sock:
+        sock.sendall(b"POST /alert/duty HTTP/1.1\r\nHost: x\r\nContent-Length: 16000000\r\n\r\n")
+        assert sock.recv(200).startswith(b"HTTP/1.1 401 ")
+
+
+def test_a_locked_outbox_gets_quick_503s_and_the_server_keeps_answering(receiver, tmp_path):
+    holder = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # an operator's sqlite3 shell, a backup
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            started = time.monotonic()
+            statuses = list(pool.map(lambda n: post(f"{receiver.url}/alert/duty", _valid(n)).status_code, range(4)))
+            took = time.monotonic() - started
+        assert statuses == [503] * 4 and took < 5
+        started = time.monotonic()
+        assert requests_get(f"{receiver.url}/-/healthy").status_code == 200
+        assert time.monotonic() - started < 1.5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert post(f"{receiver.url}/alert/duty", _valid(9)).status_code == 200
+
+
+def test_a_stream_of_new_half_sent_and_pipelining_sockets_does_not_lock_alertmanager_out(
+        tmp_path, fake_telegram, receiver_process):
+    receiver = receiver_process(write_receiver_config(tmp_path, fake_telegram().url), "--web.max-connections", "50")
+    stop = threading.Event()
+    opened: list[socket.socket] = []
+
+    def flood() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            first = b"G" if n % 2 else b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n" * 50
+            try:
+                opened.append(_open(receiver.port, first))
+            except OSError:
+                pass
+            time.sleep(0.002)
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        time.sleep(1)
+        answers = [post(f"{receiver.url}/alert/duty", _valid(n), timeout=5).status_code for n in range(20)]
+        assert answers == [200] * 20
+    finally:
+        stop.set()
+        flooder.join(5)
+        for sock in opened:
+            sock.close()
