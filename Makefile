@@ -36,6 +36,8 @@ bench: venv debs
 	$(PY) bench/receiver_storm.py
 	$(PY) bench/bot_commands.py
 	$(PY) bench/ingress_push.py
+	$(PY) bench/hours_fleet.py
+	$(PY) bench/exporter_scrape.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
