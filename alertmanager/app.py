@@ -51,7 +51,8 @@ class Receiver:
                           for name, route in config.routes.items()}
         # The delivery process's claims and sent marks are held for a moment less: see Outbox.
         self.outbox = Outbox(config.outbox_path, durable_commits=role != "delivery")
-        self.writer = OutboxWriter(self.outbox)
+        self._writer: OutboxWriter | None = None
+        self._writer_lock = threading.Lock()
         self.metrics = ReceiverMetrics(self.outbox, list(config.routes), ROLE_PARTS[role])
         self.sender = Sender(config, self.outbox, self.renderers, renderer_for(config, "ru", None, config.timezone),
                              self.metrics, dry_run=dry_run)
@@ -83,6 +84,15 @@ class Receiver:
             self.outbox.note_receiver_route(*pair)
         except sqlite3.Error as err:  # only /status's filtering suffers; the alerts are safe
             log.warning("event=receiver_route_not_saved error=%r", str(err))
+
+    @property
+    def writer(self) -> OutboxWriter:
+        """The commit thread of the Flask route, started on its first webhook: the receiver's own server
+        commits on its loop, and the delivery process commits no webhooks."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = OutboxWriter(self.outbox)
+            return self._writer
 
     def wake_sender(self) -> None:
         if self.delivery is not None:
@@ -122,7 +132,8 @@ class Receiver:
             self.poller.stop()
         self.sender.stop()
         self._chores.shutdown(wait=True)
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
         self.outbox.close()
 
 

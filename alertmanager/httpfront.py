@@ -252,10 +252,6 @@ class FrontServer:
             connection.abort("shutdown")
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def stop_soon(self) -> None:
-        if self.loop is not None and self._stopped is not None:
-            self.loop.call_soon_threadsafe(self._stopped.set)
-
     # --- connections ---------------------------------------------------------------------------------
 
     def opened(self, connection: Connection) -> None:
