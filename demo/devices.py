@@ -10,6 +10,7 @@ import threading
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from simulators import atol, kodeks, mitsu, shtrih
 
@@ -47,7 +48,8 @@ class Devices:
     def __init__(self) -> None:
         self.web = ThreadingHTTPServer(WEB, _Pages)
         self.kodeks = kodeks.FakeKodeksServer(port=KODEKS_PORT)
-        now = datetime.now()
+        # The registers keep Moscow time, as the demo's sites do; the machine's clock may be UTC.
+        now = datetime.now(ZoneInfo("Europe/Moscow"))
         # A Mitsu with 4 documents the OFD has not taken, the oldest 5 days old, and the "OFD timeout" flag.
         self.mitsu = mitsu.MitsuTcpSimulator(mitsu.MitsuScenario(
             fn_expiry=(now + timedelta(days=25)).strftime("%Y-%m-%d"), unsent=4, flags=0x08,

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -39,7 +39,8 @@ def mitsu_pty():
 
 
 def test_a_mitsu_register_on_a_pty_is_read_into_the_contract_metrics(tmp_path, mitsu_pty):
-    expiry = (date.today() + timedelta(days=40)).isoformat()
+    # The register's dates are Moscow's: between 21:00 and 24:00 UTC the machine's date is a day behind.
+    expiry = (datetime.now(MOSCOW).date() + timedelta(days=40)).isoformat()
     mitsu_pty.scenario.fn_expiry = expiry
     mitsu_pty.scenario.unsent = 4
     mitsu_pty.scenario.first_unsent = (datetime.now(MOSCOW) - timedelta(days=5)).strftime("%Y-%m-%d %H:%M")
