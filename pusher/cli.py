@@ -1,4 +1,5 @@
-"""``sitewatch-pusher``: runs a site's checks and pushes them, with relayed pages, to a Pushgateway.
+"""``sitewatch-pusher``: runs a site's checks and pushes them, with relayed pages, to a Pushgateway or to
+a VictoriaMetrics-style import endpoint (VictoriaMetrics, or a vmagent in front of any remote_write store).
 
 ``--once`` runs every check once, pushes, prints one line per site and exits (Task Scheduler, cron);
 without it the checks keep running on their schedule, so debouncing works, and every ``interval`` (with
@@ -27,18 +28,22 @@ from exporter.scheduler import Scheduler, site_labels
 from exporter.secrets import SecretError, SecretValue
 from exporter.state import CheckState
 from pusher import payload
-from pusher.gateway import Gateway, PushOutcome
+from pusher.gateway import Gateway
+from pusher.importer import ImportEndpoint
+from pusher.transport import PushOutcome, Transport
 from pusher.relay import RelayResult, read_page
 
 EXIT_PUSH_FAILED = 1
 EXIT_USAGE = 2
+CLOCK_WARNING = 30.0  # seconds off the server's clock worth a warning
 log = logging.getLogger("sitewatch.pusher")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sitewatch-pusher",
-        description="Runs a site's checks and pushes them, with relayed pages, to a Prometheus Pushgateway.")
+        description="Runs a site's checks and pushes them, with relayed pages, to a Prometheus Pushgateway "
+                    "or a VictoriaMetrics import endpoint.")
     parser.add_argument("--version", action="version", version=f"sitewatch-pusher {__version__}")
     parser.add_argument("--config", "-c", help="the site config (YAML); its `push:` section says where to push")
     parser.add_argument("--site", help="push only this site (with no --config: the site id to push as)")
@@ -46,9 +51,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="also relay this metrics page (repeatable): a sitewatch exporter, a Кодекс "
                              "server's /sysmon/metrics, windows_exporter")
     parser.add_argument("--gateway", help="the Pushgateway's URL (overrides push.gateway)")
+    parser.add_argument("--import-url", dest="import_url",
+                        help="push to this VictoriaMetrics-style import endpoint instead, such as "
+                             "http://vm:8428/api/v1/import/prometheus (overrides push.import_url)")
     parser.add_argument("--job", help="the job in the grouping key (default sitewatch)")
     parser.add_argument("--once", action="store_true", help="run the checks once, push, print a summary, exit")
-    parser.add_argument("--delete", action="store_true", help="remove the site's group from the Pushgateway")
+    parser.add_argument("--delete", action="store_true",
+                        help="remove the site's group from the Pushgateway (a Pushgateway only)")
     parser.add_argument("--interval", help="seconds (or 60s, 5m) between pushes in the loop (default 60s)")
     parser.add_argument("--timeout", help="timeout of one push attempt (default 10s)")
     parser.add_argument("--basic-auth-user", help="Pushgateway basic auth user (with --basic-auth-password-file)")
@@ -79,18 +88,25 @@ def _file_secret(path: str, what: str) -> SecretValue:
 def push_settings(args: argparse.Namespace, config: Config | None) -> dict[str, Any]:
     """The config's push section with the command line's overrides, validated like the file."""
     raw: dict[str, Any] = {}
-    for key, value in (("gateway", args.gateway), ("job", args.job), ("interval", args.interval),
-                       ("timeout", args.timeout), ("proxy", args.proxy)):
+    for key, value in (("gateway", args.gateway), ("import_url", args.import_url), ("job", args.job),
+                       ("interval", args.interval), ("timeout", args.timeout), ("proxy", args.proxy)):
         if value is not None:
             raw[key] = value
+    if args.gateway and args.import_url:
+        raise UsageError("push to one place: --gateway (a Pushgateway) or --import-url, not both")
     if args.ca_file:
         raw["tls"] = {"verify": not args.insecure, "ca_file": args.ca_file}
     base = dict(config.push) if config and config.push else {}
-    if not base.get("gateway") and not raw.get("gateway"):
-        raise UsageError("no Pushgateway: set push.gateway in the config, or --gateway URL")
-    overrides = PUSH({"gateway": raw.get("gateway") or base["gateway"], **{k: v for k, v in raw.items()
-                                                                           if k != "gateway"}}, "command line")
-    settings = {**base, **{k: overrides[k] for k in raw}, "gateway": overrides["gateway"]}
+    if raw.get("gateway") or raw.get("import_url"):  # the command line's destination replaces the file's
+        base.pop("gateway", None)
+        base.pop("import_url", None)
+    destination = {key: raw.get(key) or base.get(key) for key in ("gateway", "import_url")}
+    destination = {key: value for key, value in destination.items() if value}
+    if not destination:
+        raise UsageError("nowhere to push: set push.gateway (or push.import_url) in the config, "
+                         "or --gateway URL (or --import-url URL)")
+    overrides = PUSH({**destination, **{k: v for k, v in raw.items() if k not in destination}}, "command line")
+    settings = {**base, **{k: overrides[k] for k in raw}, **{k: overrides[k] for k in destination}}
     for key, default in (("job", "sitewatch"), ("interval", 60.0), ("timeout", 10.0)):
         settings.setdefault(key, default)
     if args.basic_auth_user:
@@ -105,9 +121,13 @@ def push_settings(args: argparse.Namespace, config: Config | None) -> dict[str, 
         tls["verify"] = False
     settings["tls"] = tls
     if settings.get("basic_auth") and settings.get("bearer_token"):
-        raise UsageError("the Pushgateway takes one kind of credentials: basic auth or a bearer token, not both")
+        raise UsageError("one kind of credentials: basic auth or a bearer token, not both")
     settings["timeout"] = min(settings["timeout"], settings["interval"] * 0.5)  # a push never outlives its turn
     return settings
+
+
+def destination(settings: dict[str, Any]) -> Gateway | ImportEndpoint:
+    return ImportEndpoint(settings) if settings.get("import_url") else Gateway(settings)
 
 
 def chosen_sites(args: argparse.Namespace, config: Config | None) -> list[Site]:
@@ -137,11 +157,12 @@ def chosen_sites(args: argparse.Namespace, config: Config | None) -> list[Site]:
 class Pusher:
     """Pushes sites with what their checks last found; remembers each site's last success."""
 
-    def __init__(self, gateway: Gateway, settings: dict[str, Any]):
+    def __init__(self, gateway: Gateway | ImportEndpoint, settings: dict[str, Any]):
         self.gateway = gateway
         self.settings = settings
         self.status = ExporterStatus()
         self._logged: dict[str, str] = {}
+        self._clock_logged = False
 
     def push_site(self, site: Site, states: list[CheckState], budget: float) -> tuple[PushOutcome, int,
                                                                                          list[RelayResult]]:
@@ -149,10 +170,29 @@ class Pusher:
         merged = payload.merge(site, payload.site_families(site, states, self.status), relays)
         series = payload.count_series(merged)
         # The group only changes if this PUT succeeds, so the time of this push is true whenever it is seen.
-        own = payload.pusher_families(time.time(), series, relays)
-        outcome = self.gateway.push(site.id, payload.encode(merged + own), budget)
+        # It is the server's time where an earlier answer told it: a site's clock that is minutes off would
+        # otherwise make a reporting site look silent, or its samples land outside the queries' look-back.
+        pushed_at = self.gateway.now()
+        own = payload.pusher_families(pushed_at, series, relays, self.gateway.clock_offset)
+        families = merged + own
+        if self.gateway.timestamps:
+            families = payload.stamp(families, pushed_at)
+        outcome = self.gateway.push(site.id, payload.encode(families), budget)
         self._log_change(site.id, outcome, relays)
+        self._log_clock()
         return outcome, series, relays
+
+    def _log_clock(self) -> None:
+        offset = self.gateway.clock_offset
+        off = offset is not None and abs(offset) >= CLOCK_WARNING
+        if off != self._clock_logged:
+            if off:
+                log.warning("event=clock_off offset_seconds=%.0f server=%s note=%r", offset, self.gateway.url,
+                            "this machine's clock is off the server's; pushes are stamped with the server's "
+                            "time; set the clock right (Windows Time service, NTP)")
+            else:
+                log.info("event=clock_ok server=%s", self.gateway.url)
+            self._clock_logged = off
 
     def _log_change(self, site_id: str, outcome: PushOutcome, relays: list[RelayResult]) -> None:
         # One line when something starts or stops going wrong, not one per push.
@@ -167,7 +207,7 @@ class Pusher:
             self._logged[site_id] = problem
 
 
-def summary(site: Site, gateway: Gateway, outcome: PushOutcome, series: int, relays: list[RelayResult]) -> str:
+def summary(site: Site, gateway: Transport, outcome: PushOutcome, series: int, relays: list[RelayResult]) -> str:
     relay_note = "".join(f"; not relayed: {r.error}" for r in relays if r.error)
     if outcome.ok:
         return (f"{site.id}: pushed {series} series to {gateway.url} in {outcome.elapsed * 1000:.0f} ms"
@@ -254,8 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, schema.Invalid) as err:
         sys.stderr.write(f"error: {err}\n")
         return EXIT_USAGE
-    gateway = Gateway(settings)
+    gateway = destination(settings)
     if args.delete:
+        if not isinstance(gateway, Gateway):
+            sys.stderr.write("error: --delete removes a Pushgateway group; an import endpoint keeps what it was "
+                             "sent until its retention ends (a site that stops pushing drops out of queries "
+                             "after five minutes)\n")
+            return EXIT_USAGE
         return run_delete(gateway, sites)
     pusher = Pusher(gateway, settings)
     return run_once(pusher, config, sites) if args.once else run_loop(pusher, config, sites)

@@ -1,5 +1,6 @@
 """Builds one site's push: its checks' metrics, the pages it relays and the pusher's own health, as one
-text exposition without timestamps and without the `site` label, which the grouping key carries."""
+text exposition without the `site` label, which the grouping key (or the import's extra label) carries;
+with every sample stamped with the push time where the destination keeps timestamps."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class _Families(Collector):
         return self._families
 
 
-def pusher_families(pushed_at: float, series: int, relays: list[RelayResult]) -> list[Metric]:
+def pusher_families(pushed_at: float, series: int, relays: list[RelayResult],
+                    clock_offset: float | None = None) -> list[Metric]:
     build = Metric("sitewatch_pusher_build_info", "Version of the sitewatch pusher; always 1.", "gauge")
     build.add_sample("sitewatch_pusher_build_info", {"version": __version__}, 1)
     success = Metric("sitewatch_pusher_last_success_timestamp_seconds",
@@ -39,7 +41,14 @@ def pusher_families(pushed_at: float, series: int, relays: list[RelayResult]) ->
                       "gauge")
     for relay in relays:
         relay_up.add_sample("sitewatch_pusher_relay_up", {"source": relay.url}, 0 if relay.error else 1)
-    return [build, success, count] + ([relay_up] if relays else [])
+    families = [build, success, count] + ([relay_up] if relays else [])
+    if clock_offset is not None:
+        offset = Metric("sitewatch_pusher_clock_offset_seconds",
+                        "Seconds the server's clock was ahead of this machine's at the previous push "
+                        "(from its Date header); the push times are corrected by it.", "gauge")
+        offset.add_sample("sitewatch_pusher_clock_offset_seconds", {}, round(clock_offset))
+        families.append(offset)
+    return families
 
 
 def merge(site: Site, check_families: list[Metric], relays: list[RelayResult]) -> list[Metric]:
@@ -78,6 +87,13 @@ def site_families(site: Site, states: list[CheckState], status: ExporterStatus) 
     # The exporter's own families describe a running exporter's process; the pusher has none to report.
     return [family for family in CheckCollector(lambda: mine, status, lambda: [site]).collect()
             if not family.name.startswith("sitewatch_exporter_")]
+
+
+def stamp(families: list[Metric], at: float) -> list[Metric]:
+    """The same families with every sample carrying the time `at` (unix seconds)."""
+    for family in families:
+        family.samples = [sample._replace(timestamp=at) for sample in family.samples]
+    return families
 
 
 def encode(families: list[Metric]) -> bytes:

@@ -10,6 +10,7 @@ declare -A wanted=(
   [iproute2]=/usr/sbin/ip
   [docker-compose]=/usr/bin/docker-compose
   [nginx]=/usr/sbin/nginx
+  [victoria-metrics]=/usr/bin/victoria-metrics
 )
 missing=()
 for package in "${!wanted[@]}"; do
@@ -27,6 +28,7 @@ $sudo apt-get update -qq
 # --no-install-recommends keeps the Prometheus packages from pulling in extra daemons.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged services; the tests run their own copies on other ports.
-for service in prometheus prometheus-alertmanager prometheus-pushgateway prometheus-blackbox-exporter nginx; do
+for service in prometheus prometheus-alertmanager prometheus-pushgateway prometheus-blackbox-exporter nginx \
+    victoria-metrics vmagent vmalert vmauth; do
   command -v systemctl >/dev/null && $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
 done

@@ -184,6 +184,28 @@ def prometheus(tmp_path):
     daemons.stop_all()
 
 
+@pytest.fixture
+def victoriametrics(tmp_path):
+    """Starts Debian's single-node VictoriaMetrics on a loopback port, with its own data directory.
+
+    Queries see samples up to 1 s old (the default hides the last 30 s, for clients whose samples arrive
+    late), and `extra_args` adds flags such as -promscrape.config."""
+    binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+    if not Path(binary).exists():
+        pytest.fail("victoria-metrics is not installed: run 'make test', which installs Debian's package")
+    daemons = Daemons()
+
+    def start(extra_args: tuple[str, ...] = ()) -> str:
+        port = free_port()
+        return daemons.start("VictoriaMetrics", [binary, f"-storageDataPath={tmp_path / f'vm-{port}'}",
+                                                 f"-httpListenAddr=127.0.0.1:{port}", "-search.latencyOffset=1s",
+                                                 *extra_args],
+                             tmp_path / f"victoriametrics-{port}.log", port)
+
+    yield start
+    daemons.stop_all()
+
+
 def value_of_metric(text: str, name: str, **labels: str) -> float | None:
     """The value of the first sample of `name` in exposition `text` that has all of `labels`."""
     for line in text.splitlines():

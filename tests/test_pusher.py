@@ -204,7 +204,7 @@ def test_the_loop_keeps_pushing_until_stopped(tmp_path, pushgateway):
 def test_usage_mistakes_exit_2_with_a_clear_message(tmp_path):
     result = pusher("--config", str(write_config(tmp_path / "s.yml", SITE.format(extra=""))), "--once")
     assert result.returncode == 2
-    assert "no Pushgateway: set push.gateway in the config, or --gateway URL" in result.stderr
+    assert "nowhere to push: set push.gateway (or push.import_url) in the config" in result.stderr
     result = pusher("--gateway", "http://127.0.0.1:9", "--from", "http://127.0.0.1:9/metrics", "--once")
     assert result.returncode == 2 and "--site ID" in result.stderr
     result = pusher("--gateway", "ftp://x", "--site", "a", "--from", "http://127.0.0.1:9/m", "--once")

@@ -27,8 +27,10 @@ def http_url(what: str) -> s.Validator:
     return check
 
 
-PUSH = s.struct({
-    "gateway": s.Field(http_url("the Pushgateway's URL, such as https://pgw.example.ru:9091"), required=True),
+_FIELDS = s.struct({
+    "gateway": s.Field(http_url("the Pushgateway's URL, such as https://pgw.example.ru:9091")),
+    "import_url": s.Field(http_url("the URL of a VictoriaMetrics-style import endpoint, such as "
+                                   "https://vm.example.ru:8428/api/v1/import/prometheus")),
     "job": s.Field(s.string(r"[a-zA-Z_][a-zA-Z0-9_]*", "a job name of letters, digits and '_'"),
                    default="sitewatch"),
     "interval": s.Field(s.duration(minimum=5, maximum=86400), default=60.0),
@@ -41,6 +43,20 @@ PUSH = s.struct({
     "tls": TLS_OPTIONS,
     "proxy": s.Field(http_url("a proxy URL such as http://proxy.local:3128")),
 })
+
+
+def _one_destination(raw: Any, path: str) -> dict[str, Any]:
+    section = _FIELDS(raw, path)
+    if section["gateway"] and section["import_url"]:
+        raise s.Invalid(s.join(path, "import_url"), "either gateway (a Pushgateway) or import_url, not both",
+                        section["import_url"])
+    if not section["gateway"] and not section["import_url"]:
+        raise s.Invalid(s.join(path, "gateway"), "a value: where to push, gateway (a Pushgateway's URL) or "
+                        "import_url (a VictoriaMetrics-style import endpoint)")
+    return section
+
+
+PUSH = _one_destination
 
 RELAY = s.list_of(http_url("the URL of a metrics page to relay, such as http://127.0.0.1:9182/metrics"),
                   what="a list of metrics page URLs")
