@@ -197,7 +197,7 @@ def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with
     say(f"== add a device to the central exporter (it reloads by itself): sitewatch-exporter targets add "
         f"--config {work / 'demo-central.yml'} 127.0.0.1 my-pc")
     say(f"== waits are shortened for the demo: rules' for: ÷{configs.FOR_DIVISOR}, group_wait "
-        f"{configs.ROUTING_TIMINGS['group_wait']}, a site is silent after {configs.STALE_AFTER}s")
+        f"{configs.ROUTING_TIMINGS['group_wait']}, a site is silent after {configs.SILENT_AFTER}s")
     if telegram.dry_run:
         say("== Telegram: dry run, each message is printed below (set SITEWATCH_DEMO_BOT_TOKEN and "
             "SITEWATCH_DEMO_CHAT_ID to post to a real chat)")

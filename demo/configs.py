@@ -25,8 +25,8 @@ UNREACHABLE_SITE = "demo-branch"  # in demo-central.yml; needs the network names
 PUSH_INTERVAL = "15s"
 SCRAPE_INTERVAL = "5s"
 FOR_DIVISOR = 10  # for: 10m -> 60 s, 2m -> 12 s
-STALE_AFTER = 60  # a site whose last push is older is not reporting (180 s in production)
-KEEP_FIRING_FOR = "2m"
+SILENT_AFTER = 38  # a site whose last push is older is silent (150 s in production, 2.5 push intervals)
+GATE_AFTER = 68  # its alerts stop being evaluated (270 s in production, 4.5 push intervals)
 ROUTING_TIMINGS = {"group_wait": "5s", "group_interval": "30s", "repeat_interval": "4h"}
 
 # With a bot token and a chat id the receiver posts to that chat; without, it prints the messages.
@@ -94,7 +94,7 @@ def prometheus(work: Path, ports: Ports, central: Path) -> Path:
     rules = work / "prometheus" / "rules"
     rules.mkdir(parents=True, exist_ok=True)
     timing.compress_rules(ROOT / "prometheus" / "rules", rules, divisor=FOR_DIVISOR,
-                          stale_after=STALE_AFTER, keep_firing_for=KEEP_FIRING_FOR)
+                          silent_after=SILENT_AFTER, gate_after=GATE_AFTER)
     document["rule_files"] = [str(rules / "*.yml")]
     standard = {"127.0.0.1:9090": ports.prometheus, "127.0.0.1:9091": ports.pushgateway,
                 "127.0.0.1:9093": ports.alertmanager, "127.0.0.1:9816": ports.receiver}

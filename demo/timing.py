@@ -2,7 +2,8 @@
 
 Production waits are minutes (`for: 10m`, `group_wait: 30s`, a site is silent after 180 s); shown on a
 screen or in a test they would take a quarter of an hour. Every wait is scaled by the same factor, so the
-order the rules were written for still holds (PcUnreachable fires before the Кодекс alerts it inhibits).
+order the rules were written for still holds (PcUnreachable fires before the Кодекс alerts it inhibits;
+SiteNotReporting fires before the freshness gate closes).
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import yaml
 
-# The freshness gate every site rule carries: a site whose last push is older than this is "not reporting".
-FRESHNESS_GATE = 'push_time_seconds{job="sitewatch"} > 180'
+# The silence thresholds of the rules, in seconds of a site's heartbeat (its last successful push):
+# a site is silent after 150 s (SiteNotReporting counts from there, and hours.yml holds its moments), and
+# the freshness gate every site rule carries closes at 270 s.
+SILENT = "sitewatch:site_last_report_timestamp_seconds > 150"
+GATE = 'sitewatch_pusher_last_success_timestamp_seconds{job="sitewatch"} > 270'
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -24,28 +28,30 @@ def seconds(duration: str) -> int:
     return sum(int(number) * _UNITS[unit] for number, unit in re.findall(r"(\d+)([smhd])", duration))
 
 
-def compress_rules(sources: Path, target: Path, *, divisor: int, stale_after: int,
-                   keep_firing_for: str) -> list[Path]:
+def compress_rules(sources: Path, target: Path, *, divisor: int, silent_after: int,
+                   gate_after: int) -> list[Path]:
     """Copies every rule file of `sources` into `target` with `for:` divided by `divisor` (at least 1 s),
-    `keep_firing_for:` replaced and the freshness gate's 180 s made `stale_after` seconds."""
+    a site silent after `silent_after` seconds instead of 150, and the gate closed after `gate_after`
+    instead of 270. The gate must close after SiteNotReporting fires (silent_after plus its `for:`)."""
+    if gate_after <= silent_after + max(1, 60 // divisor):
+        raise ValueError(f"the gate ({gate_after} s) must close after SiteNotReporting fires")
     written = []
-    gates = 0
+    found = {SILENT: 0, GATE: 0}
     for source in sorted(sources.glob("*.yml")):
         document = yaml.safe_load(source.read_text(encoding="utf-8"))
         for group in document["groups"]:
             for rule in group["rules"]:
                 if "for" in rule:
                     rule["for"] = f"{max(1, seconds(rule['for']) // divisor)}s"
-                if "keep_firing_for" in rule:
-                    rule["keep_firing_for"] = keep_firing_for
-                gates += rule["expr"].count(FRESHNESS_GATE)
-                rule["expr"] = rule["expr"].replace(FRESHNESS_GATE,
-                                                    FRESHNESS_GATE.replace("180", str(stale_after)))
+                for text, after, production in ((SILENT, silent_after, "150"), (GATE, gate_after, "270")):
+                    found[text] += rule["expr"].count(text)
+                    rule["expr"] = rule["expr"].replace(text, text.replace(production, str(after)))
         path = target / source.name
         path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
         written.append(path)
-    if not gates:
-        raise ValueError(f"{sources}: no freshness gate ({FRESHNESS_GATE}) found to shorten")
+    missing = [text for text, count in found.items() if not count]
+    if missing:
+        raise ValueError(f"{sources}: the thresholds {missing} are not in the rules any more: update demo/timing.py")
     return written
 
 

@@ -11,11 +11,10 @@ Time is compressed, the rules and the routing are otherwise the project's own:
 - every rule's `for:` is divided by 60 (2m -> 2s, 5m -> 5s, 10m -> 10s, SiteNotReporting's 1m -> 1s),
   which keeps the order the rules were written for (PcUnreachable fires before KodeksMainPageError, so
   the inhibition has its source in place first);
-- the freshness gate's 180 s becomes 12 s (the pusher pushes every 5 s, the shortest interval it
-  accepts, instead of every 60 s);
-- `keep_firing_for: 10m` becomes 25 s: well past the gate plus SiteNotReporting's `for:`, as in
-  production (600 s against 180 s + 60 s), so a site that goes silent is covered by SiteNotReporting
-  before its frozen alerts could resolve;
+- a site is silent after 12 s instead of 150 s, and the freshness gate closes after 22 s instead of
+  270 s (the pusher pushes every 5 s, the shortest interval it accepts, instead of every 60 s): as in
+  production, SiteNotReporting (12 s plus its `for:`) fires before the gate ends the site's frozen
+  alerts, so Alertmanager mutes their ends;
 - Prometheus re-sends firing alerts every second (`--rules.alert.resend-delay=1s`, 1m by default): an
   alert evaluated before Prometheus has its Alertmanager in place is dropped, and would otherwise only
   be sent again a minute later;
@@ -53,8 +52,8 @@ TITLE = {name: title(name) for name in WORDINGS}  # what messages call the rules
 
 SITE = "shop-e2e"
 PUSH_INTERVAL = "5s"  # the shortest the pusher accepts
-STALE_AFTER = 12  # seconds: the freshness gate and SiteNotReporting's threshold (180 s in the rules)
-KEEP_FIRING_FOR = "25s"
+SILENT_AFTER = 12  # seconds: SiteNotReporting's threshold (150 s in the rules)
+GATE_AFTER = 22  # seconds: the freshness gate (270 s in the rules)
 FOR_DIVISOR = 60
 
 CHATS = {
@@ -73,8 +72,8 @@ ALERTMANAGER_YML = ROOT / "alertmanager" / "alertmanager.yml"
 # --- the project's configs, time-compressed ---
 
 def compressed_rules(folder: Path) -> list[Path]:
-    return timing.compress_rules(RULES, folder, divisor=FOR_DIVISOR, stale_after=STALE_AFTER,
-                                 keep_firing_for=KEEP_FIRING_FOR)
+    return timing.compress_rules(RULES, folder, divisor=FOR_DIVISOR, silent_after=SILENT_AFTER,
+                                 gate_after=GATE_AFTER)
 
 
 def compressed_alertmanager_config(receiver_url: str, token_file: Path) -> str:
@@ -94,10 +93,11 @@ def receiver_routes() -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def site_head(gateway: str) -> str:
-    """The config's start, up to the site's checks or its hours: checks every 2 s, one failure is down."""
+def site_head(push: str) -> str:
+    """The config's start, up to the site's checks or its hours: checks every 2 s, one failure is down.
+    `push` is the push section's destination: `gateway: "<url>"` or `import_url: "<url>"`."""
     return f"""
-push: {{gateway: "{gateway}"}}
+push: {{{push}}}
 defaults: {{interval: 2s, timeout: 2s, failure_threshold: 1, success_threshold: 1, jitter: 0}}
 sites:
   - id: {SITE}
@@ -106,8 +106,8 @@ sites:
 """
 
 
-def site_config_text(gateway: str, void_address: str, kodeks_url: str, mitsu_port: int) -> str:
-    return site_head(gateway) + f"""\
+def site_config_text(push: str, void_address: str, kodeks_url: str, mitsu_port: int) -> str:
+    return site_head(push) + f"""\
     checks:
       - name: pc
         ping: {{host: {void_address}, count: 1, timeout: 500ms}}
@@ -140,7 +140,7 @@ class Pipeline:
     telegram: object
     kodeks: FakeKodeksServer
     mitsu: MitsuTcpSimulator
-    prometheus_url: str
+    prometheus_url: str  # the rule evaluator: Prometheus, or vmalert
     alertmanager_url: str
     receiver: object
     pusher: subprocess.Popen
@@ -192,15 +192,53 @@ class Pipeline:
             raise AssertionError(f"{err}{self.report()}") from None
 
 
-@contextlib.contextmanager
-def running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram, *,
-                     site_yaml, kodeks_scenario: Scenario, mitsu_scenario: MitsuScenario):
-    """Starts every stage for the site `site_yaml(gateway, kodeks_url, mitsu_port)` describes; yields a
-    Pipeline; stops what it started itself."""
+def start_prometheus_backend(tmp_path: Path, daemons: Daemons, pushgateway, rule_files: list[Path],
+                             alertmanager_url: str) -> tuple[str, str]:
+    """A Pushgateway scraped by Prometheus, which evaluates the rules: (push destination, Prometheus URL)."""
     prometheus_binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(prometheus_binary).exists():
         pytest.fail("prometheus is not installed: run 'make test', which installs Debian's package")
+    gateway = pushgateway()
+    prometheus_port = free_port()
+    prometheus_config = write_config(tmp_path / "prometheus-e2e.yml", yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in rule_files],
+        "alerting": {"alertmanagers": [{"static_configs": [
+            {"targets": [alertmanager_url.removeprefix("http://")]}]}]},
+        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
+                            "static_configs": [{"targets": [gateway.removeprefix("http://")]}]}],
+    }, sort_keys=False))
+    prometheus_url = daemons.start("Prometheus", [
+        prometheus_binary, f"--config.file={prometheus_config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
+        tmp_path / "prometheus-e2e.log", prometheus_port)
+    return f'gateway: "{gateway}"', prometheus_url
 
+
+def start_victoriametrics_backend(tmp_path: Path, daemons: Daemons, victoriametrics, rule_files: list[Path],
+                                  alertmanager_url: str) -> tuple[str, str]:
+    """VictoriaMetrics taking the pushes, vmalert evaluating the same rules against it and writing its
+    recording rules and alert states back: (push destination, vmalert URL)."""
+    vmalert_binary = shutil.which("vmalert") or "/usr/bin/vmalert"
+    if not Path(vmalert_binary).exists():
+        pytest.fail("vmalert is not installed: run 'make test', which installs Debian's victoria-metrics")
+    vm = victoriametrics()
+    port = free_port()
+    vmalert_url = daemons.start("vmalert", [
+        vmalert_binary, *[f"-rule={path}" for path in rule_files], f"-datasource.url={vm}",
+        f"-remoteWrite.url={vm}", f"-remoteRead.url={vm}", f"-notifier.url={alertmanager_url}",
+        "-evaluationInterval=1s", "-remoteWrite.flushInterval=200ms", f"-httpListenAddr=127.0.0.1:{port}"],
+        tmp_path / "vmalert-e2e.log", port)
+    return f'import_url: "{vm}/api/v1/import/prometheus"', vmalert_url
+
+
+@contextlib.contextmanager
+def running_pipeline(tmp_path, backends: dict, alertmanager, receiver_process, fake_telegram, *,
+                     site_yaml, kodeks_scenario: Scenario, mitsu_scenario: MitsuScenario,
+                     backend: str = "pushgateway"):
+    """Starts every stage for the site `site_yaml(push, kodeks_url, mitsu_port)` describes, pushing to
+    `backend` (a Pushgateway scraped by Prometheus, or VictoriaMetrics with vmalert); yields a Pipeline;
+    stops what it started itself."""
     telegram = fake_telegram()
     for route, chat in CHATS.items():
         if route == "kkt":
@@ -212,30 +250,17 @@ def running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake
     receiver = receiver_process(write_receiver_config(receiver_folder, telegram.url, routes=receiver_routes()))
     alertmanager_url = alertmanager(compressed_alertmanager_config(receiver.url,
                                                                    receiver_folder / "webhook.token"))
-    gateway = pushgateway()
-
     rules_folder = tmp_path / "rules"
     rules_folder.mkdir()
     rule_files = compressed_rules(rules_folder)
-    prometheus_port = free_port()
-    prometheus_config = write_config(tmp_path / "prometheus-e2e.yml", yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in rule_files],
-        "alerting": {"alertmanagers": [{"static_configs": [
-            {"targets": [alertmanager_url.removeprefix("http://")]}]}]},
-        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
-                            "static_configs": [{"targets": [gateway.removeprefix("http://")]}]}],
-    }, sort_keys=False))
     daemons = Daemons()
     kodeks = FakeKodeksServer(kodeks_scenario).start()
     mitsu = MitsuTcpSimulator(mitsu_scenario).start()
     pusher = None
     try:
-        prometheus_url = daemons.start("Prometheus", [
-            prometheus_binary, f"--config.file={prometheus_config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
-            tmp_path / "prometheus-e2e.log", prometheus_port)
-        config = write_config(tmp_path / "site.yml", site_yaml(gateway, kodeks.url, mitsu.port))
+        start = start_victoriametrics_backend if backend == "victoriametrics" else start_prometheus_backend
+        push, evaluator_url = start(tmp_path, daemons, backends[backend], rule_files, alertmanager_url)
+        config = write_config(tmp_path / "site.yml", site_yaml(push, kodeks.url, mitsu.port))
         pusher_log = tmp_path / "pusher.log"
         pusher = subprocess.Popen(
             [sys.executable, "-m", "pusher.cli", "--config", str(config), "--interval", PUSH_INTERVAL],
@@ -244,7 +269,7 @@ def running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake
         time.sleep(1)
         if pusher.poll() is not None:
             pytest.fail(f"sitewatch-pusher exited with {pusher.returncode}: {pusher_log.read_text()}")
-        yield Pipeline(tmp_path, telegram, kodeks, mitsu, prometheus_url, alertmanager_url, receiver,
+        yield Pipeline(tmp_path, telegram, kodeks, mitsu, evaluator_url, alertmanager_url, receiver,
                        pusher, pusher_log)
     finally:
         if pusher is not None and pusher.poll() is None:
@@ -259,17 +284,19 @@ def running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake
         kodeks.stop()
 
 
-@pytest.fixture
-def pipeline(tmp_path, void_address, pushgateway, alertmanager, receiver_process, fake_telegram):
-    """Every stage with the broken site of the module's docstring."""
+@pytest.fixture(params=["pushgateway", "victoriametrics"])
+def pipeline(request, tmp_path, void_address, pushgateway, victoriametrics, alertmanager, receiver_process,
+             fake_telegram):
+    """Every stage with the broken site of the module's docstring, on each backend."""
     kodeks = Scenario(catalogs=[Catalog("/docs"), Catalog("/docs2", main_page_problem=True)],
                       licence_until="31.12.2030")
     mitsu = MitsuScenario(fn_expiry=local_time(2, with_time=False), unsent=5, first_unsent_number=60,
                           first_unsent=local_time(-25, with_time=True))
-    with running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram,
-                          site_yaml=lambda gateway, kodeks_url, mitsu_port: site_config_text(
-                              gateway, void_address, kodeks_url, mitsu_port),
-                          kodeks_scenario=kodeks, mitsu_scenario=mitsu) as running:
+    with running_pipeline(tmp_path, {"pushgateway": pushgateway, "victoriametrics": victoriametrics},
+                          alertmanager, receiver_process, fake_telegram,
+                          site_yaml=lambda push, kodeks_url, mitsu_port: site_config_text(
+                              push, void_address, kodeks_url, mitsu_port),
+                          kodeks_scenario=kodeks, mitsu_scenario=mitsu, backend=request.param) as running:
         yield running
 
 
@@ -371,9 +398,9 @@ def test_a_silent_site_sends_one_site_not_reporting_and_no_storm_from_frozen_val
     arrived_after = time.monotonic() - stopped_at
     assert f"площадка {SITE}" in message.text and "не присылает данные" in message.text, message.text
 
-    # Past the freshness gate, SiteNotReporting's for:, and keep_firing_for of the frozen alerts, with margin:
-    # any alert the frozen values could raise, or resolve, would have been sent by then.
-    horizon = STALE_AFTER + timing.seconds(KEEP_FIRING_FOR) + 10
+    # Past SiteNotReporting's for: and the freshness gate, with margin: any alert the frozen values could
+    # raise, or resolve, would have been sent by then.
+    horizon = GATE_AFTER + 15
     time.sleep(max(0.0, stopped_at + horizon - time.monotonic()))
 
     new = {route: ms[before[route]:] for route, ms in pipe.all_messages().items()}
@@ -399,8 +426,8 @@ def clock(moment: float) -> str:
 
 
 def hours_site_yaml(hours: str, checks: str):
-    def site_yaml(gateway: str, kodeks_url: str, mitsu_port: int) -> str:
-        return site_head(gateway) + f"""\
+    def site_yaml(push: str, kodeks_url: str, mitsu_port: int) -> str:
+        return site_head(push) + f"""\
 {hours}
     checks:
       - name: pc
@@ -434,7 +461,7 @@ def test_a_site_switched_off_at_closing_is_quiet_all_night_and_loud_when_it_does
                           first_unsent=first_unsent.strftime("%Y-%m-%d %H:%M"))
     checks = ('      - name: till-1\n        interval: 2s\n'
               '        kkt: {{driver: mitsu, port: "tcp://127.0.0.1:{mitsu_port}"}}')
-    with running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram,
+    with running_pipeline(tmp_path, {"pushgateway": pushgateway}, alertmanager, receiver_process, fake_telegram,
                           site_yaml=hours_site_yaml(hours, checks), kodeks_scenario=Scenario(),
                           mitsu_scenario=mitsu) as pipe:
         pipe.wait(lambda: time.time() >= closing - 5, 60, "the evening")
@@ -484,7 +511,7 @@ def test_a_maintenance_window_holds_a_failure_and_releases_it_when_it_ends(
               + ', password: {{env: KODEKS_E2E_PASSWORD}}}}')
     kodeks = Scenario(catalogs=[Catalog("/docs")], licence_until="31.12.2030")
     mitsu = MitsuScenario(fn_expiry=local_time(300, with_time=False))
-    with running_pipeline(tmp_path, pushgateway, alertmanager, receiver_process, fake_telegram,
+    with running_pipeline(tmp_path, {"pushgateway": pushgateway}, alertmanager, receiver_process, fake_telegram,
                           site_yaml=hours_site_yaml(hours, checks), kodeks_scenario=kodeks,
                           mitsu_scenario=mitsu) as pipe:
         pipe.wait(lambda: time.time() >= start + 2, 60, "the window to begin")
