@@ -153,8 +153,13 @@ def test_sitewatch_metrics_are_documented(path: Path):
         assert not unknown, f"{path.name}, {where}: metrics not in docs/metrics.md: {sorted(unknown)}"
 
 
-def test_expressions_evaluate_in_prometheus(prometheus):
-    url = prometheus([f"127.0.0.1:{free_port()}"])
+@pytest.mark.parametrize("engine", ["prometheus", "victoriametrics"])
+def test_expressions_evaluate_in_prometheus_and_victoriametrics(engine, request):
+    """Grafana reads VictoriaMetrics through the same Prometheus datasource type: every query must run on both."""
+    if engine == "prometheus":
+        url = request.getfixturevalue("prometheus")([f"127.0.0.1:{free_port()}"])
+    else:
+        url = request.getfixturevalue("victoriametrics")()
     failures = []
     count = 0
     for path in DASHBOARD_FILES:
@@ -241,10 +246,14 @@ def test_site_board_shades_closed_time_and_maintenance_windows():
     assert closed["iconColor"] != maintenance["iconColor"]
 
 
-def test_annotation_queries_run_as_grafana_runs_them(prometheus):
+@pytest.mark.parametrize("engine", ["prometheus", "victoriametrics"])
+def test_annotation_queries_run_as_grafana_runs_them(engine, request):
     """Grafana sends an annotation query as a range query with its step; recording rules without data
-    answer with nothing, which is fine: the query must parse and run."""
-    url = prometheus([f"127.0.0.1:{free_port()}"])
+    answer with nothing, which is fine: the query must parse and run, on either engine."""
+    if engine == "prometheus":
+        url = request.getfixturevalue("prometheus")([f"127.0.0.1:{free_port()}"])
+    else:
+        url = request.getfixturevalue("victoriametrics")()
     for name in (CLOSED_ANNOTATION, MAINTENANCE_ANNOTATION):
         found = annotation(name)
         step = interval_seconds(found["step"])
