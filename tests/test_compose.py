@@ -263,10 +263,42 @@ def test_grafana_service():
         for provider in yaml.safe_load(path.read_text(encoding="utf-8")).get("providers", []):
             assert provider["options"]["path"] == targets["./grafana/dashboards"], \
                 f"{path.name}: dashboards path differs from the ./grafana/dashboards mount"
+    # The URL comes from SITEWATCH_METRICS_URL, whose default and the documented alternative (VictoriaMetrics,
+    # profile "victoriametrics", in the prometheus service's namespace) must each name a compose service.
+    urls = []
     for path in (ROOT / "grafana" / "provisioning" / "datasources").glob("*.y*ml"):
         for source in yaml.safe_load(path.read_text(encoding="utf-8")).get("datasources", []):
-            host = re.match(r"https?://([^:/]+)", source["url"]).group(1)
-            assert host in services(), f"{path.name}: {source['url']} is not a compose service"
+            variable = re.fullmatch(r"\$\{(\w+)\}", source["url"])
+            if not variable:
+                urls.append((path.name, source["url"]))
+                continue
+            default = re.fullmatch(r"\$\{" + variable.group(1) + r":-(.+)\}", environment[variable.group(1)])
+            assert default, f"{path.name}: {source['url']} needs a default in the grafana service's environment"
+            urls.append((path.name, default.group(1)))
+    env_example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    urls += [(".env.example", url) for url in re.findall(r"(http://prometheus:8428)", env_example)]
+    assert any(url.endswith(":8428") for _, url in urls), "the VictoriaMetrics URL is documented in .env.example"
+    for name, url in urls:
+        host = re.match(r"https?://([^:/]+)", url).group(1)
+        assert host in services(), f"{name}: {url} is not a compose service"
+
+
+def test_the_victoriametrics_profile_runs_the_unchanged_rules_against_it():
+    vm, vmalert = services()["victoriametrics"], services()["vmalert"]
+    assert vm["profiles"] == ["victoriametrics"] and vmalert["profiles"] == ["victoriametrics"]
+    # In the shared namespace: vmalert reaches VictoriaMetrics and Alertmanager at 127.0.0.1, nginx routes
+    # the import path to it; nothing is published by these two.
+    assert vm["network_mode"] == vmalert["network_mode"] == "service:prometheus"
+    assert "ports" not in vm and "ports" not in vmalert
+    flags = dict(arg.split("=", 1) for arg in vmalert["command"])
+    assert flags["-rule"] == "/etc/prometheus/rules/*.yml"
+    assert "./prometheus:/etc/prometheus:ro" in vmalert["volumes"]
+    for key in ("-datasource.url", "-remoteWrite.url", "-remoteRead.url"):
+        assert flags[key] == "http://127.0.0.1:8428", key
+    assert flags["-notifier.url"] == "http://127.0.0.1:9093"
+    vm_flags = dict(arg.split("=", 1) for arg in vm["command"])
+    assert vm_flags["-httpListenAddr"] == ":8428"
+    assert vm_flags["-promscrape.config"] == "/etc/prometheus/prometheus.yml"
 
 
 def test_receiver_has_its_config_tokens_and_outbox_volume():
