@@ -103,7 +103,7 @@ def test_provisioning():
     config = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))
     (prom,) = config["datasources"]
     assert prom["type"] == "prometheus"
-    assert prom["url"] == "http://prometheus:9090"
+    assert prom["url"] == "${SITEWATCH_METRICS_URL}"  # set in docker-compose.yml: Prometheus or VictoriaMetrics
     assert prom["uid"] == "sitewatch-prometheus"
     assert prom["isDefault"] is True
     providers = yaml.safe_load(PROVIDERS.read_text(encoding="utf-8"))["providers"]
