@@ -37,6 +37,8 @@ NAMESPACE = "sitewatch-demo"  # its silent address, 198.18.143.99, is demo-branc
 VOID_NETNS = ROOT / "scripts" / "void-netns.sh"
 BINARIES = {"Prometheus": "prometheus", "Alertmanager": "prometheus-alertmanager",
             "Pushgateway": "prometheus-pushgateway", "nginx": "nginx"}
+VM_BINARIES = {"VictoriaMetrics": "victoria-metrics", "vmalert": "vmalert", "Alertmanager": "prometheus-alertmanager",
+               "nginx": "nginx"}
 SHOP = "demo-shop"  # examples/demo.yml's site, pushed through nginx with its own credential
 OFFICE_USER = "demo"
 DEVICE_PORTS = {WEB[1]: "the demo's web pages", KODEKS_PORT: "the fake Кодекс server",
@@ -60,9 +62,9 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def find_binaries() -> dict[str, str]:
+def find_binaries(backend: str) -> dict[str, str]:
     found, missing = {}, []
-    for name, binary in BINARIES.items():
+    for name, binary in (VM_BINARIES if backend == "victoriametrics" else BINARIES).items():
         path = shutil.which(binary) or next((f"{folder}/{binary}" for folder in ("/usr/bin", "/usr/sbin")
                                              if Path(f"{folder}/{binary}").exists()), None)
         if path:
@@ -98,14 +100,15 @@ def one_shot_checks(central: Path, env: dict) -> None:
 
 
 def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, central: Path,
-                telegram: configs.Telegram, env: dict) -> None:
-    binaries = find_binaries()
+                telegram: configs.Telegram, env: dict, backend: str) -> None:
+    binaries = find_binaries(backend)
     token = configs.webhook_token(work)
     python = [sys.executable, "-m"]
-    supervisor.start("pushgateway", [
-        binaries["Pushgateway"], f"--web.listen-address=127.0.0.1:{ports.pushgateway}",
-        f"--persistence.file={work / 'pushgateway.db'}", "--persistence.interval=1m"],
-        ready_url=ports.url("pushgateway") + "/-/ready")
+    if backend == "pushgateway":
+        supervisor.start("pushgateway", [
+            binaries["Pushgateway"], f"--web.listen-address=127.0.0.1:{ports.pushgateway}",
+            f"--persistence.file={work / 'pushgateway.db'}", "--persistence.interval=1m"],
+            ready_url=ports.url("pushgateway") + "/-/ready")
     supervisor.start("alertmanager", [
         binaries["Alertmanager"], f"--config.file={configs.alertmanager(work, ports, token)}",
         f"--storage.path={work / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{ports.alertmanager}",
@@ -118,18 +121,23 @@ def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, centra
         *python, "alertmanager.cli", "run", "--config", str(configs.receiver(work, ports, token, telegram, central)),
         f"--web.listen-address=127.0.0.1:{ports.receiver}", *(["--dry-run"] if telegram.dry_run else [])],
         ready_url=ports.url("receiver") + "/-/ready", env=receiver_env, cwd=ROOT, stdout_to_console=True)
-    supervisor.start("prometheus", [
-        binaries["Prometheus"], f"--config.file={configs.prometheus(work, ports, central)}",
-        f"--storage.tsdb.path={work / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{ports.prometheus}",
-        "--web.enable-lifecycle"],
-        ready_url=ports.url("prometheus") + "/-/ready")
+    if backend == "victoriametrics":
+        start_victoriametrics(supervisor, work, ports, central, binaries)
+    else:
+        supervisor.start("prometheus", [
+            binaries["Prometheus"], f"--config.file={configs.prometheus(work, ports, central)}",
+            f"--storage.tsdb.path={work / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{ports.prometheus}", "--web.enable-lifecycle"],
+            ready_url=ports.url("prometheus") + "/-/ready")
     supervisor.start("exporter", [
         *python, "exporter.cli", "--config", str(central), "--web.listen-address", f"127.0.0.1:{ports.exporter}"],
         ready_url=ports.url("exporter") + "/-/ready", env=env, cwd=ROOT)
-    ingress = start_ingress(supervisor, work, ports, binaries["nginx"])
+    ingress = start_ingress(supervisor, work, ports, binaries["nginx"], backend)
+    destination = (["--import-url", f"https://127.0.0.1:{ports.ingress_push}/api/v1/import/prometheus"]
+                   if backend == "victoriametrics" else ["--gateway", f"https://127.0.0.1:{ports.ingress_push}"])
     pusher = supervisor.start("pusher", [
         *python, "pusher.cli", "--config", str(configs.SHOP_SITE),
-        "--gateway", f"https://127.0.0.1:{ports.ingress_push}", "--ca-file", str(ingress.certificate),
+        *destination, "--ca-file", str(ingress.certificate),
         "--basic-auth-user", f"site/{SHOP}", "--basic-auth-password-file", str(work / "shop.password"),
         "--interval", configs.PUSH_INTERVAL], env=env, cwd=ROOT)
     time.sleep(1)
@@ -137,9 +145,29 @@ def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, centra
         raise StartFailed(f"sitewatch-pusher exited with {pusher.process.returncode}:\n{pusher.tail()}")
 
 
-def start_ingress(supervisor: Supervisor, work: Path, ports: configs.Ports, nginx: str) -> IngressConfig:
+def start_victoriametrics(supervisor: Supervisor, work: Path, ports: configs.Ports, central: Path,
+                          binaries: dict[str, str]) -> None:
+    """VictoriaMetrics on Prometheus' port (the office side and every query work unchanged), scraping
+    what the demo's prometheus.yml lists, and vmalert evaluating the same shortened rules against it."""
+    prometheus_yml = configs.prometheus(work, ports, central, with_pushgateway=False)
+    supervisor.start("victoriametrics", [
+        binaries["VictoriaMetrics"], f"-storageDataPath={work / 'victoriametrics-data'}",
+        f"-httpListenAddr=127.0.0.1:{ports.prometheus}", f"-promscrape.config={prometheus_yml}",
+        "-promscrape.config.strictParse=false", "-search.latencyOffset=2s", "-loggerLevel=WARN"],
+        ready_url=ports.url("prometheus") + "/-/ready")
+    supervisor.start("vmalert", [
+        binaries["vmalert"], f"-rule={work / 'prometheus' / 'rules' / '*.yml'}",
+        f"-datasource.url={ports.url('prometheus')}", f"-remoteWrite.url={ports.url('prometheus')}",
+        f"-remoteRead.url={ports.url('prometheus')}", f"-notifier.url={ports.url('alertmanager')}",
+        f"-evaluationInterval={configs.SCRAPE_INTERVAL}", f"-httpListenAddr=127.0.0.1:{ports.vmalert}",
+        f"-external.url={ports.url('vmalert')}", "-loggerLevel=WARN"],
+        ready_url=ports.url("vmalert") + "/-/ready")
+
+
+def start_ingress(supervisor: Supervisor, work: Path, ports: configs.Ports, nginx: str,
+                  backend: str) -> IngressConfig:
     """nginx with a self-signed certificate, a credential for the shop's pusher and one for the office."""
-    ingress = load_ingress_config(configs.ingress(work, ports))
+    ingress = load_ingress_config(configs.ingress(work, ports, backend))
     for folder in (ingress.folder / "tmp", ingress.log_folder):
         folder.mkdir(parents=True, exist_ok=True)
     certificate.self_signed(["127.0.0.1", "localhost"], ingress.certificate, ingress.key)
@@ -178,7 +206,8 @@ def alertmanager_ui(base: str) -> str:
             f"alert query`, and the silence buttons in the chat)")
 
 
-def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with_branch: bool) -> None:
+def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with_branch: bool,
+              backend: str) -> None:
     sites = "demo-office" + (", demo-branch" if with_branch else "")
     say("== the stack is up (all on 127.0.0.1):")
     say(f"   nginx (ingress)     https://127.0.0.1:{ports.ingress_push}   (sitewatch-pusher pushes demo-shop here, "
@@ -186,11 +215,17 @@ def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with
         f"{work / 'office.password'}: Prometheus https://127.0.0.1:{ports.ingress_prometheus}/, Alertmanager "
         f"https://127.0.0.1:{ports.ingress_alertmanager}/, receiver https://127.0.0.1:{ports.ingress_receiver}/ "
         f"(self-signed: {work / 'ingress' / 'tls' / 'cert.pem'})")
-    say(f"   Prometheus          {prometheus_ui(ports.url('prometheus'))}   (alerts; rules, targets and graphs "
-        f"beside it)")
+    if backend == "victoriametrics":
+        say(f"   VictoriaMetrics     {ports.url('prometheus')}/vmui/   (demo-shop's pushes, every "
+            f"{configs.PUSH_INTERVAL} through nginx, and the scrapes; the Prometheus API at the same address)")
+        say(f"   vmalert             {ports.url('vmalert')}/   (the project's rules, evaluated against it)")
+    else:
+        say(f"   Prometheus          {prometheus_ui(ports.url('prometheus'))}   (alerts; rules, targets and "
+            f"graphs beside it)")
     say(f"   Alertmanager        {alertmanager_ui(ports.url('alertmanager'))}")
-    say(f"   Pushgateway         {ports.url('pushgateway')}/   (demo-shop, pushed every {configs.PUSH_INTERVAL} "
-        f"through nginx)")
+    if backend == "pushgateway":
+        say(f"   Pushgateway         {ports.url('pushgateway')}/   (demo-shop, pushed every "
+            f"{configs.PUSH_INTERVAL} through nginx)")
     say(f"   sitewatch-receiver  {ports.url('receiver')}/   (status page; metrics at /metrics)")
     say(f"   sitewatch-exporter  {ports.url('exporter')}/metrics   (central exporter: {sites})")
     say(f"   configs and logs    {work}")
@@ -217,6 +252,7 @@ def main() -> int:
         say("demo: these ports are taken (another demo still running?): " + ", ".join(busy))
         return 1
     telegram = configs.Telegram.from_environment()
+    backend = configs.backend()
     # Set explicitly: a shell that starts the demo in the background makes it ignore SIGINT otherwise.
     signal.signal(signal.SIGINT, stop_on_signal)
     signal.signal(signal.SIGTERM, stop_on_signal)
@@ -236,8 +272,9 @@ def main() -> int:
             central = configs.central_sites(work, with_branch)
             one_shot_checks(central, env)
             supervisor = Supervisor(work / "logs")
-            start_stack(supervisor, work, ports, central, telegram, env)
-            show_urls(ports, work, telegram, with_branch)
+            say(f"== backend: {backend} ({configs.BACKEND_ENV}=pushgateway or victoriametrics)\n")
+            start_stack(supervisor, work, ports, central, telegram, env, backend)
+            show_urls(ports, work, telegram, with_branch, backend)
             seconds = float(os.environ.get("DEMO_SECONDS", "0") or 0)
             say("== press Ctrl-C to stop" if not seconds else f"== stopping in {seconds:g}s")
             deadline = time.monotonic() + seconds if seconds else None

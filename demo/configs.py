@@ -29,6 +29,23 @@ SILENT_AFTER = 38  # a site whose last push is older is silent (150 s in product
 GATE_AFTER = 68  # its alerts stop being evaluated (270 s in production, 4.5 push intervals)
 ROUTING_TIMINGS = {"group_wait": "5s", "group_interval": "30s", "repeat_interval": "4h"}
 
+# Where the pushes go and what evaluates the rules: a Pushgateway scraped by Prometheus (the default), or
+# VictoriaMetrics, which takes the pushes through nginx and scrapes the rest, with vmalert.
+BACKEND_ENV = "DEMO_BACKEND"
+BACKENDS = ("pushgateway", "victoriametrics")
+
+
+def backend() -> str:
+    """The backend DEMO_BACKEND names; a clear error for anything else."""
+    chosen = (os.environ.get(BACKEND_ENV) or "pushgateway").strip().lower()
+    if chosen == "prometheus":
+        chosen = "pushgateway"
+    if chosen not in BACKENDS:
+        raise SystemExit(f"demo: {BACKEND_ENV}={os.environ.get(BACKEND_ENV)!r} is not a backend: "
+                         f"{' or '.join(BACKENDS)} (default pushgateway)")
+    return chosen
+
+
 # With a bot token and a chat id the receiver posts to that chat; without, it prints the messages.
 BOT_TOKEN_ENV = "SITEWATCH_DEMO_BOT_TOKEN"
 CHAT_ID_ENV = "SITEWATCH_DEMO_CHAT_ID"
@@ -46,6 +63,7 @@ class Ports:
     ingress_prometheus: int = 19444  # nginx: the office side, each behind the office credential
     ingress_alertmanager: int = 19445
     ingress_receiver: int = 19446
+    vmalert: int = 19880  # DEMO_BACKEND=victoriametrics: VictoriaMetrics takes Prometheus' port
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{getattr(self, name)}"
@@ -86,10 +104,13 @@ def central_sites(work: Path, with_unreachable_site: bool) -> Path:
     return _dump(work / "demo-central.yml", document)
 
 
-def prometheus(work: Path, ports: Ports, central: Path) -> Path:
+def prometheus(work: Path, ports: Ports, central: Path, with_pushgateway: bool = True) -> Path:
     """prometheus/prometheus.yml with the demo's ports, shortened rules and a target file for the
-    central exporter (with the labels of the sites it serves)."""
+    central exporter (with the labels of the sites it serves); without the Pushgateway's job when the
+    pushes go to VictoriaMetrics."""
     document = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    if not with_pushgateway:
+        document["scrape_configs"] = [job for job in document["scrape_configs"] if job["job_name"] != "pushgateway"]
     document["global"] = {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL}
     rules = work / "prometheus" / "rules"
     rules.mkdir(parents=True, exist_ok=True)
@@ -161,9 +182,10 @@ def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram, cen
     return _dump(work / "receiver" / "receiver.yml", document)
 
 
-def ingress(work: Path, ports: Ports) -> Path:
-    """An ingress config for nginx on loopback: the push port in front of the Pushgateway, and the
-    office ports in front of Prometheus, Alertmanager and the receiver's status page."""
+def ingress(work: Path, ports: Ports, backend: str = "pushgateway") -> Path:
+    """An ingress config for nginx on loopback: the push port in front of the Pushgateway (and of
+    VictoriaMetrics' import path, which listens on Prometheus' port, for that backend), and the office
+    ports in front of Prometheus (or VictoriaMetrics), Alertmanager and the receiver's status page."""
     folder = work / "ingress"
     office = {"prometheus": (ports.ingress_prometheus, ports.prometheus),
               "alertmanager": (ports.ingress_alertmanager, ports.alertmanager),
@@ -174,7 +196,9 @@ def ingress(work: Path, ports: Ports) -> Path:
         "nginx": {"pid_file": str(folder / "nginx.pid"), "log_folder": str(folder / "logs"),
                   **({"user": "root"} if hasattr(os, "geteuid") and os.geteuid() == 0 else {})},
         "push": {"listen": f"127.0.0.1:{ports.ingress_push}",
-                 "pushgateways": {"main": f"127.0.0.1:{ports.pushgateway}"}},
+                 "pushgateways": {"main": f"127.0.0.1:{ports.pushgateway}"},
+                 **({"import_endpoints": {"vm": f"127.0.0.1:{ports.prometheus}"}}
+                    if backend == "victoriametrics" else {})},
         "office": {name: {"listen": f"127.0.0.1:{listen}", "upstream": f"127.0.0.1:{upstream}"}
                    for name, (listen, upstream) in office.items()},
     }
