@@ -157,11 +157,14 @@ def _issue(args: argparse.Namespace, config: IngressConfig, store: CredentialSto
         shown = "{file: push.password}"
         print(f"issued {credential.user}; its password, shown only now:\n\n    {password}\n")
     if args.kind != "office":
-        host = config.push_listen.rsplit(":", 1)
+        server = f"https://<this server's name>:{config.push_listen.rsplit(':', 1)[1]}"
         print("in the site's config (the password in a file beside it, or an enc: value):\n"
-              f"  push:\n    gateway: https://<this server's name>:{host[1]}\n"
+              f"  push:\n    gateway: {server}\n"
               f"    basic_auth: {{username: {credential.user}, password: {shown}}}\n"
               f"    tls: {{ca_file: <the CA of {config.certificate.name}, for a self-signed one the file itself>}}")
+        if config.import_endpoints:
+            print("or, to push to VictoriaMetrics, instead of gateway:\n"
+                  f"    import_url: {server}{nginxconf.IMPORT_PATH}")
     _reload(config, nginx=args.nginx)
     return 0
 

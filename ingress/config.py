@@ -63,6 +63,8 @@ class IngressConfig:
     address_rate: str
     pushgateways: dict[str, str]  # name -> host:port; the first is where unsharded distributors go
     shards: dict[str, str]  # distributor -> pushgateway name
+    import_endpoints: dict[str, str]  # name -> host:port of a VictoriaMetrics or vmagent; empty: no import path
+    import_shards: dict[str, str]  # distributor -> import endpoint name
     office: tuple[OfficeApp, ...]
 
     @property
@@ -103,12 +105,25 @@ _TOP = s.struct({
                                              _address("a Pushgateway's address")), required=True),
         "shards": s.Field(s.mapping_of(s.string(NAME, "a distributor"), s.string(NAME, "a Pushgateway name")),
                           default={}),
+        "import_endpoints": s.Field(s.mapping_of(s.string(NAME, "a name for the import endpoint"),
+                                                 _address("a VictoriaMetrics or vmagent address")), default={}),
+        "import_shards": s.Field(s.mapping_of(s.string(NAME, "a distributor"),
+                                              s.string(NAME, "an import endpoint name")), default={}),
     }), required=True),
     "office": s.Field(s.mapping_of(s.choice(*OFFICE_APPS), s.struct({
         "listen": s.Field(_address("where the office reaches it"), required=True),
         "upstream": s.Field(_address("the application's own address"), required=True),
     })), default={}),
 })
+
+
+def _check_shards(shards: dict[str, str], upstreams: dict[str, str], path: str, what: str, where: str) -> None:
+    """Every distributor in `shards` names one of `upstreams` (a typo would send its sites elsewhere)."""
+    for distributor, name in shards.items():
+        if not upstreams:
+            raise s.Invalid(f"{path}.{distributor}", f"one of the {what} in {where}, which lists none", name)
+        if name not in upstreams:
+            raise s.Invalid(f"{path}.{distributor}", f"one of the {what} in {where} ({', '.join(upstreams)})", name)
 
 
 def load_ingress_config(path: str | os.PathLike[str]) -> IngressConfig:
@@ -122,11 +137,9 @@ def load_ingress_config(path: str | os.PathLike[str]) -> IngressConfig:
         push = top["push"]
         if not push["pushgateways"]:
             raise s.Invalid("push.pushgateways", "at least one Pushgateway")
-        for distributor, name in push["shards"].items():
-            if name not in push["pushgateways"]:
-                raise s.Invalid(f"push.shards.{distributor}",
-                                f"one of the Pushgateways in push.pushgateways ({', '.join(push['pushgateways'])})",
-                                name)
+        _check_shards(push["shards"], push["pushgateways"], "push.shards", "Pushgateways", "push.pushgateways")
+        _check_shards(push["import_shards"], push["import_endpoints"], "push.import_shards", "import endpoints",
+                      "push.import_endpoints")
     except s.Invalid as err:
         raise ConfigError(file, err.describe()) from None
     nginx = top["nginx"] or {}
@@ -141,5 +154,6 @@ def load_ingress_config(path: str | os.PathLike[str]) -> IngressConfig:
         pid_file=here(nginx.get("pid_file") or "nginx.pid"), log_folder=here(nginx.get("log_folder") or "logs"),
         user=nginx.get("user"), push_listen=push["listen"], max_body=push["max_body"], rate=push["rate"],
         burst=push["burst"], address_rate=push["address_rate"], pushgateways=dict(push["pushgateways"]),
-        shards=dict(push["shards"]),
+        shards=dict(push["shards"]), import_endpoints=dict(push["import_endpoints"]),
+        import_shards=dict(push["import_shards"]),
         office=tuple(OfficeApp(name, app["listen"], app["upstream"]) for name, app in (top["office"] or {}).items()))

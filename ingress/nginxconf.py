@@ -9,8 +9,18 @@ request:
 - `$push_allowed`: 1 when the authenticated user is `site/<that site>` or `distributor/<its distributor>`.
 
 The upstream path is rebuilt from `$push_site`, so what reaches the Pushgateway is exactly the group that
-was checked. The office servers need an office credential. The receiver's webhook and its /metrics are not
-served here at all: Alertmanager and Prometheus reach the receiver directly, on an address only they can
+was checked.
+
+With `push.import_endpoints`, the push server also takes `POST /api/v1/import/prometheus` for a
+VictoriaMetrics or a vmagent. Labels are in the body there, so the site is not taken from the request:
+`$import_site` is the credential's own site for `site/<id>` (a query naming another site is refused), and
+for `distributor/<d>` the one site its `extra_label=site=<id>` argument names. It is checked like
+`$push_site` (`$import_allowed`), and the query string sent upstream is rebuilt as
+`extra_label=job=sitewatch&extra_label=site=$import_site`: the import endpoint writes extra_label over any
+label of that name in the body, and the client's own arguments are dropped.
+
+The office servers need an office credential. The receiver's webhook and its /metrics are not served here
+at all: Alertmanager and Prometheus reach the receiver directly, on an address only they can
 reach.
 """
 
@@ -22,15 +32,22 @@ from ingress.config import IngressConfig, OfficeApp
 LOG_FORMAT = ('$remote_addr $remote_user [$time_iso8601] "$request_method $uri" $status $body_bytes_sent '
               '$request_time')
 SITE_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
+IMPORT_PATH = "/api/v1/import/prometheus"
+JOB = "sitewatch"
 
 
 def render(config: IngressConfig) -> str:
     folder = config.folder
     user = f"user {config.user};\n" if config.user else ""
-    upstreams = "".join(f"    upstream pushgateway_{name} {{\n        server {address};\n        keepalive 8;\n    }}\n"
-                        for name, address in config.pushgateways.items())
-    default_gateway = next(iter(config.pushgateways))
-    shards = "".join(f"        {distributor} pushgateway_{name};\n" for distributor, name in config.shards.items())
+    upstreams = _upstreams("pushgateway", config.pushgateways)
+    routing = _scope_maps(config, "push", "$push_site") + _routing_maps("push", "pushgateway", config.pushgateways,
+                                                                        config.shards)
+    import_location = ""
+    if config.import_endpoints:
+        upstreams += _upstreams("import", config.import_endpoints)
+        routing += (_import_site_map() + _scope_maps(config, "import", "$import_site")
+                    + _routing_maps("import", "import", config.import_endpoints, config.import_shards))
+        import_location = _import_location(config)
     office = "".join(_office_server(config, app) for app in config.office)
     return f"""# Rendered by `sitewatch-ingress render` from {config.source}. Do not edit: change that file and
 # render again. Credentials and the site map are separate files that `sitewatch-ingress` edits.
@@ -71,34 +88,9 @@ http {{
 
     map $uri $push_site {{
         default "";
-        "~^/metrics/job/sitewatch/site/(?<site>{SITE_PATTERN})$" $site;
+        "~^/metrics/job/{JOB}/site/(?<site>{SITE_PATTERN})$" $site;
     }}
-    # sites.map lines are "<site> <distributor>/<site>;". nginx finds a string key whatever its case, so
-    # the value repeats the site, and the case-sensitive comparison below refuses "SHOP-01" for "shop-01".
-    map $push_site $push_entry {{
-        default "";
-        include {config.site_map};
-    }}
-    # Allowed: site/<id> for its own registered group; distributor/<d> for the groups sites.map gives <d>.
-    map "$remote_user:$push_site:$push_entry" $push_allowed {{
-        default 0;
-        "~^site/(?<owner>[^:]+):\\k<owner>:[^:/]+/\\k<owner>$" 1;
-        "~^distributor/(?<owner>[^:/]+):(?<wanted>[^:]+):\\k<owner>/\\k<wanted>$" 1;
-    }}
-    map $push_entry $push_distributor {{
-        default "";
-        "~^(?<distributor>[^/]+)/" $distributor;
-    }}
-    map $push_distributor $push_upstream {{
-        default pushgateway_{default_gateway};
-{shards}    }}
-    # Decided in proxy_pass, so after auth_basic: only a request with the right password learns whether
-    # the group is its own, and a refusal is counted by limit_req like any other request.
-    map $push_allowed $push_destination {{
-        1 $push_upstream;
-        default push_refused;
-    }}
-{upstreams}    upstream push_refused {{
+{routing}{upstreams}    upstream push_refused {{
         server unix:{folder}/tmp/refused.sock;
     }}
 
@@ -106,7 +98,7 @@ http {{
         listen unix:{folder}/tmp/refused.sock;
         access_log off;
         location / {{
-            return 403 "this credential may not write this group\\n";
+            return 403 "this credential may not write this site\\n";
         }}
     }}
     server {{
@@ -125,10 +117,93 @@ http {{
             limit_req zone=push_per_credential burst={config.burst} nodelay;
             auth_basic "sitewatch push";
             auth_basic_user_file {config.push_credentials};
-            proxy_pass http://$push_destination/metrics/job/sitewatch/site/$push_site;
+            proxy_pass http://$push_destination/metrics/job/{JOB}/site/$push_site;
         }}
-    }}
+{import_location}    }}
 {office}}}
+"""
+
+
+def _upstreams(prefix: str, addresses: dict[str, str]) -> str:
+    """An `upstream <prefix>_<name>` block for each address."""
+    return "".join(f"    upstream {prefix}_{name} {{\n        server {address};\n        keepalive 8;\n    }}\n"
+                   for name, address in addresses.items())
+
+
+def _scope_maps(config: IngressConfig, kind: str, site: str) -> str:
+    """`$<kind>_allowed` (1 when the credential may write `site`) and `$<kind>_distributor`, from sites.map."""
+    return f"""    # sites.map lines are "<site> <distributor>/<site>;". nginx finds a string key whatever its case, so
+    # the value repeats the site, and the case-sensitive comparison below refuses "SHOP-01" for "shop-01".
+    map {site} ${kind}_entry {{
+        default "";
+        include {config.site_map};
+    }}
+    # Allowed: site/<id> for its own registered site; distributor/<d> for the sites sites.map gives <d>.
+    map "$remote_user:{site}:${kind}_entry" ${kind}_allowed {{
+        default 0;
+        "~^site/(?<owner>[^:]+):\\k<owner>:[^:/]+/\\k<owner>$" 1;
+        "~^distributor/(?<owner>[^:/]+):(?<wanted>[^:]+):\\k<owner>/\\k<wanted>$" 1;
+    }}
+    map ${kind}_entry ${kind}_distributor {{
+        default "";
+        "~^(?<distributor>[^/]+)/" $distributor;
+    }}
+"""
+
+
+def _routing_maps(kind: str, prefix: str, upstreams: dict[str, str], shards: dict[str, str]) -> str:
+    """`$<kind>_destination`: the distributor's upstream when the request is allowed, else push_refused."""
+    lines = "".join(f"        {distributor} {prefix}_{name};\n" for distributor, name in shards.items())
+    return f"""    map ${kind}_distributor ${kind}_upstream {{
+        default {prefix}_{next(iter(upstreams))};
+{lines}    }}
+    # Decided in proxy_pass, so after auth_basic: only a request with the right password learns whether
+    # the site is its own, and a refusal is counted by limit_req like any other request.
+    map ${kind}_allowed ${kind}_destination {{
+        1 ${kind}_upstream;
+        default push_refused;
+    }}
+"""
+
+
+def _import_site_map() -> str:
+    # The query is read raw: the pusher sends "site%3D<id>" (urlencoded), a hand-made request "site=<id>".
+    # Anything else (another encoding, a longer value) names no site: a distributor then has none, so a 403,
+    # and a site credential writes its own.
+    label = "extra_label=site(?:=|%3[Dd])"
+    user = "[^?/]+[?]"
+    return f"""    # The site an import writes is decided here, not by the client: a site credential's own id; a
+    # distributor credential's the one site its extra_label argument names. A query naming two sites, or a
+    # site credential's naming another site (a pusher configured with the wrong id or several sites), gives
+    # no site, so a 403, as the same mistake gets on the Pushgateway path, instead of mixing two sites' data.
+    map "$remote_user?$args" $import_site {{
+        default "";
+        "~^(?:site|distributor)/{user}(?:.*&)?{label}.*&{label}" "";
+        "~^site/(?<site>{SITE_PATTERN})[?](?:.*&)?{label}\\k<site>(?:&|$)" $site;
+        "~^site/{user}(?:.*&)?{label}" "";
+        "~^site/(?<site>{SITE_PATTERN})[?]" $site;
+        "~^distributor/{user}(?:.*&)?{label}(?<site>{SITE_PATTERN})(?:&|$)" $site;
+    }}
+"""
+
+
+def _import_location(config: IngressConfig) -> str:
+    # An exact match: VictoriaMetrics also serves /api/v1/import/prometheus/metrics/job/..., with labels
+    # in the path, and every other /api/ path (queries, export, deletion) is left to `location /`.
+    return f"""
+        location = {IMPORT_PATH} {{
+            if ($request_method != POST) {{
+                add_header Allow POST always;
+                return 405;
+            }}
+            limit_req zone=push_per_address burst={max(config.burst, 10)} nodelay;
+            limit_req zone=push_per_credential burst={config.burst} nodelay;
+            auth_basic "sitewatch push";
+            auth_basic_user_file {config.push_credentials};
+            # Every argument is nginx's own: the client's extra_label (or anything else) never reaches the
+            # endpoint, and extra_label wins over a site or job label in the body.
+            proxy_pass http://$import_destination{IMPORT_PATH}?extra_label=job={JOB}&extra_label=site=$import_site;
+        }}
 """
 
 

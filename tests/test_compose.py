@@ -457,6 +457,9 @@ def test_the_compose_ingress_config_renders_with_upstreams_at_the_compose_addres
             f"{address_of(OFFICE_SERVICES[app.name])}"
     assert list(config.pushgateways.values()) == [address_of("pushgateway")]
     assert f"server {address_of('pushgateway')};" in text
+    # Profile "victoriametrics": the import path goes to the victoriametrics service.
+    assert list(config.import_endpoints.values()) == [address_of("victoriametrics")]
+    assert f"server {address_of('victoriametrics')};" in text and "location = /api/v1/import/prometheus" in text
     # The receiver's webhook and metrics are not served to the office.
     receiver = next(body for listen, body in servers if listen == dict((a.name, a.listen) for a in config.office)["receiver"])
     assert "location /alert/ {\n            return 403;" in receiver and "location = /metrics {\n            return 403;" in receiver

@@ -1,11 +1,14 @@
 """The ingress on real parts: Debian's nginx rendered by `sitewatch-ingress`, two real Pushgateways, the real
-`sitewatch-pusher` pushing over TLS with its site's credential, Prometheus scraping both Pushgateways, and
-the receiver behind the office side."""
+`sitewatch-pusher` pushing over TLS with its site's credential, Prometheus scraping both Pushgateways, the
+receiver behind the office side, and two real VictoriaMetrics behind the import path."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import gzip
 import http.client
+import json
 import shutil
 import ssl
 import signal
@@ -24,6 +27,7 @@ from receiver_kit import write_receiver_config
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SITE_A, SITE_B, SITE_C = "shop-a", "shop-b", "shop-c"
+IMPORT_PATH = "/api/v1/import/prometheus"
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Ingress:
     gateways: dict[str, str]
     ca: Path
     nginx: subprocess.Popen
+    vms: dict[str, str] = field(default_factory=dict)  # import endpoint name -> VictoriaMetrics URL
     passwords: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
 
@@ -56,6 +61,13 @@ class Ingress:
         url = f"{self.push_url}{path or f'/metrics/job/sitewatch/site/{site}'}"
         return requests.request(method, url, data=body, auth=(user, self.passwords[user]), verify=str(self.ca),
                                 timeout=10)
+
+    def import_(self, user: str, query: str = "", body: bytes = b"sitewatch_demo 1\n", method: str = "POST",
+                password: str | None = None) -> requests.Response:
+        """A hand-made request to the import path, gzip as the pusher sends it; `query` exactly as written."""
+        return requests.request(method, f"{self.push_url}{IMPORT_PATH}{'?' + query if query else ''}",
+                                data=gzip.compress(body), headers={"Content-Encoding": "gzip"},
+                                auth=(user, password or self.passwords[user]), verify=str(self.ca), timeout=10)
 
     def raw_push(self, user: str | None, password: str | None, path: str, method: str = "PUT") -> int:
         """A request with `path` sent exactly as written (requests would tidy away `..` and `%2F`)."""
@@ -79,11 +91,20 @@ class Ingress:
     def logs(self) -> str:
         return "".join(path.read_text(errors="replace") for path in (self.folder / "logs").glob("*.log"))
 
+    def exported(self, vm: str, match: str) -> list[dict]:
+        """The series matching `match` in VictoriaMetrics `vm`, read directly (not through nginx)."""
+        requests.get(self.vms[vm] + "/internal/force_flush", timeout=5)
+        answer = requests.get(self.vms[vm] + "/api/v1/export", params={"match[]": match}, timeout=5)
+        assert answer.status_code == 200, answer.text
+        return [json.loads(line) for line in answer.text.splitlines() if line.strip()]
 
-def pusher_config(folder: Path, ingress: Ingress, site: str, user: str, password_file: str) -> Path:
+
+def pusher_config(folder: Path, ingress: Ingress, site: str, user: str, password_file: str,
+                  to_import: bool = False) -> Path:
+    destination = f"import_url: {ingress.push_url}{IMPORT_PATH}" if to_import else f"gateway: {ingress.push_url}"
     return write_config(folder / f"{site}-as-{user.replace('/', '-')}.yml", f"""
 push:
-  gateway: {ingress.push_url}
+  {destination}
   basic_auth: {{username: {user}, password: {{file: {password_file}}}}}
   tls: {{ca_file: {ingress.ca}}}
 sites:
@@ -101,9 +122,27 @@ def run_pusher(config: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def ingress(tmp_path, pushgateway, receiver_process):
+    with running_ingress(tmp_path, pushgateway, receiver_process) as run:
+        yield run
+
+
+@pytest.fixture
+def import_ingress(tmp_path, pushgateway, receiver_process, victoriametrics):
+    """The ingress with two VictoriaMetrics behind its import path, sharded like the Pushgateways."""
+    vms = {"main": victoriametrics(), "second": victoriametrics()}
+    with running_ingress(tmp_path, pushgateway, receiver_process, vms) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def running_ingress(tmp_path, pushgateway, receiver_process, vms: dict[str, str] | None = None):
     if not Path(NGINX).exists():
         pytest.fail("nginx is not installed: run 'make test', which installs Debian's package")
     gateways = {"main": pushgateway(), "second": pushgateway()}
+    imports = ""
+    if vms:
+        endpoints = ", ".join(f"{name}: {url.removeprefix('http://')}" for name, url in vms.items())
+        imports = f"  import_endpoints: {{{endpoints}}}\n  import_shards: {{kodeks-spb: second}}\n"
     receiver = receiver_process(write_receiver_config(tmp_path, "http://127.0.0.1:9"), "--dry-run")
     push_port, office_gateway, office_receiver = free_port(), free_port(), free_port()
     folder = tmp_path / "ingress"
@@ -123,13 +162,13 @@ push:
     main: {gateways["main"].removeprefix("http://")}
     second: {gateways["second"].removeprefix("http://")}
   shards: {{kodeks-spb: second}}
-office:
+{imports}office:
   pushgateway: {{listen: 127.0.0.1:{office_gateway}, upstream: {gateways["main"].removeprefix("http://")}}}
   receiver: {{listen: 127.0.0.1:{office_receiver}, upstream: 127.0.0.1:{receiver.port}}}
 """)
     run = Ingress(folder, config, f"https://127.0.0.1:{push_port}",
                   {"pushgateway": f"https://127.0.0.1:{office_gateway}", "receiver": f"https://127.0.0.1:{office_receiver}"},
-                  gateways, folder / "tls" / "cert.pem", None)  # type: ignore[arg-type]
+                  gateways, folder / "tls" / "cert.pem", None, dict(vms or {}))  # type: ignore[arg-type]
     run.cli("cert", "--host", "127.0.0.1", "--host", "localhost")
     run.cli("render")
     run.nginx = subprocess.Popen([NGINX, "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
@@ -331,13 +370,15 @@ def test_the_receivers_webhook_and_metrics_are_not_served_to_the_office(ingress)
     auth = ("ivanov", ingress.passwords["office/ivanov"])
     assert requests.get(f"{office}/", verify=str(ingress.ca), timeout=5).status_code == 401
     assert requests.get(f"{office}/", auth=auth, verify=str(ingress.ca), timeout=5).status_code == 200
-    assert requests.post(f"{office}/alert/duty", auth=auth, json={}, verify=str(ingress.ca), timeout=5).status_code == 403
+    assert requests.post(f"{office}/alert/duty", auth=auth, json={}, verify=str(ingress.ca),
+                         timeout=5).status_code == 403
     assert requests.get(f"{office}/metrics", auth=auth, verify=str(ingress.ca), timeout=5).status_code == 403
 
 
 def test_no_credential_appears_in_any_log(ingress, tmp_path):
     for site in (SITE_A, SITE_B):
-        run_pusher(pusher_config(tmp_path, ingress, site, f"site/{SITE_A}", str(ingress.folder / f"site-{SITE_A}.password")))
+        run_pusher(pusher_config(tmp_path, ingress, site, f"site/{SITE_A}",
+                                 str(ingress.folder / f"site-{SITE_A}.password")))
     ingress.push(f"site/{SITE_A}", SITE_A)
     requests.put(f"{ingress.push_url}/metrics/job/sitewatch/site/{SITE_A}", auth=(f"site/{SITE_A}", "wrong-guess-123"),
                  data=b"x 1\n", verify=str(ingress.ca), timeout=5)
@@ -347,6 +388,171 @@ def test_no_credential_appears_in_any_log(ingress, tmp_path):
     for password in ingress.passwords.values():
         assert password not in texts
     assert "wrong-guess-123" not in texts
+
+
+def imported(ingress: Ingress, vm: str, match: str, count: int) -> list[dict]:
+    """The series matching `match` once there are at least `count` of them: VictoriaMetrics makes a new
+    series searchable a moment after it answered the import."""
+    def enough():
+        found = ingress.exported(vm, match)
+        return found if len(found) >= count else None
+    return wait_until(enough, 15, interval=0.3, what=f"{count} series {match} in VictoriaMetrics {vm}")
+
+
+def sites_and_jobs(series: list[dict]) -> list[tuple[str, str]]:
+    return sorted((s["metric"].get("site", ""), s["metric"].get("job", "")) for s in series)
+
+
+def mark(ingress: Ingress, user: str, vm: str, query: str = "") -> None:
+    """Writes a marker through the ingress and waits for it in `vm`: whatever was sent before it has had its
+    chance to land there, so its absence means something."""
+    name = f"sitewatch_marker_{len(ingress.outputs)}_{int(time.time() * 1000)}"
+    assert ingress.import_(user, query, f"{name} 1\n".encode()).status_code == 204
+    imported(ingress, vm, name, 1)
+
+
+def test_the_pusher_imports_its_site_through_the_ingress_into_its_distributors_victoriametrics(import_ingress,
+                                                                                                tmp_path):
+    ingress = import_ingress
+    for site, user in ((SITE_A, f"site/{SITE_A}"), (SITE_B, f"site/{SITE_B}"), (SITE_C, "distributor/kodeks-spb")):
+        password_file = str(ingress.folder / f"{user.replace('/', '-')}.password")
+        result = run_pusher(pusher_config(tmp_path, ingress, site, user, password_file, to_import=True))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"series to {ingress.push_url}{IMPORT_PATH}" in result.stdout
+    # kodeks-spb's sites go to its shard, whether pushed with the site's credential or the distributor's.
+    second = imported(ingress, "second", "sitewatch_check_up", 2)
+    assert sites_and_jobs(second) == [(SITE_B, "sitewatch"), (SITE_C, "sitewatch")]
+    [check] = imported(ingress, "main", "sitewatch_check_up", 1)
+    assert sites_and_jobs([check]) == [(SITE_A, "sitewatch")]
+    assert check["metric"]["check"] == "closed-port" and check["values"] == [0]
+    # `issue` tells the site where the import path is.
+    assert f"import_url: https://<this server's name>:{ingress.push_url.rsplit(':', 1)[1]}{IMPORT_PATH}" in \
+        "".join(ingress.outputs)
+
+
+def test_a_site_credential_imports_only_as_its_own_site(import_ingress):
+    ingress = import_ingress
+    user = f"site/{SITE_A}"
+    forged = (b'sitewatch_forged{site="other",job="evil"} 1\n'
+              b'sitewatch_forged_b{site="shop-b"} 2\n'
+              b'sitewatch_forged_c{instance="x"} 3\n')
+    # The body's site and job labels and the client's own arguments lose to the ones nginx sets.
+    for query in ("", f"extra_label=site={SITE_A}&extra_label=job=evil",
+                  f"extra_label=job%3Dsitewatch&extra_label=site%3D{SITE_A}&extra_label=client%3Dx&timeout=1s"):
+        assert ingress.import_(user, query, forged).status_code == 204, query
+    # A query naming another site is refused, as the Pushgateway path refuses another site's group.
+    for query in ("extra_label=site=other", f"extra_label=site={SITE_B}", f"extra_label=site%3D{SITE_B}",
+                  f"extra_label=site={SITE_A}&extra_label=site={SITE_B}", f"extra_label=site={SITE_A.upper()}",
+                  f"extra_label=site={SITE_A}.x"):
+        answer = ingress.import_(user, query, b'sitewatch_refused{site="other"} 1\n')
+        assert answer.status_code == 403 and "may not write" in answer.text, (query, answer.status_code)
+    series = imported(ingress, "main", '{__name__=~"sitewatch_forged.*"}', 3)
+    assert {s["metric"]["__name__"] for s in series} == {"sitewatch_forged", "sitewatch_forged_b",
+                                                         "sitewatch_forged_c"}
+    assert sites_and_jobs(series) == [(SITE_A, "sitewatch")] * 3
+    assert all("client" not in s["metric"] for s in series), series
+    mark(ingress, user, "main")
+    mark(ingress, f"site/{SITE_B}", "second")
+    for vm in ("main", "second"):
+        assert ingress.exported(vm, '{site="other"}') == [] and ingress.exported(vm, "sitewatch_refused") == []
+        assert ingress.exported(vm, '{job="evil"}') == []
+    assert ingress.exported("second", '{__name__=~"sitewatch_forged.*"}') == []
+    # Without the right password, 401 and nothing else; a forgotten site's credential writes nothing.
+    assert ingress.import_(user, password="wrong-password").status_code == 401
+    ingress.cli("forget", SITE_A)
+    wait_until(lambda: ingress.import_(user).status_code == 403, 5, interval=0.5, what="the forgotten site's 403")
+
+
+def test_a_distributor_credential_imports_exactly_its_sites(import_ingress):
+    ingress = import_ingress
+    user = "distributor/kodeks-spb"
+    body = b'sitewatch_by_distributor{site="shop-a"} 1\n'
+    assert ingress.import_(user, f"extra_label=site={SITE_B}", body).status_code == 204
+    assert ingress.import_(user, f"extra_label=job%3Dx&extra_label=site%3D{SITE_C}", body).status_code == 204
+    for query in ("",                                                  # which site: nginx does not guess
+                  f"extra_label=site={SITE_A}",                        # pos-service's site
+                  "extra_label=site=shop-unknown",                     # a site nobody registered
+                  f"extra_label=site={SITE_C.upper()}",                # no phantom site in other letters
+                  f"extra_label=site={SITE_B}&extra_label=site={SITE_A}",  # two sites: which one?
+                  f"extra_label=site={SITE_B}%26extra_label%3Dsite%3D{SITE_A}",
+                  f"site={SITE_B}"):
+        answer = ingress.import_(user, query, b"sitewatch_refused 1\n")
+        assert answer.status_code == 403, (query, answer.status_code)
+    # An encoding nginx does not read is no site (sent raw: requests would decode "%2D" to "-").
+    encoded = f"{IMPORT_PATH}?extra_label=site=shop%2Db"
+    assert ingress.raw_push(user, ingress.passwords[user], encoded, method="POST") == 403
+    assert ingress.import_(user, f"extra_label=site={SITE_B}", password="wrong-password").status_code == 401
+    series = imported(ingress, "second", "sitewatch_by_distributor", 2)
+    assert sites_and_jobs(series) == [(SITE_B, "sitewatch"), (SITE_C, "sitewatch")]
+    mark(ingress, user, "second", f"extra_label=site={SITE_B}")
+    mark(ingress, f"site/{SITE_A}", "main")
+    for vm in ("main", "second"):
+        assert ingress.exported(vm, "sitewatch_refused") == []
+    assert ingress.exported("main", "sitewatch_by_distributor") == []
+
+
+def test_the_push_side_serves_no_victoriametrics_reads_or_deletions(import_ingress):
+    ingress = import_ingress
+    ingress.import_(f"site/{SITE_A}", body=b"sitewatch_kept 1\n")
+    for user in (f"site/{SITE_A}", "distributor/kodeks-spb"):
+        auth = (user, ingress.passwords[user])
+        for method, path in (("GET", "/api/v1/query?query=sitewatch_kept"), ("GET", "/api/v1/export?match[]=up"),
+                             ("POST", "/api/v1/export"), ("GET", "/api/v1/labels"), ("GET", "/api/v1/series"),
+                             ("POST", "/api/v1/admin/tsdb/delete_series?match[]=sitewatch_kept"),
+                             ("GET", "/prometheus/api/v1/query?query=up"), ("GET", "/federate"),
+                             ("POST", "/api/v1/import"), ("POST", "/api/v1/import/csv"),
+                             ("POST", "/api/v1/write"), ("GET", "/internal/force_flush"), ("GET", "/vmui/"),
+                             ("GET", "/-/reload"), ("POST", f"{IMPORT_PATH}/metrics/job/sitewatch/site/{SITE_A}")):
+            answer = requests.request(method, f"{ingress.push_url}{path}", auth=auth, data=b"x 1\n",
+                                      verify=str(ingress.ca), timeout=5)
+            assert answer.status_code == 403, (user, method, path, answer.status_code)
+        for method in ("GET", "HEAD", "PUT", "DELETE"):
+            answer = ingress.import_(user, f"extra_label=site={SITE_B}", method=method)
+            assert answer.status_code == 405 and answer.headers.get("Allow") == "POST", (user, method)
+    # The path is matched decoded: an encoded '?' or '/' does not smuggle a query or another path in.
+    user = f"site/{SITE_A}"
+    for sneaky in (f"{IMPORT_PATH}%3Fextra_label=site={SITE_B}", f"{IMPORT_PATH}/", f"{IMPORT_PATH}%2F",
+                   "/api/v1/import/x/../../query?query=up"):
+        assert ingress.raw_push(user, ingress.passwords[user], sneaky, method="POST") == 403, sneaky
+    assert [s["metric"]["site"] for s in imported(ingress, "main", "sitewatch_kept", 1)] == [SITE_A]
+
+
+def test_imports_share_the_push_size_and_rate_limits(import_ingress):
+    ingress = import_ingress
+    user = f"site/{SITE_A}"
+    # The limit is on the body as sent, gzip-compressed: ~100 KiB that gzip cannot shrink, over the test's 64 KiB.
+    incompressible = bytes(range(256)) * 400
+    answer = requests.post(f"{ingress.push_url}{IMPORT_PATH}", data=incompressible, verify=str(ingress.ca),
+                           auth=(user, ingress.passwords[user]), headers={"Content-Encoding": "gzip"}, timeout=10)
+    assert answer.status_code == 413
+    # One budget per credential, whichever path it pushes on: both run out.
+    imports, pushes = [], []
+    for _ in range(60):
+        imports.append(ingress.import_(user).status_code)
+        pushes.append(ingress.push(user, SITE_A).status_code)
+    assert imports[0] == 204 and 429 in imports and 429 in pushes, (imports, pushes)
+
+
+def test_without_import_endpoints_the_import_path_is_closed(ingress):
+    assert ingress.import_(f"site/{SITE_A}").status_code == 403
+    assert IMPORT_PATH not in (ingress.folder / "nginx.conf").read_text()
+
+
+def test_no_credential_or_query_appears_in_any_log_on_the_import_path(import_ingress, tmp_path):
+    ingress = import_ingress
+    user = f"site/{SITE_A}"
+    run_pusher(pusher_config(tmp_path, ingress, SITE_A, user, str(ingress.folder / f"site-{SITE_A}.password"),
+                             to_import=True))
+    ingress.import_(user, "extra_label=site=secret-query-value")
+    ingress.import_(user, password="wrong-guess-123")
+    ingress.import_("distributor/kodeks-spb", f"extra_label=site={SITE_A}")
+    texts = ingress.logs() + "".join(ingress.outputs)
+    for path in tmp_path.glob("victoriametrics-*.log"):
+        texts += path.read_text(errors="replace")
+    for password in ingress.passwords.values():
+        assert password not in texts
+    assert "wrong-guess-123" not in texts and "secret-query-value" not in texts
+    assert f'{user} ' in ingress.logs() and f'"POST {IMPORT_PATH}" 403' in ingress.logs()
 
 
 def test_bad_ingress_configs_name_the_file_and_the_path(tmp_path):
@@ -362,7 +568,31 @@ push:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert f"{config}: push.listen: expected where sites push: host:port" in result.stderr
-    (tmp_path / "ingress.yml").write_text((tmp_path / "ingress.yml").read_text().replace("listen: 9443", "listen: 0.0.0.0:9443"))
+    config.write_text(config.read_text().replace("listen: 9443", "listen: 0.0.0.0:9443"))
     result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "push.shards.kodeks-spb: expected one of the Pushgateways" in result.stderr
+
+
+
+def test_bad_import_settings_name_the_file_and_the_path(tmp_path):
+    base = """
+folder: x
+tls: {certificate: c.pem, key: k.pem}
+push:
+  listen: 0.0.0.0:9443
+  pushgateways: {main: 127.0.0.1:9091}
+"""
+    for extra, message in (
+            ("  import_endpoints: {vm: 8428}\n",
+             "push.import_endpoints.vm: expected a VictoriaMetrics or vmagent address: host:port"),
+            ("  import_endpoints: {vm: 127.0.0.1:8428}\n  import_shards: {kodeks-spb: second}\n",
+             "push.import_shards.kodeks-spb: expected one of the import endpoints in push.import_endpoints (vm)"),
+            ("  import_shards: {kodeks-spb: vm}\n",
+             "push.import_shards.kodeks-spb: expected one of the import endpoints in push.import_endpoints, which "
+             "lists none"),
+            ("  imports: {vm: 127.0.0.1:8428}\n", "push.imports")):
+        config = write_config(tmp_path / "ingress.yml", base + extra)
+        result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and f"{config}: {message}" in result.stderr, result.stderr
