@@ -246,13 +246,13 @@ def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with
 
 
 def main() -> int:
+    backend = configs.backend()
     ports = configs.Ports()
     busy = busy_ports(ports)
     if busy:
         say("demo: these ports are taken (another demo still running?): " + ", ".join(busy))
         return 1
     telegram = configs.Telegram.from_environment()
-    backend = configs.backend()
     # Set explicitly: a shell that starts the demo in the background makes it ignore SIGINT otherwise.
     signal.signal(signal.SIGINT, stop_on_signal)
     signal.signal(signal.SIGTERM, stop_on_signal)

@@ -52,11 +52,11 @@ def port_taken(port: int) -> bool:
 
 
 class RunningDemo:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None):
         self.output = tmp / "demo.out"
         self.process = subprocess.Popen([sys.executable, "-m", "demo"], cwd=ROOT, stdin=subprocess.DEVNULL,
                                         stdout=self.output.open("w"), stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.up_at: float | None = None
 
     def text(self) -> str:
@@ -274,6 +274,41 @@ def test_ctrl_c_stops_every_process_and_leaves_nothing_behind(demo):
     if is_root():
         namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert NAMESPACE not in namespaces
+
+
+def test_on_victoriametrics_the_shop_pushes_through_nginx_and_its_alerts_reach_the_console(tmp_path):
+    """DEMO_BACKEND=victoriametrics: VictoriaMetrics on Prometheus' port, vmalert with the same rules; runs
+    after the default demo has stopped (the ports are the same)."""
+    wait_until(lambda: not any(port_taken(port) for port in [*STACK_PORTS, *DEVICE_PORTS]), 30,
+               what="the default demo's ports to be free")
+    running = RunningDemo(tmp_path, {configs.BACKEND_ENV: "victoriametrics"})
+    try:
+        running.wait_for(lambda text: "== waits are shortened" in text, 150, "the VictoriaMetrics stack to start")
+        out = running.text()
+        assert "== backend: victoriametrics" in out
+        assert re.search(r"^   VictoriaMetrics\s+http://127\.0\.0\.1:19090/vmui/", out, re.MULTILINE), out
+        assert re.search(r"^   vmalert\s+http://127\.0\.0\.1:19880/", out, re.MULTILINE), out
+        assert not re.search(r"^   (Pushgateway|Prometheus)\s", out, re.MULTILINE), out
+        # The shop's alerts come from its pushes, through nginx's import path, VictoriaMetrics and vmalert.
+        running.wait_for(lambda text: "ФН истекает" in text and "Ошибка главной страницы каталога" in text, 150,
+                         "the shop's alerts in the console")
+        heartbeat = prometheus_query('sitewatch_pusher_last_success_timestamp_seconds{site="demo-shop"}')
+        assert [series["metric"].get("job") for series in heartbeat] == ["sitewatch"], heartbeat
+        assert prometheus_query('sitewatch:site_last_report_timestamp_seconds{site="demo-shop"}'), \
+            "vmalert's recording rules are not written back"
+    finally:
+        code = running.stop(signal.SIGINT)
+    assert code == 0, running.text()[-2000:]
+    assert re.search(r"== demo stopped: 7 processes", running.text()), running.text()[-1500:]
+    taken = [port for port in [*STACK_PORTS, *DEVICE_PORTS] if port_taken(port)]
+    assert not taken, f"ports still in use after the demo stopped: {taken}"
+
+
+def test_an_unknown_demo_backend_is_refused_in_a_sentence():
+    result = subprocess.run([sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, configs.BACKEND_ENV: "influx"})
+    assert result.returncode != 0
+    assert "DEMO_BACKEND='influx' is not a backend: pushgateway or victoriametrics" in result.stdout + result.stderr
 
 
 def test_with_a_bot_token_every_route_posts_to_the_given_chat_and_the_token_stays_out_of_files(
