@@ -113,6 +113,7 @@ from pushgateway_fleet import (  # noqa: E402
     parse_sizes,
     percentile,
     push_all,
+    push_schedule,
     scrape,
 )
 from pushgateway_fleet import BenchError as PushgatewayError  # noqa: E402
@@ -361,10 +362,7 @@ async def steady_phase(target: Target, seconds: float, interval: float, timeout:
     rng = random.Random(2)
     n = len(target.sites)
     start = loop.time() + 0.2
-    # Offsets spread evenly over the interval: site i pushes at start + i*interval/n + k*interval.
-    schedule = sorted((start + i * interval / n + k * interval, i)
-                      for i in range(n) for k in range(math.ceil(seconds / interval) + 1)
-                      if i * interval / n + k * interval < seconds)
+    schedule = push_schedule(start, n, interval, seconds)
     tasks: list[asyncio.Task] = []
     reads: list[Read] = []
     # Its own thread (not asyncio's default executor, which asyncio.run() waits for on Ctrl-C).

@@ -422,6 +422,14 @@ class SteadyRun:
     client_cpu_seconds: float
 
 
+def push_schedule(start: float, n: int, interval: float, seconds: float) -> list[tuple[float, int]]:
+    """(due time, site index) of every push in `seconds` from `start`, in order: offsets spread evenly
+    over the interval, site i pushing at start + i*interval/n + k*interval."""
+    return sorted((start + i * interval / n + k * interval, i)
+                  for i in range(n) for k in range(math.ceil(seconds / interval) + 1)
+                  if i * interval / n + k * interval < seconds)
+
+
 async def steady_phase(pgw: Pushgateway, sites: list[Site], seconds: float, interval: float,
                        timeout: float) -> SteadyRun:
     """Every site pushes at its own offset in the interval, for `seconds`; Prometheus scrapes meanwhile."""
@@ -429,10 +437,7 @@ async def steady_phase(pgw: Pushgateway, sites: list[Site], seconds: float, inte
     rng = random.Random(2)
     n = len(sites)
     start = loop.time() + 0.2
-    # Offsets spread evenly over the interval: site i pushes at start + i*interval/n + k*interval.
-    schedule = sorted((start + i * interval / n + k * interval, i)
-                      for i in range(n) for k in range(math.ceil(seconds / interval) + 1)
-                      if i * interval / n + k * interval < seconds)
+    schedule = push_schedule(start, n, interval, seconds)
     tasks: list[asyncio.Task] = []
     scrapes: list[Scrape] = []
     # Its own thread, not asyncio's default executor: asyncio.run() waits for that one on Ctrl-C, and a

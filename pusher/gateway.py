@@ -6,7 +6,6 @@ The samples carry no timestamps (the Pushgateway refuses them): Prometheus stamp
 from __future__ import annotations
 
 import base64
-import gzip
 from typing import Any
 from urllib.parse import quote
 
@@ -28,15 +27,14 @@ def group_path(job: str, site: str) -> str:
 
 class Gateway(Transport):
     server = "the Pushgateway"
+    method = "PUT"
     timestamps = False
-    can_delete = True
 
     def __init__(self, settings: dict[str, Any]):
         super().__init__(settings, settings["gateway"])
 
-    def push(self, site: str, exposition: bytes, budget: float) -> PushOutcome:
-        headers = (("Content-Type", CONTENT_TYPE), ("Content-Encoding", "gzip"))
-        return self.send("PUT", self.url + group_path(self.job, site), gzip.compress(exposition), headers, budget)
+    def push_url(self, site: str) -> str:
+        return self.url + group_path(self.job, site)
 
     def delete(self, site: str, budget: float) -> PushOutcome:
         return self.send("DELETE", self.url + group_path(self.job, site), None, (), budget)

@@ -12,25 +12,19 @@ and drops out of queries after the engine's look-back (five minutes by default).
 
 from __future__ import annotations
 
-import gzip
 from typing import Any
 from urllib.parse import urlencode
 
-from pusher.transport import CONTENT_TYPE, PushOutcome, Transport
+from pusher.transport import Transport
 
 
 class ImportEndpoint(Transport):
     server = "the import endpoint"
     timestamps = True
-    can_delete = False
 
     def __init__(self, settings: dict[str, Any]):
         super().__init__(settings, settings["import_url"])
 
-    def target(self, site: str) -> str:
+    def push_url(self, site: str) -> str:
         labels = urlencode([("extra_label", f"job={self.job}"), ("extra_label", f"site={site}")])
         return self.url + ("&" if "?" in self.url else "?") + labels
-
-    def push(self, site: str, exposition: bytes, budget: float) -> PushOutcome:
-        headers = (("Content-Type", CONTENT_TYPE), ("Content-Encoding", "gzip"))
-        return self.send("POST", self.target(site), gzip.compress(exposition), headers, budget)

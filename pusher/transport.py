@@ -7,6 +7,7 @@ on this push and is reported at once in its own words.
 
 from __future__ import annotations
 
+import gzip
 import random
 import time
 from dataclasses import dataclass
@@ -48,6 +49,16 @@ class Transport:
         self.proxy = settings.get("proxy")
         # Seconds to add to this machine's clock to get the server's, from the last answer; None until one.
         self.clock_offset: float | None = None
+
+    method = "POST"
+
+    def push_url(self, site: str) -> str:
+        raise NotImplementedError
+
+    def push(self, site: str, exposition: bytes, budget: float) -> PushOutcome:
+        """Sends one site's exposition, gzip-compressed, retrying within `budget` seconds."""
+        headers = (("Content-Type", CONTENT_TYPE), ("Content-Encoding", "gzip"))
+        return self.send(self.method, self.push_url(site), gzip.compress(exposition), headers, budget)
 
     def now(self) -> float:
         """The time to stamp a push with: the server's clock where an answer has told it."""
