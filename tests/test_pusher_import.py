@@ -142,3 +142,28 @@ def test_a_site_clock_ten_minutes_behind_is_corrected_from_the_server_date(tmp_p
     assert offset and 590 <= float(offset.group(1)) <= 610
     text = (tmp_path / "pusher.log").read_text()
     assert text.count("event=clock_off") == 1 and "Windows Time service" in text
+
+
+def test_any_date_header_from_the_server_is_read_or_ignored_never_fatal():
+    """The Date header comes from whatever answers at the push URL: garbage must not stop a push."""
+    import math
+
+    from hypothesis import given, settings, strategies as st
+
+    from exporter.httpclient import HttpResponse
+    from pusher.transport import Transport
+
+    transport = Transport({"job": "sitewatch", "timeout": 1.0}, "http://127.0.0.1:9")
+    dates = st.one_of(st.text(max_size=80), st.from_regex(
+        r"(Mon|Tue|Wed), \d{1,3} (Jan|Feb|Xyz) \d{1,6} \d{1,2}:\d{1,2}:\d{1,2} (GMT|\+\d{4}|-9999|)", fullmatch=True))
+
+    @settings(max_examples=300, deadline=None)
+    @given(dates)
+    def read(date):
+        transport.clock_offset = None
+        response = HttpResponse(204, "No Content", "http://127.0.0.1:9/", {"Date": date}, b"", None, 0.0, 0, False)
+        transport._read_clock(response, 1000.0, 1000.1)
+        assert transport.clock_offset is None or math.isfinite(transport.clock_offset)
+        assert math.isfinite(transport.now())
+
+    read()
