@@ -160,7 +160,7 @@ def start_victoriametrics(supervisor: Supervisor, work: Path, ports: configs.Por
         f"-datasource.url={ports.url('prometheus')}", f"-remoteWrite.url={ports.url('prometheus')}",
         f"-remoteRead.url={ports.url('prometheus')}", f"-notifier.url={ports.url('alertmanager')}",
         f"-evaluationInterval={configs.SCRAPE_INTERVAL}", f"-httpListenAddr=127.0.0.1:{ports.vmalert}",
-        f"-external.url={ports.url('vmalert')}", "-loggerLevel=WARN"],
+        f"-external.url={ports.url('vmalert')}", "-disableAlertgroupLabel", "-loggerLevel=WARN"],
         ready_url=ports.url("vmalert") + "/-/ready")
 
 

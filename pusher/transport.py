@@ -11,6 +11,7 @@ import gzip
 import random
 import time
 from dataclasses import dataclass
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -19,6 +20,8 @@ from exporter.httpclient import HttpFailure, HttpRequest, HttpResponse, fetch
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The Date header has whole seconds: a smaller difference says nothing about the site's clock.
 CLOCK_RESOLUTION = 2.0
+# A till's clock can be a year off (a flat CMOS battery); a Date further off than that is not a clock.
+MAX_CLOCK_OFFSET = 400 * 86400
 
 
 @dataclass
@@ -98,13 +101,21 @@ class Transport:
         return self.judge(response)
 
     def _read_clock(self, response: HttpResponse, sent: float, received: float) -> None:
+        # Only an accepting answer is the server's own: a proxy's or a balancer's error page has its clock.
+        if not 200 <= response.status < 300:
+            return
         date = next((value for name, value in response.headers.items() if name.lower() == "date"), None)
         if not date:
             return
         try:
-            server_time = parsedate_to_datetime(date).timestamp()
+            moment = parsedate_to_datetime(date)
+            if moment.tzinfo is None:  # asctime and "-0000" forms: HTTP dates are GMT all the same
+                moment = moment.replace(tzinfo=timezone.utc)
+            server_time = moment.timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             return
+        if abs(server_time - received) > MAX_CLOCK_OFFSET:
+            return  # a date like 31 Dec 9999 says nothing about the time
         # The header is truncated to the second: compare it with the middle of the exchange, plus half a second.
         self.clock_offset = server_time + 0.5 - (sent + received) / 2
 

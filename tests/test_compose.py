@@ -290,7 +290,9 @@ def test_the_victoriametrics_profile_runs_the_unchanged_rules_against_it():
     # the import path to it; nothing is published by these two.
     assert vm["network_mode"] == vmalert["network_mode"] == "service:prometheus"
     assert "ports" not in vm and "ports" not in vmalert
-    flags = dict(arg.split("=", 1) for arg in vmalert["command"])
+    flags = dict((arg + "=").split("=", 1)[:2] if "=" not in arg else arg.split("=", 1) for arg in vmalert["command"])
+    # Its alerts carry no `alertgroup` label: the ones Prometheus fires too are then one alert.
+    assert "-disableAlertgroupLabel" in flags
     assert flags["-rule"] == "/etc/prometheus/rules/*.yml"
     assert "./prometheus:/etc/prometheus:ro" in vmalert["volumes"]
     for key in ("-datasource.url", "-remoteWrite.url", "-remoteRead.url"):

@@ -227,7 +227,8 @@ def start_victoriametrics_backend(tmp_path: Path, daemons: Daemons, victoriametr
     vmalert_url = daemons.start("vmalert", [
         vmalert_binary, *[f"-rule={path}" for path in rule_files], f"-datasource.url={vm}",
         f"-remoteWrite.url={vm}", f"-remoteRead.url={vm}", f"-notifier.url={alertmanager_url}",
-        "-evaluationInterval=1s", "-remoteWrite.flushInterval=200ms", f"-httpListenAddr=127.0.0.1:{port}"],
+        "-evaluationInterval=1s", "-remoteWrite.flushInterval=200ms",
+        "-disableAlertgroupLabel", f"-httpListenAddr=127.0.0.1:{port}"],
         tmp_path / "vmalert-e2e.log", port)
     return f'import_url: "{vm}/api/v1/import/prometheus"', vmalert_url
 
