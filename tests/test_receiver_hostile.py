@@ -18,6 +18,7 @@ from requests import get as requests_get
 from conftest import value_of_metric, wait_until
 from receiver_kit import WEBHOOK_TOKEN, alert, payload, post, write_receiver_config
 
+from alertmanager.cli import DELIVERY_NICENESS
 from alertmanager.outbox import Chat, NewBatch, NewItem, Outbox, Webhook
 from alertmanager.writer import commit_each
 
@@ -175,6 +176,19 @@ def test_a_killed_delivery_process_is_started_again_and_a_killed_web_process_tak
     receiver.process.kill()  # SIGKILL: no chance to stop its child
     receiver.process.wait(10)
     wait_until(lambda: _gone(second), 10, what="the delivery process to stop once its web process is gone")
+
+
+def _niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rpartition(")")[2].split()[16])  # field 19 of proc(5), counted after the name
+
+
+def test_the_delivery_process_gives_way_to_the_one_answering_webhooks(tmp_path, fake_telegram, receiver_process):
+    """On a busy machine a webhook's answer (50 ms target) matters more than a message's pace (seconds)."""
+    receiver = receiver_process(write_receiver_config(tmp_path, fake_telegram().url))
+    [child] = receiver.children()
+    wanted = min(19, _niceness(receiver.process.pid) + DELIVERY_NICENESS)
+    wait_until(lambda: _niceness(child) == wanted, 10, what=f"the delivery process at niceness {wanted}")
 
 
 def test_a_time_at_the_calendars_end_is_refused_not_left_to_block_the_chat(receiver):
