@@ -123,7 +123,7 @@ def test_requests_made_while_a_reload_runs_share_the_one_reload_after_it():
 def test_concurrent_posts_share_reloads_and_all_get_the_outcome(start_exporter, tmp_path):
     # Big enough that one reload takes a while, so that most requests arrive while the first one runs.
     sites = "".join(f"  - id: shop-{i}\n    checks:\n      - {{name: port, interval: 1h, tcp: {{host: 127.0.0.1, "
-                    f"port: 9}}}}\n" for i in range(3000))
+                    f"port: 9}}}}\n" for i in range(8000))
     config = write_config(tmp_path / "site.yml", "sites:\n" + sites)
     exporter = start_exporter(config, wait_ready=False)
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
