@@ -22,8 +22,12 @@ debs:
 demo: venv debs
 	$(PY) -m demo
 
+# Most long tests wait on timers (scrape and evaluation intervals, Telegram's pacing), so two workers
+# halve the wall time on two cores; a test file stays on one worker (the demo's tests share its ports).
+TEST_WORKERS ?= 2
+
 test: venv debs
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: venv debs
 	$(PY) bench/ping_fleet.py $(BENCH_ARGS)
