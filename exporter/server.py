@@ -78,11 +78,12 @@ class _ThreadingServer6(_ThreadingServer):
 
 
 class HttpServer:
-    def __init__(self, listen: str, app):
+    def __init__(self, listen: str, app, handler_class: type[WSGIRequestHandler] = _QuietHandler):
+        # handler_class: sitewatch-ingest takes uploads, and answers Expect: 100-continue in its own handler
         host, port = parse_listen_address(listen)
         server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
         self._server = make_server(host or "0.0.0.0", port, app, server_class=server_class,
-                                   handler_class=_QuietHandler)
+                                   handler_class=handler_class)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 

@@ -255,6 +255,9 @@ def _first_match(patterns: list[re.Pattern[str]], text: str) -> str | None:
     return None
 
 
+first_match = _first_match  # public: sitewatch-ingest finds maintenance on uploaded pages with the same markers
+
+
 def read_server(options: dict[str, Any], jar: requests.cookies.RequestsCookieJar, deadline: float,
                 timezone: ZoneInfo | None) -> Reading:
     """Everything one run reads, in order, under the server's lock. Runs on a worker thread."""
