@@ -168,15 +168,28 @@ def _at(f: Facts, thing: str) -> str:
 
 # --- one function per alert: (facts) -> Wording -----------------------------------------------------------
 
+# What to look at on the site, by what sends its data: our pusher, or a tool sitewatch-ingest takes uploads
+# from (the alert's `source` label).
+_SILENT_ADVICE = {
+    "": ("Проверьте, включён ли компьютер площадки, работает ли служба отправки и есть ли интернет.",
+         "Is the site's PC on, the push service running, the internet up?"),
+    "smartstatus": ("Проверьте, включён ли сервер Кодекса, выполняется ли задача СМАРТ.Статуса в Планировщике "
+                    "заданий и есть ли интернет.",
+                    "Is the Kodeks server on, the smartstatus task running in Task Scheduler, the internet up?"),
+    "getad": ("Проверьте, включён ли кассовый компьютер, работает ли служба, которая отправляет данные касс, и есть "
+              "ли интернет.",
+              "Is the till PC on, the getad-service running, the internet up?"),
+}
+
+
 def _site_not_reporting(f: Facts) -> Wording:
     silent = f.number()
+    ru_advice, en_advice = _SILENT_ADVICE.get(f.label("source"), _SILENT_ADVICE[""])
     if f.ru:
         return Wording("Площадка молчит", _with("Площадка не присылает данные", duration_text(silent, "ru") if silent
-                                                 else "", " уже ") + ".",
-                       "Проверьте, включён ли компьютер площадки, работает ли служба отправки и есть ли интернет.")
+                                                 else "", " уже ") + ".", ru_advice)
     return Wording("Site silent", _with("The site sends no data", duration_text(silent, "en") if silent else "",
-                                        " for "),
-                   "Is the site's PC on, the push service running, the internet up?")
+                                        " for "), en_advice)
 
 
 def _not_back_after_opening(f: Facts) -> Wording:
@@ -219,6 +232,19 @@ def _exporter_down(f: Facts) -> Wording:
                        "Пока она молчит, проверки её площадок не видны. Проверьте службу, сеть и VPN.")
     return Wording("Checking service down", f"The checking service {where} does not answer the monitoring server.",
                    "Its sites' checks are blind meanwhile. Check the service, network and VPN.")
+
+
+def _ingest_down(f: Facts) -> Wording:
+    where = f.notes.get("target") or f.label("instance")
+    if f.ru:
+        return Wording("Служба приёма отчётов недоступна",
+                       f"Служба приёма отчётов {where} не отвечает серверу мониторинга.",
+                       "Пока она молчит, площадки, которые присылают отчёты СМАРТ.Статуса и данные касс через неё, "
+                       "не видны, а их оповещения заглушены. Проверьте службу приёма отчётов и сеть до неё.")
+    return Wording("Upload service down", f"The smartstatus and getad-service upload service {where} does not answer "
+                   "the monitoring server.",
+                   "The sites that upload through it are blind and their alerts muted meanwhile. Check "
+                   "sitewatch-ingest and the network to it.")
 
 
 def _watchdog(f: Facts) -> Wording:
@@ -410,6 +436,7 @@ WORDINGS: dict[str, Callable[[Facts], Wording]] = {
     "SiteNotBackAfterOpening": _not_back_after_opening,
     "SitePushFailing": _push_failing,
     "ExporterDown": _exporter_down,
+    "IngestDown": _ingest_down,
     "Watchdog": _watchdog,
     "PcUnreachable": _check_failure("Компьютер не отвечает", "Host unreachable", "«{check}» не отвечает на ping",
                                     "{check} does not answer ping", "Проверьте питание, сетевой кабель и коммутатор.",

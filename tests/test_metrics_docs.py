@@ -16,7 +16,7 @@ CONTRACT = ROOT.parent / "shared" / "metrics-contract.md"
 def names_in_code() -> set[str]:
     found: set[str] = set()
     for path in [*(ROOT / "exporter").rglob("*.py"), *(ROOT / "pusher").rglob("*.py"),
-                 *(ROOT / "alertmanager").rglob("*.py")]:
+                 *(ROOT / "alertmanager").rglob("*.py"), *(ROOT / "ingest").rglob("*.py")]:
         found |= {SUFFIXES.sub("", name) for name in re.findall(r'"(sitewatch_[a-z0-9_]*[a-z0-9])"', path.read_text())}
     return found
 

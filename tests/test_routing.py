@@ -24,7 +24,7 @@ PROMETHEUS_YML = ROOT / "prometheus" / "prometheus.yml"
 TARGETS = sorted((ROOT / "prometheus" / "targets").glob("*.yml"))
 
 ALERT_NAMES = {
-    "SiteNotReporting", "SitePushFailing", "ExporterDown", "PcUnreachable", "PcPacketLoss", "PortDown",
+    "SiteNotReporting", "SitePushFailing", "ExporterDown", "IngestDown", "PcUnreachable", "PcPacketLoss", "PortDown",
     "MainPageBroken", "KodeksMainPageError", "KodeksBundleProblem", "KodeksMaintenanceLong",
     "KodeksLicenceExpiring", "TlsCertificateExpiring", "KktNotAnswering", "KktDataStale", "FnExpiring",
     "FnUnsentDocuments", "FnWarning", "FnRegistrationsLow", "FnReplacedNotReread", "KktClockOff",
@@ -169,7 +169,10 @@ def test_inhibition_rules_name_only_alerts_the_rules_define():
     rules = load(ALERTMANAGER_YML)["inhibit_rules"]
     assert rules
     for rule in rules:
-        assert "site" in rule["equal"]
+        # Per site; only IngestDown, which has no site, mutes every site sitewatch-ingest holds.
+        if rule["equal"] != ["site"] and "site" not in rule["equal"]:
+            assert rule["source_matchers"] == ['alertname="IngestDown"'] and rule["equal"] == []
+            assert 'job="sitewatch-ingest"' in rule["target_matchers"]
         for key in ("source_matchers", "target_matchers"):
             for name, op, value in matchers_of(rule, key):
                 if name != "alertname":
@@ -220,7 +223,10 @@ def test_prometheus_scrapes_the_monitoring_stack_and_alerts_to_alertmanager():
     assert config["global"]["scrape_interval"] == config["global"]["evaluation_interval"] == "15s"
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"pushgateway", "sitewatch-exporter", "alertmanager", "sitewatch-receiver", "prometheus"}
+    assert set(jobs) == {"pushgateway", "sitewatch-exporter", "sitewatch-ingest", "alertmanager", "sitewatch-receiver",
+                         "prometheus"}
+    assert jobs["sitewatch-ingest"]["honor_labels"] is True  # its series carry each site's own labels
+    assert jobs["sitewatch-ingest"]["static_configs"][0]["targets"] == ["127.0.0.1:9817"]
     assert jobs["pushgateway"]["honor_labels"] is True
     assert jobs["pushgateway"]["static_configs"][0]["targets"] == ["127.0.0.1:9091"]
     assert jobs["sitewatch-receiver"]["static_configs"][0]["targets"] == ["127.0.0.1:9816"]
