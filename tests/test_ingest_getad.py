@@ -152,3 +152,42 @@ def test_a_register_not_posted_for_forget_after_is_dropped_when_the_site_posts_a
     assert value_of_metric(text, "sitewatch_kkt_up", kkt="065001234567890") is None
     assert value_of_metric(text, "sitewatch_kkt_up", kkt="0000000000123456") == 1
     assert "event=item_forgotten site=cafe source=getad item=kkt:065001234567890" in ingest.log_text()
+
+
+def test_files_posted_as_written_on_disk_with_a_bom_reach_prometheus_with_fn_expiry_and_licences(
+        tmp_path, ingest_process, prometheus):
+    """getad-service posts each file's bytes as it wrote them: UTF-8, Russian text as it is (the Mitsu's
+    replies arrive in cp1251 and are written decoded), 4-space indent; a file saved by a Windows editor may
+    carry a BOM. Prometheus scraping the ingest then holds the ФН's expiry and the register's licences."""
+    import urllib.parse
+
+    from conftest import http_get, wait_until
+
+    ingest = ingest_process()
+    atol = data_file("00123456790012.json")
+    mitsu = json.loads(data_file("065001234567890.json"))
+    mitsu["organizationName"] = "ИП Сидоров «Кафе №1»"
+    on_disk = b"\xef\xbb\xbf" + json.dumps(mitsu, ensure_ascii=False, indent=4).encode("utf-8")
+    assert "ИП Сидоров".encode("cp1251") not in on_disk  # the Russian text is UTF-8 in the file
+    for body in (atol, on_disk):
+        answer = subprocess.run(["curl", "-s", "-w", " %{http_code}", "-H", "Content-Type: application/json",
+                                 "-H", f"X-API-Key: {GETAD_KEY}", "--data-binary", "@-",
+                                 f"{ingest.url}/api/submit_json"], input=body, capture_output=True, timeout=10)
+        assert answer.stdout.decode().endswith(" 200"), answer.stdout
+    url = prometheus([f"127.0.0.1:{ingest.port}"], honor_labels=True)
+
+    def query(expr: str) -> list[dict]:
+        status, body = http_get(url + "/api/v1/query?query=" + urllib.parse.quote(expr))
+        assert status == 200, body
+        return json.loads(body)["data"]["result"]
+
+    wait_until(lambda: len(query("sitewatch_fn_expiry_timestamp_seconds")) == 2, 30,
+               what="both registers' ФН expiry in Prometheus")
+    expiry = {r["metric"]["kkt"]: (r["metric"], float(r["value"][1]))
+              for r in query("sitewatch_fn_expiry_timestamp_seconds")}
+    labels, mitsu_expiry = expiry["065001234567890"]
+    assert labels["fn"] == "9999078902014447" and labels["check"] == "getad" and labels["job"] == "sitewatch"
+    assert labels["client"] and labels["telegram_route"] == "rogaikopita"
+    assert mitsu_expiry == 1721163600  # 2024-07-17 00:00 in Moscow: the date getad writes for a Mitsu
+    licences = query('sitewatch_kkt_licence_expiry_timestamp_seconds{kkt="00123456790012"}')
+    assert {r["metric"]["name"] for r in licences} == {"Фискальные функции", "ФФД 1.2"}
