@@ -1,4 +1,4 @@
-# sitewatch: one image for sitewatch-exporter, sitewatch-pusher and sitewatch-receiver.
+# sitewatch: one image for sitewatch-exporter, sitewatch-pusher, sitewatch-receiver and sitewatch-ingest.
 # docker-compose.yml builds it and gives each service its own command; on its own:
 #   docker build -t sitewatch .
 #   docker run --rm sitewatch sitewatch-exporter --help
@@ -17,6 +17,7 @@ COPY exporter ./exporter
 COPY pusher ./pusher
 COPY alertmanager ./alertmanager
 COPY ingress ./ingress
+COPY ingest ./ingest
 # tzdata (the Python package): the receiver's and the sites' time zones work even without the
 # system's zoneinfo files.
 RUN pip install --no-cache-dir . tzdata \
@@ -33,7 +34,8 @@ RUN groupadd --system sitewatch \
 USER sitewatch
 WORKDIR /var/lib/sitewatch
 
-# 9815: sitewatch-exporter (/metrics), 9816: sitewatch-receiver (Alertmanager webhook, /metrics).
-EXPOSE 9815 9816
+# 9815: sitewatch-exporter (/metrics), 9816: sitewatch-receiver (Alertmanager webhook, /metrics),
+# 9817: sitewatch-ingest (uploads, /metrics).
+EXPOSE 9815 9816 9817
 
 CMD ["sitewatch-exporter", "--help"]

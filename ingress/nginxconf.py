@@ -19,6 +19,16 @@ for `distributor/<d>` the one site its `extra_label=site=<id>` argument names. I
 `extra_label=job=sitewatch&extra_label=site=$import_site`: the import endpoint writes extra_label over any
 label of that name in the body, and the client's own arguments are dropped.
 
+With `push.ingest_endpoint`, the push server also passes `push.ingest_paths` (sitewatch-ingest's upload
+paths, `/upload` and `/api/submit_json` by default) to sitewatch-ingest, without a push credential:
+smartstatus.bat and getad-service can send no basic auth, only their own `?token=` and `X-API-Key`, and
+the ingest checks those itself. nginx lets through only POST to exactly those paths, rebuilds the path
+upstream, and limits the body (`push.max_body`), the rate per client address (`push.ingest_rate`,
+`push.ingest_burst`) and the time a client may take. It writes no error-log lines there, because nginx's
+error lines quote the request line, `?token=` included; the access log has the path without its query.
+`push.ingest_http_listen` adds a plain-HTTP server with these paths alone, for scripts that cannot be
+moved to https:// (off by default: the token then crosses the internet in clear).
+
 The office servers need an office credential. The receiver's webhook and its /metrics are not served here
 at all: Alertmanager and Prometheus reach the receiver directly, on an address only they can
 reach.
@@ -34,6 +44,7 @@ LOG_FORMAT = ('$remote_addr $remote_user [$time_iso8601] "$request_method $uri" 
 SITE_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
 IMPORT_PATH = "/api/v1/import/prometheus"
 JOB = "sitewatch"
+INGEST_UPSTREAM = "sitewatch_ingest"
 
 
 def render(config: IngressConfig) -> str:
@@ -48,7 +59,17 @@ def render(config: IngressConfig) -> str:
         routing += (_import_site_map() + _scope_maps(config, "import", "$import_site")
                     + _routing_maps("import", "import", config.import_endpoints, config.import_shards))
         import_location = _import_location(config)
-    office = "".join(_office_server(config, app) for app in config.office)
+    ingest_zone = ingest_locations = ingest_server = ""
+    if config.ingest_endpoint:
+        # Keyed by address alone: the uploads carry no credential nginx knows.
+        ingest_zone = (f"    limit_req_zone $binary_remote_addr zone=ingest_per_address:10m "
+                       f"rate={config.ingest_rate};\n")
+        # No keepalive: the ingest answers one request per connection.
+        upstreams += f"    upstream {INGEST_UPSTREAM} {{\n        server {config.ingest_endpoint};\n    }}\n"
+        ingest_locations = _ingest_locations(config)
+        if config.ingest_http_listen:
+            ingest_server = _ingest_http_server(config, ingest_locations)
+    office = ingest_server + "".join(_office_server(config, app) for app in config.office)
     return f"""# Rendered by `sitewatch-ingress render` from {config.source}. Do not edit: change that file and
 # render again. Credentials and the site map are separate files that `sitewatch-ingress` edits.
 {user}worker_processes auto;
@@ -84,7 +105,7 @@ http {{
     limit_req_zone $remote_user zone=push_per_credential:10m rate={config.rate};
     limit_req_zone $binary_remote_addr zone=push_per_address:10m rate={config.address_rate};
     limit_req_zone $binary_remote_addr zone=office_per_address:10m rate=20r/s;
-    map_hash_bucket_size 128;  # site ids of up to 63 characters
+{ingest_zone}    map_hash_bucket_size 128;  # site ids of up to 63 characters
 
     map $uri $push_site {{
         default "";
@@ -119,7 +140,7 @@ http {{
             auth_basic_user_file {config.push_credentials};
             proxy_pass http://$push_destination/metrics/job/{JOB}/site/$push_site;
         }}
-{import_location}    }}
+{import_location}{ingest_locations}    }}
 {office}}}
 """
 
@@ -204,6 +225,51 @@ def _import_location(config: IngressConfig) -> str:
             # endpoint, and extra_label wins over a site or job label in the body.
             proxy_pass http://$import_destination{IMPORT_PATH}?extra_label=job={JOB}&extra_label=site=$import_site;
         }}
+"""
+
+
+def _ingest_locations(config: IngressConfig) -> str:
+    """An exact-match location per upload path: POST only, rate-limited per address, passed to the ingest with
+    the path rebuilt and the client's query (smartstatus.bat's ?token=) as it came."""
+    locations = "".join(f"""        location = {path} {{
+            if ($request_method != POST) {{
+                add_header Allow POST always;
+                return 405;
+            }}
+            error_log /dev/null emerg;
+            limit_req zone=ingest_per_address burst={config.ingest_burst} nodelay;
+            client_body_timeout 30s;
+            proxy_pass http://{INGEST_UPSTREAM}{path}$is_args$args;
+            proxy_set_header Host $host;
+            proxy_set_header Connection "";  # set here, the http block's proxy_set_header lines no longer apply
+            proxy_set_header Authorization "";
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_connect_timeout 5s;
+            proxy_send_timeout 30s;
+            proxy_read_timeout 30s;
+        }}
+""" for path in config.ingest_paths)
+    return f"""
+        # sitewatch-ingest's upload paths, without a push credential: smartstatus.bat and getad-service
+        # cannot send one, and the ingest checks their ?token= or X-API-Key itself (a wrong one: its 403).
+        # nginx's error lines quote the request line, ?token= included, so none are written here; the access
+        # log has every outcome (413, 429, 502, ...) with the path alone.
+{locations}"""
+
+
+def _ingest_http_server(config: IngressConfig, locations: str) -> str:
+    # Plain HTTP, for scripts that cannot be moved to https://: the upload paths and nothing else (no pushes,
+    # whose basic auth would then cross the internet in clear).
+    return f"""
+    server {{
+        listen {config.ingest_http_listen};
+        client_max_body_size {config.max_body};
+
+        location / {{
+            return 403;
+        }}
+{locations}    }}
 """
 
 

@@ -1,4 +1,5 @@
-"""docker-compose.yml, the Dockerfile and .env.example stay consistent with each other and with the repo.
+"""docker-compose.yml, the Dockerfile and .env.example stay consistent with each other and with the repo; so
+does examples/systemd/sitewatch-ingest.service, with the address Prometheus scrapes and the ingress proxies to.
 
 No Docker engine is needed: the files are parsed and checked structurally, and when Debian's
 docker-compose (1.29) is installed, `docker-compose config` validates and interpolates the file.
@@ -10,7 +11,8 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
+import sys
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
@@ -24,7 +26,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 # The service whose network namespace the others join, so prometheus.yml's and alertmanager.yml's
 # 127.0.0.1 addresses keep working; and which service answers each of those ports.
 NAMESPACE_OWNER = "prometheus"
-LOCAL_PORTS = {9090: "prometheus", 9093: "alertmanager", 9091: "pushgateway", 9816: "sitewatch-receiver"}
+LOCAL_PORTS = {9090: "prometheus", 9093: "alertmanager", 9091: "pushgateway", 9816: "sitewatch-receiver",
+               9817: "sitewatch-ingest"}
 # Host paths outside the repo that may be bind-mounted read-only.
 SYSTEM_MOUNTS = {"/usr/share/zoneinfo"}
 # The ingress: its config for the compose stack, where the sitewatch-ingress services see it, and the
@@ -163,7 +166,7 @@ def test_named_volumes_are_declared_and_used():
                 assert source in declared, f"{name}: volume {source} is not declared under volumes:"
                 used.add(source)
     assert declared == used, f"declared but unused volumes: {sorted(declared - used)}"
-    for name in ("prometheus", "alertmanager", "pushgateway", "grafana", "sitewatch-receiver"):
+    for name in ("prometheus", "alertmanager", "pushgateway", "grafana", "sitewatch-receiver", "sitewatch-ingest"):
         assert any(not v.startswith((".", "/", "$")) for v in services()[name].get("volumes", [])), \
             f"{name}: its data is on no named volume"
 
@@ -363,17 +366,20 @@ def test_only_nginx_publishes_ports():
     config = ingress_config()
     all_services = services()
     for name in ("alertmanager", "pushgateway", "grafana", "sitewatch-receiver", "sitewatch-exporter",
-                 "nginx", *ONE_SHOT):
+                 "sitewatch-ingest", "nginx", *ONE_SHOT):
         assert "ports" not in all_services[name], f"{name}: publishes ports; only nginx's are published"
     # nginx shares prometheus's namespace, so prometheus's ports: are nginx's, exactly its listen ports.
     published = _published_ports(all_services[NAMESPACE_OWNER])
     push_port = int(config.push_listen.rsplit(":", 1)[1])
     office_ports = {int(app.listen.rsplit(":", 1)[1]) for app in config.office}
-    assert set(published) == {push_port} | office_ports, \
+    # The plain-HTTP upload listener (push.ingest_http_listen) is published with the push port, when set.
+    http_ports = {int(config.ingest_http_listen.rsplit(":", 1)[1])} if config.ingest_http_listen else set()
+    assert set(published) == {push_port} | office_ports | http_ports, \
         f"{NAMESPACE_OWNER}'s ports {sorted(published)} differ from nginx's (ingress/ingress-compose.yml)"
     for port, (address, host_port) in published.items():
         assert host_port == port, f"{port} is published as {host_port}: keep the same number"
-    assert published[push_port][0] == "0.0.0.0", "the sites push from the internet"
+    for port in {push_port} | http_ports:
+        assert published[port][0] == "0.0.0.0", "the sites push and upload from the internet"
     for port in office_ports:
         assert published[port][0] == "127.0.0.1", f"office port {port}: not on SITEWATCH_BIND_ADDRESS (127.0.0.1)"
     assert "${SITEWATCH_BIND_ADDRESS:-127.0.0.1}:" in COMPOSE_FILE.read_text(encoding="utf-8")
@@ -388,6 +394,7 @@ def test_only_prometheus_listens_beyond_the_shared_127_0_0_1():
         "alertmanager": "\n".join(services()["alertmanager"]["command"]),
         "pushgateway": "\n".join(services()["pushgateway"]["command"]),
         "sitewatch-receiver": "\n".join(services()["sitewatch-receiver"]["command"]),
+        "sitewatch-ingest": "\n".join(services()["sitewatch-ingest"]["command"]),
     }
     for name, command in commands.items():
         port = next(p for p, service in LOCAL_PORTS.items() if service == name)
@@ -462,6 +469,11 @@ def test_the_compose_ingress_config_renders_with_upstreams_at_the_compose_addres
     # Profile "victoriametrics": the import path goes to the victoriametrics service.
     assert list(config.import_endpoints.values()) == [address_of("victoriametrics")]
     assert f"server {address_of('victoriametrics')};" in text and "location = /api/v1/import/prometheus" in text
+    # The ingest's upload paths go to the sitewatch-ingest service.
+    assert config.ingest_endpoint == address_of("sitewatch-ingest")
+    assert f"server {address_of('sitewatch-ingest')};" in text
+    for path in config.ingest_paths:
+        assert f"location = {path} {{" in text and f"proxy_pass http://sitewatch_ingest{path}$is_args$args;" in text
     # The receiver's webhook and metrics are not served to the office.
     receiver = next(body for listen, body in servers if listen == dict((a.name, a.listen) for a in config.office)["receiver"])
     assert "location /alert/ {\n            return 403;" in receiver and "location = /metrics {\n            return 403;" in receiver
@@ -498,6 +510,99 @@ def test_the_rendered_nginx_conf_passes_nginx_t(tmp_path):
     conf = folder / "nginx.conf"
     conf.write_text(text, encoding="utf-8")
     result = subprocess.run([nginx, "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def _ingest_config_mount() -> tuple[str, str]:
+    """(host path with its default filled in, path in the container) of sitewatch-ingest's config."""
+    ingest = services()["sitewatch-ingest"]
+    config_in_container = next(a.split("=", 1)[1] for a in ingest["command"] if a.startswith("--config="))
+    for volume in ingest["volumes"]:
+        source, target = interpolate(volume).split(":")[:2]
+        if target == config_in_container:
+            return source, target
+    raise AssertionError(f"sitewatch-ingest: nothing is mounted at its --config {config_in_container}")
+
+
+def test_the_ingest_runs_in_the_shared_namespace_with_its_config_secrets_and_storage_volume():
+    from ingest.cli import _parser
+
+    ingest = services()["sitewatch-ingest"]
+    assert ingest.get("build") and ingest["image"] == services()["sitewatch-receiver"]["image"], \
+        "sitewatch-ingest: the sitewatch image, built from the Dockerfile"
+    assert ingest["command"][:2] == ["sitewatch-ingest", "run"]
+    arguments = _parser().parse_args(ingest["command"][1:])
+    # Prometheus scrapes it at prometheus.yml's 127.0.0.1 address, nginx passes the uploads there.
+    prometheus = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    [job] = [job for job in prometheus["scrape_configs"] if job["job_name"] == "sitewatch-ingest"]
+    [target] = [t for group in job["static_configs"] for t in group["targets"]]
+    assert arguments.listen == target == f"127.0.0.1:{_listen_port(ingest)}" == ingress_config().ingest_endpoint
+    # The config: examples/ingest.yml by default, its {env: NAME} secrets passed from .env.
+    source, config_in_container = _ingest_config_mount()
+    assert source == "./examples/ingest.yml" and (ROOT / source).is_file()
+    raw = yaml.safe_load((ROOT / source).read_text(encoding="utf-8"))
+    names = set(env_names(raw))
+    assert names, "examples/ingest.yml reads no {env: NAME} secret: revisit the service's environment"
+    for name in names:
+        assert name in ingest["environment"], f"{source} reads {name}, the service does not pass it"
+        assert name in env_example(), f".env.example lacks {name}"
+    # Its SQLite file, where its storage.path puts it in the container (relative: next to the config),
+    # is on a named volume, so it survives a recreation; so are its -wal and -shm files, beside it.
+    stored = PurePosixPath((raw.get("storage") or {}).get("path") or "sitewatch-ingest.db")
+    if not stored.is_absolute():
+        stored = PurePosixPath(config_in_container).parent / stored
+    volumes = {target: source for source, target in (v.split(":")[:2] for v in ingest["volumes"])
+               if not source.startswith((".", "/", "$"))}
+    assert any(stored.parent == PurePosixPath(target) for target in volumes), \
+        f"sitewatch-ingest: its storage {stored} is not on a named volume ({volumes})"
+    # The volume takes the image's /var/lib/sitewatch, owned by the image's user: the only folder it can write.
+    assert str(stored.parent) == "/var/lib/sitewatch"
+    # What nginx passes to it are the paths the config posts to.
+    paths = {raw.get("smartstatus", {}).get("path", "/upload"), raw.get("getad", {}).get("path", "/api/submit_json")}
+    assert set(ingress_config().ingest_paths) == paths
+
+
+def test_the_sitewatch_image_has_the_ingest_package():
+    """The sitewatch-ingest service runs sitewatch-ingest from the sitewatch image: only what the Dockerfile
+    copies into the build is there."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r"^COPY\s+ingest\s+\./ingest\s*$", text, re.M), \
+        "the Dockerfile does not COPY ingest ./ingest: sitewatch-ingest in the image cannot import ingest"
+
+
+def test_the_ingests_systemd_unit_listens_where_prometheus_and_the_ingress_expect_it(tmp_path):
+    import configparser
+    import shlex
+
+    from ingest.cli import _parser
+    from ingress.config import load_ingress_config
+
+    path = ROOT / "examples" / "systemd" / "sitewatch-ingest.service"
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str  # systemd's keys are case-sensitive
+    unit.read_string(path.read_text(encoding="utf-8"))
+    service = unit["Service"]
+    command = shlex.split(service["ExecStart"])
+    assert command[0].endswith("/sitewatch-ingest") and command[1] == "run"
+    arguments = _parser().parse_args(command[1:])
+    assert arguments.config == "/etc/sitewatch/ingest.yml"
+    assert arguments.listen == "127.0.0.1:9817" == load_ingress_config(ROOT / "ingress" / "ingress.yml").ingest_endpoint
+    assert "127.0.0.1:9817" in (ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    assert service["User"] == "sitewatch" and service["Restart"] == "on-failure"
+    assert service["RestartPreventExitStatus"] == "2"  # a config error: a restart will not fix it
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # The storage docs/ingest.md shows (/var/lib/sitewatch/ingest.db) is in the folder systemd makes writable.
+    assert service["StateDirectory"] == "sitewatch" and service["ProtectSystem"] == "strict"
+    assert "path: /var/lib/sitewatch/ingest.db" in (ROOT / "docs" / "ingest.md").read_text(encoding="utf-8")
+    assert service["NoNewPrivileges"] == "true" and service["PrivateDevices"] == "true"
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed: the unit's syntax is not checked")
+    # `verify` wants ExecStart's binary to exist: the venv's stands in for /opt/sitewatch's.
+    binary = shutil.which("sitewatch-ingest") or str(Path(sys.executable).parent / "sitewatch-ingest")
+    copy = tmp_path / path.name
+    copy.write_text(path.read_text(encoding="utf-8").replace(command[0], binary), encoding="utf-8")
+    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
 

@@ -1,6 +1,7 @@
 """The ingress on real parts: Debian's nginx rendered by `sitewatch-ingress`, two real Pushgateways, the real
 `sitewatch-pusher` pushing over TLS with its site's credential, Prometheus scraping both Pushgateways, the
-receiver behind the office side, and two real VictoriaMetrics behind the import path."""
+receiver behind the office side, two real VictoriaMetrics behind the import path, and a real
+`sitewatch-ingest` behind the upload paths, reached by smartstatus.bat's own curl line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import contextlib
 import gzip
 import http.client
 import json
+import os
+import re
 import shutil
 import ssl
 import signal
@@ -22,7 +25,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, free_port, is_root, wait_until, write_config
+from conftest import ROOT, free_port, is_root, value_of_metric, wait_until, write_config
+from ingest_data.ingest_kit import (DEALER, GETAD_KEY, TOKEN, IngestProcess, data_file,  # noqa: F401
+                                    ingest_process, monitoring_page)
 from receiver_kit import write_receiver_config
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -42,6 +47,8 @@ class Ingress:
     vms: dict[str, str] = field(default_factory=dict)  # import endpoint name -> VictoriaMetrics URL
     passwords: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    ingest: IngestProcess | None = None  # sitewatch-ingest behind the upload paths
+    http_url: str = ""  # the plain-HTTP listener for the upload paths, when the config has one
 
     def cli(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(self.config), *args], cwd=ROOT,
@@ -91,6 +98,19 @@ class Ingress:
     def logs(self) -> str:
         return "".join(path.read_text(errors="replace") for path in (self.folder / "logs").glob("*.log"))
 
+    def upload(self, token: str = TOKEN, content: bytes | None = None, base: str | None = None,
+               method: str = "POST") -> requests.Response:
+        """smartstatus.bat's upload (see IngestProcess.upload), to the ingress instead of the ingest."""
+        return requests.request(method, f"{base or self.push_url}/upload", params={"token": token},
+                                headers={"upload": "yes", "dealer": DEALER}, verify=str(self.ca), timeout=10,
+                                files={"file": ("GORDUMA.status", monitoring_page() if content is None else content,
+                                                "application/octet-stream")})
+
+    def post_getad(self, key: str = GETAD_KEY, base: str | None = None) -> requests.Response:
+        return requests.post(f"{base or self.push_url}/api/submit_json", data=data_file("00123456790012.json"),
+                             headers={"Content-Type": "application/json", "X-API-Key": key}, verify=str(self.ca),
+                             timeout=10)
+
     def exported(self, vm: str, match: str) -> list[dict]:
         """The series matching `match` in VictoriaMetrics `vm`, read directly (not through nginx)."""
         requests.get(self.vms[vm] + "/internal/force_flush", timeout=5)
@@ -134,8 +154,19 @@ def import_ingress(tmp_path, pushgateway, receiver_process, victoriametrics):
         yield run
 
 
+@pytest.fixture
+def ingest_ingress(tmp_path, pushgateway, receiver_process, ingest_process):
+    """The ingress with a real sitewatch-ingest behind its upload paths, on the TLS push port and on a plain-HTTP
+    listener; an import path too, with nothing behind it (its credential check is all that is asked of it)."""
+    ingest = ingest_process()
+    nothing = {name: f"http://127.0.0.1:{free_port()}" for name in ("main", "second")}
+    with running_ingress(tmp_path, pushgateway, receiver_process, nothing, ingest=ingest) as run:
+        yield run
+
+
 @contextlib.contextmanager
-def running_ingress(tmp_path, pushgateway, receiver_process, vms: dict[str, str] | None = None):
+def running_ingress(tmp_path, pushgateway, receiver_process, vms: dict[str, str] | None = None,
+                    ingest: IngestProcess | None = None):
     if not Path(NGINX).exists():
         pytest.fail("nginx is not installed: run 'make test', which installs Debian's package")
     gateways = {"main": pushgateway(), "second": pushgateway()}
@@ -143,6 +174,11 @@ def running_ingress(tmp_path, pushgateway, receiver_process, vms: dict[str, str]
     if vms:
         endpoints = ", ".join(f"{name}: {url.removeprefix('http://')}" for name, url in vms.items())
         imports = f"  import_endpoints: {{{endpoints}}}\n  import_shards: {{kodeks-spb: second}}\n"
+    http_port = free_port()
+    if ingest:
+        # A small burst, so that the rate test runs out of it; the other tests stay well inside.
+        imports += (f"  ingest_endpoint: 127.0.0.1:{ingest.port}\n  ingest_rate: 60r/m\n  ingest_burst: 25\n"
+                    f"  ingest_http_listen: 127.0.0.1:{http_port}\n")
     receiver = receiver_process(write_receiver_config(tmp_path, "http://127.0.0.1:9"), "--dry-run")
     push_port, office_gateway, office_receiver = free_port(), free_port(), free_port()
     folder = tmp_path / "ingress"
@@ -168,7 +204,8 @@ push:
 """)
     run = Ingress(folder, config, f"https://127.0.0.1:{push_port}",
                   {"pushgateway": f"https://127.0.0.1:{office_gateway}", "receiver": f"https://127.0.0.1:{office_receiver}"},
-                  gateways, folder / "tls" / "cert.pem", None, dict(vms or {}))  # type: ignore[arg-type]
+                  gateways, folder / "tls" / "cert.pem", None, dict(vms or {}),  # type: ignore[arg-type]
+                  ingest=ingest, http_url=f"http://127.0.0.1:{http_port}" if ingest else "")
     run.cli("cert", "--host", "127.0.0.1", "--host", "localhost")
     run.cli("render")
     run.nginx = subprocess.Popen([NGINX, "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
@@ -596,3 +633,199 @@ push:
         result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 2 and f"{config}: {message}" in result.stderr, result.stderr
+
+
+# --- sitewatch-ingest behind the push side ------------------------------------------------------------------
+
+def upload_line(url: str) -> str:
+    """smartstatus.bat's upload line as the script has it, with only the host (and scheme) changed."""
+    return f'curl -H "upload: yes" -H "dealer: {DEALER}" -v -Ffile=@GORDUMA.status "{url}/upload?token={TOKEN}"'
+
+
+def run_line(line: str, folder: Path, ca_bundle: Path | None = None) -> subprocess.CompletedProcess:
+    """The line run by the real curl in the script's folder. `ca_bundle` plays the curl-ca-bundle.crt that the
+    Windows curl beside smartstatus.bat reads from its own folder (Debian's curl reads CURL_CA_BUNDLE instead)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")}
+    if ca_bundle is not None:
+        env["CURL_CA_BUNDLE"] = str(ca_bundle)
+    return subprocess.run(line, shell=True, cwd=folder, env=env, capture_output=True, text=True, timeout=30)
+
+
+def ingest_value(ingress: Ingress, name: str, **labels: str) -> float:
+    return value_of_metric(ingress.ingest.metrics(), name, **labels) or 0
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl binary")
+def test_smartstatus_bats_upload_line_over_tls_reaches_the_ingest_and_gets_the_smart_servers_answer(
+        ingest_ingress, tmp_path):
+    ingress = ingest_ingress
+    folder = tmp_path / "smartstatus"
+    folder.mkdir()
+    (folder / "GORDUMA.status").write_bytes(monitoring_page())
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    public_cas = system.read_text() if system.exists() else ""
+    # The bundle as shipped (public CAs only) does not know a self-signed certificate: the upload line has no
+    # -k, so curl refuses the server (exit 60) and sends nothing.
+    (folder / "curl-ca-bundle.crt").write_text(public_cas)
+    refused = run_line(upload_line(ingress.push_url), folder, folder / "curl-ca-bundle.crt")
+    assert refused.returncode == 60, refused.stderr
+    assert ingest_value(ingress, "sitewatch_ingest_uploads_total", source="smartstatus") == 0
+    # With the office's certificate added to that bundle, the unchanged line goes through nginx to the ingest,
+    # and the script's window shows the SMART server's own answer.
+    (folder / "curl-ca-bundle.crt").write_text(public_cas + ingress.ca.read_text())
+    done = run_line(upload_line(ingress.push_url), folder, folder / "curl-ca-bundle.crt")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '{"ok":true,"path":"/files/GORDUMA.status"}'
+    assert "HTTP/1.1 200" in done.stderr and "SSL certificate verify ok" in done.stderr
+    # Or --cacert on the upload line, with the certificate alone.
+    (folder / "office.pem").write_text(ingress.ca.read_text())
+    line = upload_line(ingress.push_url).replace(" -v ", " -v --cacert office.pem ")
+    assert run_line(line, folder).stdout == '{"ok":true,"path":"/files/GORDUMA.status"}'
+    text = ingress.ingest.metrics()
+    assert value_of_metric(text, "sitewatch_ingest_uploads_total", source="smartstatus") == 2
+    assert value_of_metric(text, "sitewatch_check_up", site="gorduma-kodeks", check="kodeks") is not None
+    # getad-service's post, with its X-API-Key, the same way.
+    posted = ingress.post_getad()
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["status"] == "success" and "isaac-cafe" in posted.json()["message"]
+    assert ingest_value(ingress, "sitewatch_ingest_uploads_total", source="getad") == 1
+
+
+def test_a_wrong_token_or_key_is_refused_by_the_ingest_and_the_refusal_reaches_the_sender(ingest_ingress):
+    ingress = ingest_ingress
+    wrong = ingress.upload(token="not-the-token")
+    assert wrong.status_code == 403 and wrong.json()["reason"] == "bad_token", wrong.text
+    assert ingress.upload(token="").json()["reason"] == "bad_token"
+    bad_key = ingress.post_getad(key="not-the-key")
+    assert bad_key.status_code == 403 and bad_key.json()["reason"] == "bad_key", bad_key.text
+    # The ingest refused them (nginx has no notion of these tokens): its counters say so.
+    text = ingress.ingest.metrics()
+    assert value_of_metric(text, "sitewatch_ingest_refused_total", source="smartstatus", reason="bad_token") == 2
+    assert value_of_metric(text, "sitewatch_ingest_refused_total", source="getad", reason="bad_key") == 1
+    assert (value_of_metric(text, "sitewatch_ingest_uploads_total", source="smartstatus") or 0) == 0
+
+
+def test_nothing_else_of_the_ingest_or_the_push_side_is_reachable_without_a_push_credential(ingest_ingress):
+    ingress = ingest_ingress
+    reloaded = ingest_value(ingress, "sitewatch_ingest_config_last_reload_success_timestamp_seconds")
+    for base in (ingress.push_url, ingress.http_url):
+        for method, path in (("GET", "/metrics"), ("GET", "/"), ("GET", "/index.html"), ("POST", "/-/reload"),
+                             ("GET", "/-/reload"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
+                             ("POST", "/upload/"), ("POST", "/UPLOAD"), ("POST", "/uploads"),
+                             ("POST", "/api/submit_json/x"), ("POST", "/api/submit_json.php")):
+            answer = requests.request(method, f"{base}{path}", params={"token": TOKEN}, data=b"x",
+                                      verify=str(ingress.ca), timeout=5)
+            assert answer.status_code == 403, (base, method, path, answer.status_code)
+        # Paths sent as written: nginx normalises them before it matches, and rebuilds the upload path.
+        for path in ("/upload/../-/reload", "/upload/%2e%2e/metrics", "/api/submit_json/../../metrics",
+                     "/upload%2F..%2F-%2Freload"):
+            assert raw_request(base, ingress.ca, "POST", path) == 403, (base, path)
+    # The push side's own paths still want their credential on the TLS port, and are not served in clear.
+    assert raw_request(ingress.push_url, ingress.ca, "POST", IMPORT_PATH) == 401
+    assert raw_request(ingress.push_url, ingress.ca, "PUT", f"/metrics/job/sitewatch/site/{SITE_A}") == 401
+    auth = (f"site/{SITE_A}", ingress.passwords[f"site/{SITE_A}"])
+    assert requests.put(f"{ingress.http_url}/metrics/job/sitewatch/site/{SITE_A}", data=b"x 1\n", auth=auth,
+                        timeout=5).status_code == 403
+    assert ingress.push(f"site/{SITE_A}", SITE_A).status_code == 200  # and the push route works as before
+    # Only POST reaches the ingest: nginx answers the other methods itself.
+    for method in ("GET", "HEAD", "PUT", "DELETE"):
+        for path in ("/upload", "/api/submit_json"):
+            answer = requests.request(method, f"{ingress.push_url}{path}", verify=str(ingress.ca), timeout=5)
+            assert answer.status_code == 405 and answer.headers.get("Allow") == "POST", (method, path)
+    text = ingress.ingest.metrics()
+    assert value_of_metric(text, "sitewatch_ingest_refused_total", reason="method") is None
+    assert ingest_value(ingress, "sitewatch_ingest_config_last_reload_success_timestamp_seconds") == reloaded
+
+
+def raw_request(base: str, ca: Path, method: str, path: str) -> int:
+    """A request with `path` sent exactly as written, over TLS or plain HTTP as `base` says."""
+    host, port = base.split("://")[1].split(":")
+    if base.startswith("https://"):
+        connection = http.client.HTTPSConnection(host, int(port), timeout=10,
+                                                 context=ssl.create_default_context(cafile=str(ca)))
+    else:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request(method, path, body=b"x", headers={"Content-Type": "text/plain"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_an_oversized_upload_is_refused_by_nginx_and_a_burst_from_one_address_is_limited(ingest_ingress):
+    ingress = ingest_ingress
+    big = ingress.upload(content=b"x" * 100_000)  # over the test's max_body of 64 KiB
+    assert big.status_code == 413 and "nginx" in big.text, big.text  # nginx's page, not the ingest's JSON
+    assert value_of_metric(ingress.ingest.metrics(), "sitewatch_ingest_refused_total", reason="too_large") is None
+    # 25 at once from one address, then one a second: past that, 429, and the ingest sees nothing of them.
+    codes = [ingress.upload(token="wrong").status_code for _ in range(45)]
+    assert codes[0] == 403 and 429 in codes, codes
+    assert ingest_value(ingress, "sitewatch_ingest_refused_total", source="smartstatus",
+                        reason="bad_token") == codes.count(403)
+    assert ingress.post_getad().status_code == 429  # one budget per address, both paths
+
+
+def test_plain_http_serves_the_upload_paths_when_configured(ingest_ingress):
+    # smartstatus.bat's line left on http:// (the token in clear: off unless push.ingest_http_listen is set).
+    answer = ingest_ingress.upload(base=ingest_ingress.http_url)
+    assert answer.status_code == 200 and answer.json() == {"ok": True, "path": "/files/GORDUMA.status"}
+    assert ingest_ingress.post_getad(base=ingest_ingress.http_url).status_code == 200
+
+
+def test_without_ingest_endpoint_there_is_no_upload_route_and_no_plain_http_server(ingress):
+    text = (ingress.folder / "nginx.conf").read_text()
+    assert "sitewatch_ingest" not in text and "location = /upload" not in text
+    assert re.findall(r"listen (\S+);", text) == [f"unix:{ingress.folder}/tmp/refused.sock"]
+    assert ingress.upload().status_code == 403
+
+
+def test_the_token_never_appears_in_nginxs_logs(ingest_ingress, tmp_path):
+    ingress = ingest_ingress
+    assert ingress.upload().status_code == 200
+    assert ingress.upload(base=ingress.http_url).status_code == 200
+    assert ingress.upload(token="wrong-token-in-the-url").status_code == 403
+    assert ingress.upload(content=b"x" * 100_000).status_code == 413
+    assert ingress.upload(method="GET").status_code == 405
+    ingress.ingest.stop()  # the ingest gone: nginx's 502, which it would log with the request line
+    assert ingress.upload().status_code == 502
+    assert ingress.post_getad().status_code == 502
+    codes = [ingress.upload(token="wrong-token-in-the-url").status_code for _ in range(40)]
+    assert 429 in codes
+    logs = ingress.logs() + (ingress.folder / "nginx.out").read_text(errors="replace")
+    assert TOKEN not in logs and "wrong-token-in-the-url" not in logs and GETAD_KEY not in logs
+    assert "token=" not in logs
+    for line in ('"POST /upload" 200', '"POST /upload" 403', '"POST /upload" 413', '"GET /upload" 405',
+                 '"POST /upload" 429', '"POST /upload" 502', '"POST /api/submit_json" 502'):
+        assert line in logs, line  # every outcome is still in the access log, by its path
+
+
+def test_bad_ingest_settings_name_the_file_and_the_path(tmp_path):
+    base = """
+folder: x
+tls: {certificate: c.pem, key: k.pem}
+push:
+  listen: 0.0.0.0:9443
+  pushgateways: {main: 127.0.0.1:9091}
+"""
+    ingest = "  ingest_endpoint: 127.0.0.1:9817\n"
+    for extra, message in (
+            ("  ingest_endpoint: 9817\n", "push.ingest_endpoint: expected sitewatch-ingest's address: host:port"),
+            (ingest + "  ingest_paths: [upload]\n", "push.ingest_paths[0]: expected a URL path"),
+            (ingest + "  ingest_paths: [/upload?token=x]\n", "push.ingest_paths[0]: expected a URL path"),
+            (ingest + "  ingest_paths: [/a/../metrics]\n", "push.ingest_paths[0]: expected a URL path"),
+            (ingest + "  ingest_paths: [/metrics]\n",
+             "push.ingest_paths[0]: expected an upload path, not the push side's own"),
+            (ingest + "  ingest_paths: [/upload, /-/reload]\n", "push.ingest_paths[1]: expected an upload path"),
+            (ingest + "  ingest_paths: [/metrics/job/sitewatch/site/x]\n", "push.ingest_paths[0]: expected an upload"),
+            (ingest + "  ingest_paths: [/upload, /upload]\n", "push.ingest_paths[1]: expected a path not listed twice"),
+            (ingest + "  ingest_paths: []\n", "push.ingest_paths: expected a list of URL paths with at least 1"),
+            (ingest + "  ingest_rate: fast\n", "push.ingest_rate: expected a request rate"),
+            ("  ingest_http_listen: 0.0.0.0:80\n",
+             "push.ingest_http_listen: expected nothing without push.ingest_endpoint"),
+            (ingest + "  ingest_http_listen: 0.0.0.0:9443\n",
+             "push.ingest_http_listen: expected a port of its own (port 9443 is push.listen's, with TLS)"),
+            (ingest + "  ingest_path: [/upload]\n", "push.ingest_path")):
+        config = write_config(tmp_path / "ingress.yml", base + extra)
+        result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and f"{config}: {message}" in result.stderr, (extra, result.stderr)
