@@ -71,6 +71,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: sites whose scheduled tasks all fire on the quarter hour (uploads
+    # to sitewatch-ingest), or many scrapers at once, would see connections dropped and retried a second
+    # later. The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
 
 
 class _ThreadingServer6(_ThreadingServer):

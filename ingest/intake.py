@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from exporter.checks.base import Result
 from exporter.kkt.getad import GetadFile
@@ -61,9 +62,14 @@ class Intake:
     def feeds(self) -> list[Feed]:
         return list(self._feeds.values())
 
-    def derived_count(self, distributor: str) -> int:
-        return sum(1 for (_, source), feed in self._feeds.items()
-                   if source == SMARTSTATUS and feed.site.derived and feed.site.distributor == distributor)
+    def derived_count_for(self, distributor: str) -> Callable[[str], int]:
+        """For SiteMap.smartstatus_site: the distributor's made sites, or 0 for a site already made."""
+        def count(site_id: str) -> int:
+            if (site_id, SMARTSTATUS) in self._feeds:
+                return 0
+            return sum(1 for (_, source), feed in self._feeds.items()
+                       if source == SMARTSTATUS and feed.site.derived and feed.site.distributor == distributor)
+        return count
 
     # --- taking uploads -----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from exporter.config.loader import NAME_PATTERN
 from exporter.secrets import SecretValue
@@ -81,10 +82,14 @@ class SiteMap:
             raise Refusal(403, "bad_token", f"wrong token for dealer {distributor.name}")
         return distributor
 
-    def smartstatus_site(self, distributor: Distributor, client: str, derived_count: int) -> IngestSite:
+    def smartstatus_site(self, distributor: Distributor, client: str,
+                         derived_count: Callable[[str], int]) -> IngestSite:
         """The config site that claims `client`, or one made from its name where the distributor allows it.
 
-        `derived_count`: how many made sites the distributor has already, against its max_derived_sites."""
+        `derived_count(site_id)`: how many made sites the distributor has already, against its
+        max_derived_sites, when `site_id` is not one of them (0 when it is: a site already made is never
+        refused). Asked only for a client the config does not name, so a configured site's upload costs
+        no count."""
         site = self._by_client.get((distributor.name, client.casefold()))
         if site is not None:
             return site
@@ -101,19 +106,19 @@ class SiteMap:
         if (distributor.name, client.casefold()) in self._by_client:
             return None  # the config now names the client: its site has its own data
         try:
-            return self._derived(distributor, client, 0)
+            return self._derived(distributor, client, lambda _site_id: 0)
         except Refusal:
             return None
 
-    def _derived(self, distributor: Distributor, client: str, derived_count: int) -> IngestSite:
+    def _derived(self, distributor: Distributor, client: str, derived_count: Callable[[str], int]) -> IngestSite:
         site_id = site_id_from_client(client)
         if site_id is None:
             raise Refusal(422, "unknown_client", f"no site id can be made from the client name {shown(client)}")
         if site_id in self._sites:
             raise Refusal(422, "unknown_client", f"the client {shown(client)} would become site {site_id}, which "
                                                  "the config gives to another client: map it explicitly")
-        if derived_count >= distributor.max_derived_sites:
-            raise Refusal(422, "too_many_sites", f"{distributor.name} has {derived_count} sites made from client "
+        if (count := derived_count(site_id)) >= distributor.max_derived_sites:
+            raise Refusal(422, "too_many_sites", f"{distributor.name} has {count} sites made from client "
                                                  "names, its max_derived_sites")
         labels = {**dict(distributor.labels), "client": client}
         return IngestSite(id=site_id, distributor=distributor.name, labels=tuple(sorted(labels.items())),

@@ -85,7 +85,8 @@ def _smartstatus(environ: dict[str, Any], config: IngestConfig, intake: Intake) 
     body = read_body(environ, config.max_body)
     file_name, data = multipart.file_field(body, environ.get("CONTENT_TYPE", ""))
     status_file = smartstatus.read_status_file(file_name, data)
-    site = intake.map.smartstatus_site(distributor, status_file.client, intake.derived_count(distributor.name))
+    site = intake.map.smartstatus_site(distributor, status_file.client,
+                                       intake.derived_count_for(distributor.name))
     arrival = time.time()
     when, ignored = smartstatus.upload_time(status_file.server_date, arrival, config.smartstatus.date_tolerance)
     meta = {"distributor": distributor.name, "client": status_file.client, "file_name": file_name,
