@@ -100,12 +100,15 @@ def test_an_uploaded_kodeks_page_and_a_posted_register_alert_in_their_distributo
         def arrived() -> bool:
             spb = texts(m for m in telegram.messages(CHATS["kodeks-spb"]) if firing(m))
             pos = texts(m for m in telegram.messages(CHATS["pos"]) if firing(m))
-            return TITLE["KodeksMainPageError"] in spb and TITLE["FnExpiring"] in pos
+            kkt = texts(m for m in telegram.messages(CHATS["kkt"]) if firing(m))
+            duty = texts(m for m in telegram.messages(CHATS["duty"]) if firing(m))
+            return (TITLE["KodeksMainPageError"] in spb and TITLE["FnExpiring"] in pos
+                    and TITLE["FnExpiring"] in kkt and TITLE["KodeksMainPageError"] in duty)
 
         deadline = time.monotonic() + 90
         while not arrived():
             assert time.monotonic() < deadline, (
-                "KodeksMainPageError in kodeks-spb and FnExpiring in pos did not arrive: "
+                "KodeksMainPageError in kodeks-spb and duty, FnExpiring in pos and kkt did not arrive: "
                 f"{ {route: [m.text[:120] for m in telegram.messages(chat)] for route, chat in CHATS.items()} }")
             time.sleep(0.5)
 
