@@ -42,6 +42,7 @@ bench: venv debs
 	$(PY) bench/ingress_push.py
 	$(PY) bench/hours_fleet.py
 	$(PY) bench/exporter_scrape.py
+	$(PY) bench/ingest_uploads.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
