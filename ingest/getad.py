@@ -37,6 +37,11 @@ def decode_post(body: bytes) -> dict:
             from None
     except (ValueError, RecursionError) as err:  # absurd numbers or nesting
         raise Refusal(400, "bad_json", f"the body is not usable JSON ({type(err).__name__})") from None
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # "\ud800" escapes are valid JSON but not text; nothing downstream can keep them
+        raise Refusal(400, "bad_json", "the body holds a lone surrogate escape (such as \\ud800), which is not "
+                                       "text") from None
     if not isinstance(record, dict):
         raise Refusal(422, "bad_record", f"the body is JSON but not an object (getad posts one register's or "
                                          f"station's file), got {type(record).__name__}")

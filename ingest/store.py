@@ -147,6 +147,12 @@ class Store:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"cannot write to {self.path}: {err}") from None
+            except BaseException:
+                # Anything else (a value SQLite cannot take): the transaction must not stay open, or it would
+                # hold the write lock and every later upload of every site would fail.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def uploads(self) -> list[StoredUpload]:
         with self._lock:

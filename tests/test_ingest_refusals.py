@@ -177,3 +177,24 @@ def test_after_the_minute_the_next_line_says_how_many_came_since(caplog):
     assert "reason=bad_token" in lines[1] and "count_since_last_line=50" in lines[1]
     assert "reason=bad_key" in lines[2] and "count_since_last_line=1" in lines[2]
     assert refusals.counts() == {("smartstatus", "bad_token"): 51, ("getad", "bad_key"): 1}
+
+
+def test_a_lone_surrogate_in_a_post_is_refused_and_leaves_the_store_writable(ingest_process):
+    """It once got 500 and left the SQLite transaction open: every later upload of every site got 503."""
+    ingest = ingest_process()
+    poison = b'{"serialNumber": "00123456790012", "hostname": "isaac-lt\\udc80"}'
+    answer = ingest.post_getad(poison)
+    assert answer.status_code == 400 and "surrogate" in answer.text
+    assert ingest.upload("GORDUMA.status", monitoring_page()).status_code == 200
+    assert ingest.post_getad(data_file("00123456790012.json")).status_code == 200
+
+
+def test_a_placeholder_date_of_year_one_is_taken_as_unknown_not_a_crash(ingest_process):
+    ingest = ingest_process()
+    record = json.loads(data_file("00123456790012.json"))
+    record["dateTime_end"] = "0001-01-01 00:00:00"
+    record["licenses"]["1"]["dateUntil"] = "0001-01-01 00:00:00"
+    assert ingest.post_getad(record).status_code == 200
+    text = ingest.metrics()
+    assert "sitewatch_fn_expiry_timestamp_seconds{" not in text
+    assert 'licence="1"' not in text.split("sitewatch_kkt_licence_expiry_timestamp_seconds", 1)[-1].split("# HELP")[0]

@@ -169,9 +169,12 @@ def _timestamp(value: object, timezone: ZoneInfo | None) -> float | None:
     if not text:
         return None
     try:
-        return local_timestamp(text, timezone=timezone)
+        moment = local_timestamp(text, timezone=timezone)
     except (OverflowError, OSError):  # years a platform's clock cannot express (OSError on Windows before 1970)
         return None
+    # A date before 1970 is a placeholder ("0001-01-01" for a field the driver could not read), not a moment:
+    # said as a date it would fall before year 1 in some zones and break every text that shows it.
+    return moment if moment is not None and moment >= 0 else None
 
 
 def _ffd(number: str) -> str:
