@@ -27,6 +27,9 @@ from ingest.sitemap import SiteMap
 from ingest.store import Store, StoredCounters, StoredUpload
 
 log = logging.getLogger("sitewatch.ingest")
+# Registers per site and source. A till PC has one to four; every post re-reads all of a site's registers,
+# so a key that posts endless made-up serials under one hostname must not grow a site without end.
+MOST_ITEMS_PER_SITE = 64
 
 
 @dataclass
@@ -81,6 +84,11 @@ class Intake:
         with self._lock:
             key = (site.id, source)
             feed = self._feeds.get(key) or self._new_feed(site, self.config.settings(source))
+            if item not in feed.uploads and len(feed.uploads) >= MOST_ITEMS_PER_SITE:
+                raise Refusal(422, "too_many_items", f"site {site.id} already has {len(feed.uploads)} "
+                                                     f"{'registers' if source == GETAD else 'items'} from "
+                                                     f"{source}; one more is not taken (a till PC has a few)",
+                              site=site.id)
             upload = StoredUpload(site.id, source, item, body, upload_time, arrived_at, meta)
             uploads = {**feed.uploads, item: upload}
             forget = _forgotten(uploads, feed.settings, arrived_at)

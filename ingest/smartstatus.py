@@ -24,7 +24,8 @@ from ingest.refusals import Refusal, shown
 SUFFIX = ".status"
 _MAINTENANCE = [re.compile(pattern) for pattern in DEFAULT_MAINTENANCE_MARKERS]
 # A header line as curl -i prints it, kept by find "date:" (Windows) or grep -i "date:" (Linux).
-_HEADER_LINE = re.compile(r"^\s*([A-Za-z0-9-]+):\s*(.*?)\s*$")
+# The value is stripped in code: a lazy group before `\s*$` backtracks quadratically on a line of spaces.
+_HEADER_LINE = re.compile(r"^\s*([A-Za-z0-9-]+):(.*)$")
 
 
 @dataclass
@@ -69,7 +70,7 @@ def read_status_file(file_name: str, data: bytes) -> StatusFile:
             break
         taken += 1
         if header.group(1).lower() == "date":
-            server_date = _http_date(header.group(2)) or server_date  # with -L, the last answer's counts
+            server_date = _http_date(header.group(2).strip()) or server_date  # with -L, the last answer's counts
     return StatusFile(client=client, page="\n".join(lines[taken:]), server_date=server_date)
 
 

@@ -198,3 +198,35 @@ def test_a_placeholder_date_of_year_one_is_taken_as_unknown_not_a_crash(ingest_p
     text = ingest.metrics()
     assert "sitewatch_fn_expiry_timestamp_seconds{" not in text
     assert 'licence="1"' not in text.split("sitewatch_kkt_licence_expiry_timestamp_seconds", 1)[-1].split("# HELP")[0]
+
+
+def test_pathological_bodies_are_read_in_linear_time(ingest_process):
+    """A date line of spaces and a body of bare multipart delimiters once took quadratic time, holding the
+    whole process (health checks and other uploads) meanwhile."""
+    ingest = ingest_process()
+    started = time.monotonic()
+    spaces = b"date: a" + b" " * 60_000 + b"b\n" + monitoring_page()
+    assert ingest.upload("GORDUMA.status", spaces).status_code in (200, 422)
+    boundary = "XyZ"
+    body = (f"--{boundary}\n" * 40_000).encode()
+    answer = requests.post(f"{ingest.url}/upload", params={"token": TOKEN}, data=body, timeout=30,
+                           headers={"upload": "yes", "dealer": DEALER,
+                                    "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert 400 <= answer.status_code < 500
+    assert time.monotonic() - started < 5
+
+
+def test_a_site_takes_a_bounded_number_of_registers(ingest_process):
+    from ingest.intake import MOST_ITEMS_PER_SITE
+
+    ingest = ingest_process()
+    record = json.loads(data_file("00123456790012.json"))
+    for number in range(MOST_ITEMS_PER_SITE):
+        record["serialNumber"] = f"{number:014d}"
+        assert ingest.post_getad(record).status_code == 200
+    record["serialNumber"] = "99999999999999"
+    refused = ingest.post_getad(record)
+    assert refused.status_code == 422 and "isaac-cafe" in refused.text
+    record["serialNumber"] = f"{0:014d}"  # one it has: still taken
+    assert ingest.post_getad(record).status_code == 200
+    assert ingest.value("sitewatch_ingest_refused_total", source="getad", reason="too_many_items") == 1
