@@ -43,7 +43,7 @@ class SourceSettings:
     silent_after: float  # seconds without an upload after which a site counts as silent
     failure_threshold: int
     success_threshold: int
-    date_tolerance: float = 86400.0  # smartstatus: a date: line further than this from arrival is not believed
+    date_tolerance: float = 600.0  # smartstatus: a date: line older than this at arrival is not believed
     forget_after: float = 30 * 86400.0  # getad: a register not posted for this long is dropped
 
 
@@ -129,7 +129,10 @@ def _client_name(value: Any, path: str) -> str:
 
 def normal_rms_url(text: str) -> str:
     """An iikoRMS address as one string however it is written: https://Host:443/resto/ = https://host/resto."""
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:  # "http://[resto": not an address; kept as written, it matches only itself
+        return text.strip()
     host = (parts.hostname or "").lower()
     try:
         port = parts.port
@@ -159,7 +162,7 @@ _SMARTSTATUS = s.struct({
     "path": s.Field(_url_path, default="/upload"),
     # Two 15-minute runs of smartstatus.bat and SMART's own 10 minutes of processing.
     "silent_after": s.Field(s.duration(minimum=60, maximum=30 * 86400), default=40 * 60.0),
-    "date_tolerance": s.Field(s.duration(minimum=60, maximum=30 * 86400), default=86400.0),
+    "date_tolerance": s.Field(s.duration(minimum=60, maximum=30 * 86400), default=600.0),
     # One upload that catches the server's nightly restart is not yet "server down".
     **_thresholds(2, 1),
 })
@@ -335,6 +338,11 @@ def _site(raw: Any, path: str, distributors: dict[str, Distributor]) -> IngestSi
         if getad["api_key"] is None and not (getad["serials"] or getad["hostnames"] or getad["url_rms"]):
             raise s.Invalid(s.join(path, "getad"), "a way to tell this site's posts among the distributor's: "
                                                    "serials, hostnames or url_rms (or an api_key of its own)")
+    if smartstatus is not None and getad is not None and smartstatus["check"] == getad["check"]:
+        # The alert rules join a site's series by (site, check): two sources under one name would make every
+        # such join many-to-many, and stop the rules for the whole fleet.
+        raise s.Invalid(s.join(path, "getad.check"), f"a check name other than smartstatus's "
+                                                     f"{smartstatus['check']!r}: each source is a check of its own")
     labels = {**dict(distributor.labels), **options["labels"]}
     return IngestSite(
         id=options["id"], distributor=distributor.name, labels=tuple(sorted(labels.items())),

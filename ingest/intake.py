@@ -65,6 +65,18 @@ class Intake:
     def feeds(self) -> list[Feed]:
         return list(self._feeds.values())
 
+    def made_for_another(self, site: IngestSite) -> IngestSite | None:
+        """The site made earlier under the same id for another client or distributor (two names that spell the
+        same id, such as "Ромашка Офис" and "romashka-ofis"), which `site` must not take over."""
+        feed = self._feeds.get((site.id, SMARTSTATUS))
+        if feed is None or not site.derived or not feed.site.derived:
+            return None
+        theirs, ours = feed.site.smartstatus, site.smartstatus
+        if feed.site.distributor != site.distributor or theirs is None or ours is None \
+                or theirs.client.casefold() != ours.client.casefold():
+            return feed.site
+        return None
+
     def derived_count_for(self, distributor: str) -> Callable[[str], int]:
         """For SiteMap.smartstatus_site: the distributor's made sites, or 0 for a site already made."""
         def count(site_id: str) -> int:

@@ -57,8 +57,23 @@ def client_of(file_name: str) -> str:
     return client
 
 
+# A monitoring page is two short lines per catalog (a few hundred bytes each for a server with dozens of
+# catalogs). Bounds far above that keep a hostile page from costing the parser's regular expressions
+# seconds per line, and /metrics a series per invented catalog.
+PAGE_MOST = 256 * 1024
+LINE_MOST = 4096
+CATALOGS_MOST = 500
+
+
 def read_status_file(file_name: str, data: bytes) -> StatusFile:
     client = client_of(file_name)
+    if len(data) > PAGE_MOST:
+        raise Refusal(413, "page_too_big", f"the file holds {len(data):,} bytes; a monitoring page is a few "
+                                           f"kilobytes (at most {PAGE_MOST:,} taken)")
+    longest = max((len(line) for line in data.split(b"\n")), default=0)
+    if longest > LINE_MOST:
+        raise Refusal(422, "not_monitoring_page", f"a line of {longest:,} bytes: a monitoring page's lines are "
+                                                  f"short (at most {LINE_MOST:,} taken)")
     # The page is UTF-8; a stray byte (a Windows code page in a comment) must not cost the catalog lines.
     text = data.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
@@ -87,12 +102,17 @@ def _http_date(text: str) -> float | None:
         return None
 
 
+# The page is fetched moments before the upload; a date: later than arrival by more than this is a fast clock.
+FUTURE_MOST = 60.0
+
+
 def upload_time(server_date: float | None, arrival: float, tolerance: float) -> tuple[float, bool]:
-    """When the page was taken: the file's date: line, or arrival when it has none; a date further than
-    `tolerance` from arrival is not believed (a server clock years off), and the second value says so."""
+    """When the page was taken: the file's date: line, or arrival when it has none. A date more than
+    `tolerance` before arrival, or later than arrival, is not believed (a server clock off would make the
+    site look silent at once, or hide a real silence), and the second value says so."""
     if server_date is None:
         return arrival, False
-    if abs(server_date - arrival) > tolerance:
+    if server_date > arrival + FUTURE_MOST or arrival - server_date > tolerance:
         return arrival, True
     return server_date, False
 
@@ -111,6 +131,9 @@ def read_page(status: StatusFile) -> Reading:
         return reading
     try:
         reading.catalogs = parse_metrics_page(status.page)
+        if len(reading.catalogs) > CATALOGS_MOST:
+            raise PageFormatError(f"{len(reading.catalogs):,} catalogs, more than a server has "
+                                  f"(at most {CATALOGS_MOST} taken)")
     except PageFormatError as err:
         start = status.page.strip()[:80]
         reading.failure = Result.failed(

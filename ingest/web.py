@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from ingest import getad, multipart, smartstatus
 from ingest.config import GETAD, SMARTSTATUS, IngestConfig
 from ingest.intake import Intake
-from ingest.refusals import Refusal, Refusals
+from ingest.refusals import Refusal, Refusals, shown
 from ingest.store import StoreError
 
 log = logging.getLogger("sitewatch.ingest")
@@ -87,6 +87,9 @@ def _smartstatus(environ: dict[str, Any], config: IngestConfig, intake: Intake) 
     status_file = smartstatus.read_status_file(file_name, data)
     site = intake.map.smartstatus_site(distributor, status_file.client,
                                        intake.derived_count_for(distributor.name))
+    if intake.made_for_another(site) is not None:
+        raise Refusal(422, "unknown_client", f"the client {shown(status_file.client)} would become site {site.id}, "
+                                             f"which was made for another client: map it explicitly")
     arrival = time.time()
     when, ignored = smartstatus.upload_time(status_file.server_date, arrival, config.smartstatus.date_tolerance)
     meta = {"distributor": distributor.name, "client": status_file.client, "file_name": file_name,

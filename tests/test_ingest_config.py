@@ -73,6 +73,10 @@ def test_a_good_config_passes_with_exit_0(tmp_path, capsys):
      "sites[0].labels.source: expected a label name that sitewatch-ingest does not set itself (not source)"),
     (("token: {env: INGEST_TEST_TOKEN}", "token: {env: INGEST_TEST_NOT_SET}"), 3,
      "distributors.rogaikopita599.token: the environment variable INGEST_TEST_NOT_SET is not set"),
+    # both sources under one check name would make the rules' (site, check) joins many-to-many, fleet-wide
+    (("    smartstatus: {client: GORDUMA}", "    smartstatus: {client: GORDUMA, check: till}\n"
+                                          "    getad: {serials: [\"1\"], check: till}"), 11,
+     "sites[0].getad.check: expected a check name other than smartstatus's 'till'"),
     (("sites:", "getad: {path: /upload}\nsites:"), 6,
      "getad.path: expected a path other than smartstatus.path (/upload), got the string '/upload'"),
 ])

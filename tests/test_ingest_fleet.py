@@ -49,3 +49,25 @@ def test_three_hundred_tasks_connecting_at_the_same_moment_are_all_answered(tmp_
             sock.close()
     assert answers == [200] * 64
     assert took < 10, f"300 connections and 64 uploads beside them took {took:.1f} s"
+
+
+TWO_DERIVING = DERIVING.replace("max_derived_sites: 2", "max_derived_sites: 5") + """
+  0420otherdist:
+    token: {env: INGEST_TEST_OTHER_TOKEN}
+    labels: {distributor: other}
+    derive_sites: true
+"""
+
+
+def test_a_made_site_is_not_taken_over_by_another_name_or_distributor_that_spells_its_id(tmp_path, ingest_process):
+    from ingest_data.ingest_kit import OTHER_TOKEN
+
+    ingest = ingest_process(write_ingest_config(tmp_path, TWO_DERIVING))
+    page = monitoring_page()
+    assert ingest.upload("Ромашка Офис.status", page).status_code == 200  # site romashka-ofis
+    same_id_other_name = ingest.upload("romashka-ofis.status", page)
+    assert same_id_other_name.status_code == 422 and "map it explicitly" in same_id_other_name.text
+    other_distributor = ingest.upload("Ромашка Офис.status", b"", dealer="0420otherdist", token=OTHER_TOKEN)
+    assert other_distributor.status_code == 422
+    assert ingest.value("sitewatch_check_up", site="romashka-ofis", distributor="rogaikopita") == 1
+    assert ingest.value("sitewatch_check_runs_total", site="romashka-ofis") == 1  # neither ran as its check

@@ -230,3 +230,12 @@ def test_a_site_takes_a_bounded_number_of_registers(ingest_process):
     record["serialNumber"] = f"{0:014d}"  # one it has: still taken
     assert ingest.post_getad(record).status_code == 200
     assert ingest.value("sitewatch_ingest_refused_total", source="getad", reason="too_many_items") == 1
+
+
+def test_an_unreadable_rms_address_or_a_date_past_9000_is_not_a_server_error(ingest_process):
+    ingest = ingest_process()
+    record = json.loads(data_file("00123456790012.json"))
+    record["url_rms"] = "http://[resto"
+    record["dateTime_end"] = "9999-12-31 23:59:59"
+    assert ingest.post_getad(record).status_code == 200  # still the site of its hostname
+    assert "sitewatch_fn_expiry_timestamp_seconds{" not in ingest.metrics()

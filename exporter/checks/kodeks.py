@@ -148,7 +148,8 @@ class Registration:
     sessions_limit: int | None = None
 
 
-_TAGS = re.compile(r"<[^>]+>")
+# `<[^<>]*>`, not `<[^>]+>`: with unclosed tags the latter scans to the end from every "<" (quadratic).
+_TAGS = re.compile(r"<[^<>]*>")
 _REG_NUMBER = re.compile(r"Регистрационный\s+номер:?\s*([\w./-]+)", re.IGNORECASE)
 _VERSION = re.compile(r"Версия:?\s*(\d+(?:\.\d+)+)", re.IGNORECASE)
 # Only the registration file's own line: other "до DD.MM.YYYY" dates on the page (support contracts,

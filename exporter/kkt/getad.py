@@ -164,17 +164,21 @@ def _text(value: object) -> str:
     return "" if _NOT_SUPPORTED.search(value) else value
 
 
+LATEST_BELIEVED = 221_845_392_000.0  # 9000-01-01 UTC
+
+
 def _timestamp(value: object, timezone: ZoneInfo | None) -> float | None:
     text = _text(value)
     if not text:
         return None
     try:
         moment = local_timestamp(text, timezone=timezone)
-    except (OverflowError, OSError):  # years a platform's clock cannot express (OSError on Windows before 1970)
+    except (OverflowError, OSError, ValueError):  # years a clock cannot express (OSError: Windows before 1970)
         return None
-    # A date before 1970 is a placeholder ("0001-01-01" for a field the driver could not read), not a moment:
-    # said as a date it would fall before year 1 in some zones and break every text that shows it.
-    return moment if moment is not None and moment >= 0 else None
+    # A date before 1970 or after 9000 is a placeholder ("0001-01-01", "9999-12-31" for a field the driver
+    # could not read), not a moment: said as a date it would fall outside years 1-9999 in some zones and
+    # break every text that shows it.
+    return moment if moment is not None and 0 <= moment < LATEST_BELIEVED else None
 
 
 def _ffd(number: str) -> str:
