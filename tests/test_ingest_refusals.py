@@ -239,3 +239,15 @@ def test_an_unreadable_rms_address_or_a_date_past_9000_is_not_a_server_error(ing
     record["dateTime_end"] = "9999-12-31 23:59:59"
     assert ingest.post_getad(record).status_code == 200  # still the site of its hostname
     assert "sitewatch_fn_expiry_timestamp_seconds{" not in ingest.metrics()
+
+
+def test_a_page_with_an_endless_line_or_endless_tags_is_refused_at_once(ingest_process):
+    """A label with no closing quote on a 40 KB line once held the whole process for 19 s."""
+    ingest = ingest_process()
+    started = time.monotonic()
+    endless_label = b'kserver_main_page{service="kodweb",path="/docs' + b"a" * 40_000 + b"\n"
+    assert ingest.upload("GORDUMA.status", endless_label).status_code == 422
+    assert ingest.upload("GORDUMA.status", b"<" * 200_000).status_code == 422
+    assert ingest.upload("GORDUMA.status", b"x\n" * 200_000).status_code == 413
+    assert time.monotonic() - started < 5
+    assert ingest.upload("GORDUMA.status", monitoring_page()).status_code == 200
