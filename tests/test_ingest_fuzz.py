@@ -7,7 +7,7 @@ import json
 import socket
 
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.kkt.getad import REGISTER_KEYS, STATION_KEYS
@@ -84,8 +84,14 @@ def test_any_request_to_either_endpoint_never_gets_a_5xx_and_proper_uploads_stil
     ingest = ingest_process()
     statuses: set[int] = set()
 
+    json_with_key = {"Content-Type": "application/json", "dealer": DEALER, "X-API-Key": GETAD_KEY}
+
+    # The three kinds the assertion below wants, whatever the random examples of a run happen to be.
     @FUZZ
     @given(upload=uploads())
+    @example(upload=("/api/submit_json", "POST", {"token": TOKEN}, json_with_key, b"[]"))  # 422: not an object
+    @example(upload=("/api/submit_json", "POST", {"token": TOKEN}, json_with_key, b"{"))  # 400: cut short
+    @example(upload=("/api/submit_json", "POST", {"token": TOKEN}, {**json_with_key, "X-API-Key": "x"}, b"{}"))
     def one(upload):
         path, method, query, headers, body = upload
         try:
