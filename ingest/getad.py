@@ -38,7 +38,10 @@ def decode_post(body: bytes) -> dict:
     except (ValueError, RecursionError) as err:  # absurd numbers or nesting
         raise Refusal(400, "bad_json", f"the body is not usable JSON ({type(err).__name__})") from None
     try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
+        # Only a body that spells an escape in the surrogate range (\ud800-\udfff) can hold one: the others
+        # are not serialised a second time.
+        if "\\ud" in text.lower():
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:  # "\ud800" escapes are valid JSON but not text; nothing downstream can keep them
         raise Refusal(400, "bad_json", "the body holds a lone surrogate escape (such as \\ud800), which is not "
                                        "text") from None
