@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from exporter.logsetup import add_log_options
 
-def add_config_options(command: argparse.ArgumentParser, what: str) -> None:
-    """``--config``, ``--key-file`` and ``--log.level``, as every sitewatch command that reads a config takes them."""
+
+def add_config_options(command: argparse.ArgumentParser, what: str, log_file: bool = True) -> None:
+    """``--config``, ``--key-file`` and the log options, as every sitewatch command that reads a config takes them.
+
+    `log_file=False` leaves out ``--log.file``: for a program whose work is shared by processes that would
+    each rotate the same file.
+    """
     command.add_argument("--config", "-c", required=True, help=f"the {what} (YAML)")
     command.add_argument("--key-file", help="key file for enc: values (default: $SITEWATCH_KEY or $SITEWATCH_KEY_FILE)")
-    command.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
+    if log_file:
+        add_log_options(command)
+    else:
+        command.add_argument("--log.level", dest="log_level", default="info",
+                             choices=["debug", "info", "warning", "error"])
 
 
 def with_default_command(argv: list[str], command: str = "run") -> list[str]:

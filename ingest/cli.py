@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_CONFIG
-    logsetup.configure(args.log_level)
+    if not logsetup.configure_from(args):
+        return EXIT_BAD_CONFIG
     if args.command == "check-config":
         try:
             config = load_ingest_config(args.config, args.key_file)

@@ -67,8 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--insecure", action="store_true", help="do not verify the Pushgateway's TLS certificate")
     parser.add_argument("--proxy", help="HTTP(S) proxy URL (HTTP_PROXY/HTTPS_PROXY/NO_PROXY are honoured too)")
     parser.add_argument("--key-file", help="key file for enc: values in the config")
-    parser.add_argument("--log.level", dest="log_level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    logsetup.add_log_options(parser)
     return parser
 
 
@@ -281,7 +280,8 @@ def run_loop(pusher: Pusher, config: Config | None, sites: list[Site]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logsetup.configure(args.log_level)
+    if not logsetup.configure_from(args):
+        return EXIT_USAGE
     try:
         config = load_config(args.config, args.key_file) if args.config else None
         if config is None and not args.relay and not args.delete:
@@ -289,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = push_settings(args, config)
         sites = chosen_sites(args, config)
     except ConfigError as err:
-        sys.stderr.write(f"config error: {err}\n")
+        logsetup.fatal(f"config error: {err}")
         return EXIT_USAGE
     except (UsageError, schema.Invalid) as err:
-        sys.stderr.write(f"error: {err}\n")
+        logsetup.fatal(f"error: {err}")
         return EXIT_USAGE
     gateway = destination(settings)
     if args.delete:
