@@ -1,7 +1,7 @@
 """The receiver's config file: Telegram bots, routes (name -> bot and chat), webhook auth and the outbox.
 
 It is read and validated like the exporter's config (same validators, same secrets, same error shape:
-``FILE: routes.duty.chat_id: expected ...``), and nothing starts half-configured.
+``FILE: line 12: routes.duty.chat_id: expected ...``), and nothing starts half-configured.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 
 from exporter import schema as s
 from exporter.config import ConfigError
-from exporter.config.loader import resolve_secrets
+from exporter.config.loader import invalid_config, resolve_secrets
 from exporter.config.push import http_url
-from exporter.config.yamlfile import YamlError, read_yaml
+from exporter.config.yamlfile import YamlError, parse_yaml, read_text
+from exporter.config.yamllines import Lines
 from exporter.secrets import KeySource, SecretValue, secrets_in
 
 PUBLIC_API_URL = "https://api.telegram.org"
@@ -189,19 +190,21 @@ def load_receiver_config(path: str | os.PathLike[str], key_file: str | None = No
     """Reads, validates and resolves (tokens included) the receiver config at `path`; raises ConfigError."""
     file = Path(path)
     try:
-        raw = read_yaml(file)
+        text = read_text(file)
+        raw = parse_yaml(text)
     except YamlError as err:
-        raise ConfigError(file, str(err)) from None
+        raise ConfigError.from_yaml(file, err) from None
+    lines = Lines(text)
     folder = s.config_folder.set(file.parent)
     try:
         top = _TOP(raw, "")
         config = _build(file, top)
     except s.Invalid as err:
-        raise ConfigError(file, err.describe()) from None
+        raise invalid_config(file, err, lines) from None
     finally:
         s.config_folder.reset(folder)
     key_source = KeySource(key_file, str(file.parent / top["key_file"]) if top["key_file"] else None)
-    resolve_secrets(file, list(secrets_in(top)), key_source)
+    resolve_secrets(file, list(secrets_in(top)), key_source, lines=lines)
     return config
 
 

@@ -3,6 +3,10 @@
 Each validator turns a raw YAML value into a Python value or raises `Invalid` with the path inside the
 document (``sites[1].checks[0].ping.count``), what was expected and what was found. The exporter's config
 is described with them, and so are the configs of the other sitewatch programs.
+
+A mapping or a list is checked whole: `struct`, `list_of` and `mapping_of` go on past a bad key or item and
+raise one `Invalid` for all they found (`Invalid.problems`, in the order they are written), so a config with
+three mistakes is fixed in one go, not in three runs. That `Invalid` reads as the first of them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from exporter.secrets import SecretValue, parse_secret
@@ -29,7 +33,27 @@ class Invalid(Exception):
         self.expected = expected
         self.got = got
         self.hint = hint
+        self.problems: list[Invalid] = [self]  # every problem this one stands for, itself first
+        # Set by `struct`: what it could check, the keys it could not (None in `partial`) left out of checks
+        # that depend on them. None when the value was not even a mapping.
+        self.partial: dict[str, Any] | None = None
+        self.failed: frozenset[str] = frozenset()
         super().__init__(self.describe())
+
+    @classmethod
+    def gather(cls, problems: Sequence[Invalid], partial: dict[str, Any] | None = None,
+               failed: frozenset[str] = frozenset()) -> Invalid:
+        """One Invalid for `problems` (each maybe a gathering itself): it reads as the first, and its
+        `problems` holds them all, in the order given."""
+        flat = [problem for group in problems for problem in group.problems]
+        if len(flat) == 1 and partial is None:
+            return flat[0]
+        first = flat[0]
+        gathered = cls(first.path, first.expected, first.got, first.hint)
+        gathered.problems = flat
+        gathered.partial = partial
+        gathered.failed = failed
+        return gathered
 
     def describe(self) -> str:
         text = f"{self.path}: expected {self.expected}"
@@ -270,11 +294,34 @@ def secret() -> Validator:
 config_folder: contextvars.ContextVar[Path] = contextvars.ContextVar("config_folder", default=Path("."))
 
 
-def existing_file(what: str) -> Validator:
-    """A path to a readable file, relative to the config file's folder; returned absolute."""
+# A backslash in double quotes starts an escape: "C:\new\table" reads as C:, a newline, "ew", a tab, "able".
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ESCAPED_PATH_HINT = ("in double quotes a backslash starts an escape (\\n is a newline, \\t a tab): write a Windows "
+                     "path in single quotes ('C:\\ProgramData\\sitewatch\\key') or with forward slashes "
+                     "(C:/ProgramData/sitewatch/key)")
+
+
+def file_path(what: str) -> Validator:
+    """The path of a file or folder as written: text without control characters, which no real path holds and
+    a Windows path in double quotes gets from its backslashes (``"C:\\new"`` is C:, a newline and ew)."""
+    as_text = string(what=what)
 
     def check(value: Any, path: str) -> str:
-        name = string(what=what)(value, path)
+        text = as_text(value, path)
+        if _CONTROL.search(text):
+            raise Invalid(path, f"{what}, without control characters (newline, tab...)", value,
+                          hint=ESCAPED_PATH_HINT)
+        return text
+
+    return check
+
+
+def existing_file(what: str) -> Validator:
+    """A path to a readable file, relative to the config file's folder; returned absolute."""
+    as_path = file_path(what)
+
+    def check(value: Any, path: str) -> str:
+        name = as_path(value, path)
         file = Path(name).expanduser()
         file = file if file.is_absolute() else config_folder.get() / file
         if not file.is_file():
@@ -303,7 +350,16 @@ def list_of(item: Validator, min_items: int = 0, what: str = "a list") -> Valida
             raise Invalid(path, what, value)
         if len(value) < min_items:
             raise Invalid(path, f"{what} with at least {min_items} item(s)", value)
-        return [checked(item, element, join(path, index)) for index, element in enumerate(value)]
+        result = []
+        problems: list[Invalid] = []
+        for index, element in enumerate(value):
+            try:
+                result.append(checked(item, element, join(path, index)))
+            except Invalid as err:
+                problems.append(err)
+        if problems:
+            raise Invalid.gather(problems)
+        return result
 
     return check
 
@@ -324,7 +380,22 @@ def mapping_of(key: Validator, value: Validator, what: str = "a mapping") -> Val
             return {}
         if not isinstance(raw, dict):
             raise Invalid(path, what, raw)
-        return {checked(key, k, join(path, str(k))): checked(value, v, join(path, str(k))) for k, v in raw.items()}
+        result = {}
+        problems: list[Invalid] = []
+        for k, v in raw.items():
+            item_path = join(path, str(k))
+            try:
+                checked_key = checked(key, k, item_path)
+            except Invalid as err:
+                problems.append(err)
+                checked_key = None  # its value is checked all the same
+            try:
+                result[checked_key] = checked(value, v, item_path)
+            except Invalid as err:
+                problems.append(err)
+        if problems:
+            raise Invalid.gather(problems)
+        return result
 
     return check
 
@@ -349,30 +420,45 @@ class Field:
 
 
 def struct(fields: dict[str, Field], what: str = "a mapping") -> Validator:
-    """A mapping with known keys; unknown keys are errors, with the nearest known key as a hint."""
+    """A mapping with known keys; unknown keys are errors, with the nearest known key as a hint.
+
+    Every key is checked; the Invalid for those that fail (in the order they are written, left-out required
+    keys last) carries the checked mapping with None for them as `partial`, and their names as `failed`."""
 
     def check(raw: Any, path: str) -> dict[str, Any]:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise Invalid(path, what, raw)
+        problems: list[tuple[Any, Invalid]] = []  # (the key it is about, the problem)
         for key in raw:
             if key not in fields:
                 close = difflib.get_close_matches(str(key), list(fields), n=1)
-                raise Invalid(
+                problems.append((key, Invalid(
                     join(path, str(key)),
                     "one of the keys " + ", ".join(fields),
                     _Unknown(str(key)),
                     hint=f"did you mean {close[0]!r}?" if close else "",
-                )
+                )))
         result: dict[str, Any] = {}
         for name, field in fields.items():
-            if name in raw and raw[name] is not None:
-                result[name] = checked(field.validator, raw[name], join(path, name))
+            value = raw.get(name)
+            if value is not None:
+                try:
+                    result[name] = checked(field.validator, value, join(path, name))
+                except Invalid as err:
+                    problems.append((name, err))
+                    result[name] = None
             elif field.required:
-                raise Invalid(join(path, name), "a value (this key is required)")
+                problems.append((name, Invalid(join(path, name), "a value (this key is required)")))
+                result[name] = None
             else:
                 result[name] = field.default
+        if problems:
+            written = {key: index for index, key in enumerate(raw)}
+            problems.sort(key=lambda problem: written.get(problem[0], len(written)))
+            raise Invalid.gather([problem for _, problem in problems], partial=result,
+                                 failed=frozenset(key for key, _ in problems if key in fields))
         return result
 
     return check

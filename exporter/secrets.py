@@ -44,10 +44,16 @@ class SecretValue:
         elif self.kind == "file":
             file = Path(self.reference).expanduser()
             file = file if file.is_absolute() else base_dir / file
+            # Read as configs are: a password file saved by Notepad may start with a byte order mark, which
+            # must not become part of the password, or be in cp1251, which deserves the same advice.
+            from exporter.config.yamlfile import YamlError, decode  # the config package imports this module
+
             try:
-                value = file.read_text(encoding="utf-8").rstrip("\r\n")
+                value = decode(file.read_bytes()).rstrip("\r\n")
             except OSError as err:
                 raise SecretError(f"cannot read the secret file {file}: {err.strerror or err}") from None
+            except YamlError as err:
+                raise SecretError(f"cannot read the secret file {file}: {err}") from None
         elif self.kind == "enc":
             value = decrypt(self.reference, key_source.load())
         else:

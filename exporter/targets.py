@@ -27,8 +27,9 @@ import yaml
 
 from exporter import lockedfile
 from exporter import schema as s
-from exporter.config.loader import NAME_PATTERN, NAME_TEXT, label_name, label_value
-from exporter.config.yamlfile import YamlError, read_yaml
+from exporter.config.loader import (NAME_PATTERN, NAME_TEXT, ConfigError, Problem, invalid_config, label_name,
+                                   label_value)
+from exporter.config.yamlfile import YamlError, parse_yaml, read_text
 
 HEADER = """\
 # Devices this exporter checks, managed by `sitewatch-exporter targets add|del|list`.
@@ -46,12 +47,18 @@ _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 class TargetsError(Exception):
-    """A targets file cannot be read, or a change to it is refused. `str()` is a message for the user."""
+    """A targets file cannot be read, or a change to it is refused. `str()` is a message for the user;
+    `problems` lists each mistake of a file that cannot be read, with its line (empty for a refused change)."""
 
-    def __init__(self, detail: str, file: Path | str | None = None):
+    def __init__(self, detail: str, file: Path | str | None = None, problems: tuple[Problem, ...] = ()):
         self.file = str(file) if file is not None else None
         self.detail = detail
+        self.problems = problems
         super().__init__(f"{file}: {detail}" if file is not None else detail)
+
+    @classmethod
+    def of(cls, err: ConfigError) -> TargetsError:
+        return cls(err.detail + err.more_text, err.file, err.problems)
 
 
 class UnknownTarget(TargetsError):
@@ -206,8 +213,17 @@ def _target(raw: Any, path: str) -> Target:
 
 
 def parse(raw: Any) -> list[Target]:
-    """The targets of a parsed targets file; raises `schema.Invalid` with the path inside it."""
-    targets = [_target(item, f"targets[{i}]") for i, item in enumerate(_FILE(raw, "")["targets"])]
+    """The targets of a parsed targets file; raises `schema.Invalid` with the path inside it (for every
+    target that is wrong; what must hold between targets is checked once each one is right)."""
+    targets = []
+    found = []
+    for i, item in enumerate(_FILE(raw, "")["targets"]):
+        try:
+            targets.append(_target(item, f"targets[{i}]"))
+        except s.Invalid as err:
+            found.append(err)
+    if found:
+        raise s.Invalid.gather(found)
     check_all(targets)
     return targets
 
@@ -289,15 +305,21 @@ class TargetsFile:
         self._validate = validate
 
     def load(self) -> list[Target]:
-        """The targets in the file; a missing file holds none. Raises TargetsError naming file and path."""
+        """The targets in the file; a missing file holds none. Raises TargetsError naming file, line and path."""
+        return self.load_with_text()[0]
+
+    def load_with_text(self) -> tuple[list[Target], str]:
+        """`load`, and the file's text, where later checks of the targets find the lines of their paths."""
         if not self.path.exists():
-            return []
+            return [], ""
+        text = ""
         try:
-            return parse(read_yaml(self.path))
+            text = read_text(self.path)
+            return parse(parse_yaml(text)), text
         except YamlError as err:
-            raise TargetsError(str(err), self.path) from None
+            raise TargetsError.of(ConfigError.from_yaml(self.path, err)) from None
         except s.Invalid as err:
-            raise TargetsError(err.describe(), self.path) from None
+            raise TargetsError.of(invalid_config(self.path, err, text)) from None
 
     def add(self, address: str, name: str, checks: Sequence[str] = ("ping",), site: str | None = None,
             labels: dict[str, str] | None = None) -> Target:

@@ -20,9 +20,9 @@ from exporter import schema as s
 from exporter.config import ConfigError
 from exporter.config.loader import NAME_PATTERN, NAME_TEXT, label_name, label_value, resolve_secrets
 from exporter.config.push import http_url
-from exporter.config.yamlfile import YamlError, read_yaml
+from exporter.config.yamlfile import YamlError, read_text, read_yaml
+from exporter.config.yamllines import line_of
 from exporter.secrets import KeySource, SecretValue
-from ingest.yamllines import line_of
 
 SMARTSTATUS = "smartstatus"
 GETAD = "getad"
@@ -232,8 +232,8 @@ def load_ingest_config(path: str | os.PathLike[str], key_file: str | None = None
 
 def _load(file: Path, key_file: str | None) -> IngestConfig:
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        text = read_text(file)
+    except YamlError:
         text = ""  # read_yaml names the problem
     try:
         raw = read_yaml(file)

@@ -1,7 +1,7 @@
 """The ingress config (ingress.yml): where nginx listens, what it proxies, limits, and where its files live.
 
-Read and validated like the other sitewatch configs: a mistake names the file, the path inside it and what
-was expected, and nothing is rendered from a half-valid file.
+Read and validated like the other sitewatch configs: a mistake names the file, the line, the path inside it
+and what was expected, and nothing is rendered from a half-valid file.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 from exporter import schema as s
 from exporter.config import ConfigError
-from exporter.config.yamlfile import YamlError, read_yaml
+from exporter.config.loader import invalid_config
+from exporter.config.yamlfile import YamlError, parse_yaml, read_text
 
 OFFICE_APPS = ("prometheus", "alertmanager", "pushgateway", "grafana", "receiver")
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
@@ -179,9 +180,10 @@ def _check_ingest(push: dict[str, Any], office: dict[str, Any]) -> None:
 def load_ingress_config(path: str | os.PathLike[str]) -> IngressConfig:
     file = Path(path)
     try:
-        raw = read_yaml(file)
+        text = read_text(file)
+        raw = parse_yaml(text)
     except YamlError as err:
-        raise ConfigError(file, str(err)) from None
+        raise ConfigError.from_yaml(file, err) from None
     try:
         top = _TOP(raw, "")
         push = top["push"]
@@ -192,7 +194,7 @@ def load_ingress_config(path: str | os.PathLike[str]) -> IngressConfig:
                       "push.import_endpoints")
         _check_ingest(push, top["office"] or {})
     except s.Invalid as err:
-        raise ConfigError(file, err.describe()) from None
+        raise invalid_config(file, err, text) from None
     nginx = top["nginx"] or {}
 
     def here(value: str) -> Path:

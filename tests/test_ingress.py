@@ -604,7 +604,7 @@ push:
     result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert f"{config}: push.listen: expected where sites push: host:port" in result.stderr
+    assert f"{config}: line 5: push.listen: expected where sites push: host:port" in result.stderr
     config.write_text(config.read_text().replace("listen: 9443", "listen: 0.0.0.0:9443"))
     result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
@@ -632,7 +632,8 @@ push:
         config = write_config(tmp_path / "ingress.yml", base + extra)
         result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=30)
-        assert result.returncode == 2 and f"{config}: {message}" in result.stderr, result.stderr
+        assert result.returncode == 2 and re.search(rf"{re.escape(str(config))}: line [78]: {re.escape(message)}",
+                                                    result.stderr), result.stderr
 
 
 # --- sitewatch-ingest behind the push side ------------------------------------------------------------------
@@ -828,4 +829,5 @@ push:
         config = write_config(tmp_path / "ingress.yml", base + extra)
         result = subprocess.run([sys.executable, "-m", "ingress.cli", "-c", str(config), "list"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=30)
-        assert result.returncode == 2 and f"{config}: {message}" in result.stderr, (extra, result.stderr)
+        assert result.returncode == 2 and re.search(rf"{re.escape(str(config))}: line \d+: {re.escape(message)}",
+                                                    result.stderr), (extra, result.stderr)

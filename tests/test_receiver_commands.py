@@ -390,7 +390,7 @@ commands:
     result = subprocess.run([sys.executable, "-m", "alertmanager.cli", "check-config", "--offline", "-c", str(config)],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2
-    assert f"{config}: commands: expected allowed_chats or allowed_users" in result.stderr
+    assert f"{config}: line 26: commands: expected allowed_chats or allowed_users" in result.stderr
 
 
 def test_a_site_named_like_a_number_is_silenced_as_a_site(stack):

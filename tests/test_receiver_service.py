@@ -137,7 +137,7 @@ def test_check_config_names_the_file_and_path_of_a_mistake(tmp_path):
     result = subprocess.run([sys.executable, "-m", "alertmanager.cli", "check-config", "--offline", "-c",
                              str(config)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2
-    assert f"{config}: routes.duty.bot: expected one of the bots defined in bots (main)" in result.stderr
+    assert f"{config}: line 12: routes.duty.bot: expected one of the bots defined in bots (main)" in result.stderr
 
 
 def test_a_dry_run_prints_messages_as_plain_text_instead_of_sending_them(tmp_path, receiver_process):

@@ -89,7 +89,7 @@ def load_error(path: Path, key_file: str | None = None) -> str:
     with pytest.raises(ConfigError) as caught:
         load_config(path, key_file)
     message = str(caught.value)
-    assert message.startswith(f"{path}: {PASSWORD_PATH}: "), message
+    assert message.startswith(f"{path}: line 9: {PASSWORD_PATH}: "), message  # the line of `password:`
     return message
 
 

@@ -289,7 +289,7 @@ def test_a_malformed_targets_file_is_rejected_by_validate_and_by_a_running_expor
 
     validated = cli("validate", "--config", str(config))
     assert validated.returncode == 2
-    assert (f"config error: {targets_file}: targets[0].address: expected an IPv4 or IPv6 address or a host name"
+    assert (f"config error: {targets_file}: line 9: targets[0].address: expected an IPv4 or IPv6 address or a host name"
             in validated.stderr), validated.stderr
     listed = targets("list", config)
     assert listed.returncode == 2 and "targets[0].address" in listed.stderr

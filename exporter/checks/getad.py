@@ -22,7 +22,7 @@ NAME = "getad"
 
 
 def _folder(value: Any, path: str) -> str:
-    text = s.string(what="the folder of getad JSON files (its `date` folder)")(value, path)
+    text = s.file_path(what="the folder of getad JSON files (its `date` folder)")(value, path)
     folder = Path(text).expanduser()
     return str(folder if folder.is_absolute() else s.config_folder.get() / folder)
 

@@ -22,7 +22,7 @@ USES_SITE_DATA = True  # compares with the ФН numbers the site's kkt/getad che
 
 
 def _folder(value: Any, path: str) -> str:
-    text = s.string(what="the POS log folder, e.g. C:\\Users\\cashier\\AppData\\Roaming\\iiko\\CashServer\\logs")(
+    text = s.file_path(what="the POS log folder, e.g. C:\\Users\\cashier\\AppData\\Roaming\\iiko\\CashServer\\logs")(
         value, path)
     folder = Path(text).expanduser()
     return str(folder if folder.is_absolute() else s.config_folder.get() / folder)

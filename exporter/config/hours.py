@@ -120,10 +120,17 @@ _WINDOW = s.struct({
 def windows(raw: Any, path: str) -> tuple[Window, ...]:
     items = s.list_of(lambda v, p: v, what="a list of maintenance windows")(raw, path)
     result = []
+    found = []
     for i, item in enumerate(items):
-        window = _WINDOW(item, s.join(path, i))
+        try:
+            window = _WINDOW(item, s.join(path, i))
+        except s.Invalid as err:
+            found.append(err)
+            continue
         result.append(Window(name=window["name"], days=window["days"], span=window["time"],
                              checks=tuple(window["checks"])))
+    if found:
+        raise s.Invalid.gather(found)
     return tuple(result)
 
 
@@ -147,7 +154,16 @@ def hours(raw: Any, path: str, name: str) -> Hours:
 def shared_hours(raw: Any, path: str, name_pattern: str, name_text: str) -> dict[str, Hours]:
     named = s.mapping_of(s.string(name_pattern, name_text), lambda v, p: v,
                          what="a mapping of names to opening hours")(raw, path)
-    return {name: hours(value, s.join(path, name), name) for name, value in named.items()}
+    result = {}
+    found = []
+    for name, value in named.items():
+        try:
+            result[name] = hours(value, s.join(path, name), name)
+        except s.Invalid as err:
+            found.append(err)
+    if found:
+        raise s.Invalid.gather(found)
+    return result
 
 
 def site_hours(raw: Any, own_windows: Any, path: str, shared: dict[str, Hours]) -> Hours | None:

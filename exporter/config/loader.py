@@ -1,17 +1,25 @@
 """Loads and validates a site exporter config; the one place a config file becomes a `Config`.
 
-Nothing starts half-configured: any mistake raises `ConfigError` naming the file, the path inside it
-(``sites[1].checks[0].ping.count``) and what was expected. The targets file a config may name
+Nothing starts half-configured: any mistake raises `ConfigError` naming the file, the line, the path inside
+it (``sites[1].checks[0].ping.count``) and what was expected. The targets file a config may name
 (``targets_file:``, see exporter.targets) is read here too, and its targets become checks like written ones.
+
+A `ConfigError` lists every mistake the file has (`problems`), so that `validate` shows them all at once:
+every key of every site and check is checked. What depends on other parts (duplicate ids and names, the
+targets file, maintenance windows naming checks, secrets) is checked once the parts are right. Lines are
+looked up only when there is an error: a config that loads costs nothing more.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from exporter.checks.registry import CHECK_TYPES
@@ -19,7 +27,8 @@ from exporter import schema as s
 from exporter.config import hours as h
 from exporter.config.model import CheckConfig, Config, Schedule, Site
 from exporter.config.push import PUSH, RELAY
-from exporter.config.yamlfile import YamlError, read_yaml
+from exporter.config.yamllines import Lines
+from exporter.config.yamlfile import YamlError, parse_yaml, read_text
 from exporter.secrets import KeySource, SecretError, SecretValue, secrets_in
 
 if TYPE_CHECKING:  # exporter.targets imports this module's validators; it is imported where it is used
@@ -41,13 +50,91 @@ RESERVED_LABELS = frozenset(
 )
 
 
-class ConfigError(Exception):
-    """A config file cannot be used. `str()` is the whole message: file, path, expectation."""
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a config file: `str()` is ``site.yml: line 14: sites[0].id: expected ...``."""
 
-    def __init__(self, file: Path | str, detail: str):
+    file: str
+    line: int | None  # 1-based; None when the place is not known
+    text: str  # the path and what was expected, or what is wrong with the file
+    column: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``line 14: ``, ``line 4, column 3: `` or nothing."""
+        if self.line is None:
+            return ""
+        return f"line {self.line}, column {self.column}: " if self.column else f"line {self.line}: "
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.where}{self.text}"
+
+
+class ConfigError(Exception):
+    """A config file cannot be used. `problems` lists every mistake found, in the order of the file;
+    `str()` is one line: the first in full (file, line, path, expectation) and how many more there are."""
+
+    def __init__(self, file: Path | str, detail: str, *, line: int | None = None, column: int | None = None,
+                 more: Sequence[Problem] = ()):
+        first = Problem(str(file), line, detail, column)
+        self.problems: tuple[Problem, ...] = (first, *more)
         self.file = str(file)
-        self.detail = detail
-        super().__init__(f"{file}: {detail}")
+        self.line = line
+        self.detail = first.where + detail  # the message after the file's name
+        self.more_text = f" (and {len(more)} more problem{'s' if len(more) > 1 else ''})" if more else ""
+        super().__init__(f"{first}{self.more_text}")
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> ConfigError:
+        first, *more = problems
+        return cls(first.file, first.text, line=first.line, column=first.column, more=more)
+
+    @classmethod
+    def from_yaml(cls, file: Path | str, err: YamlError) -> ConfigError:
+        return cls(file, err.problem, line=err.line, column=err.column)
+
+
+def invalid_config(file: Path | str, found: s.Invalid, lines: Lines | str | None) -> ConfigError:
+    """The ConfigError for what the validators found in `file`, each problem with its line in the file's
+    text (`lines`, or the text itself; None when the values did not come from a file)."""
+    if isinstance(lines, str):
+        lines = Lines(lines)
+    problems = [Problem(str(file), lines.of(problem.path) if lines else None, problem.describe())
+                for problem in found.problems]
+    return ConfigError.of(_in_file_order(problems))
+
+
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    """Each file's problems by line (the files in the order they were first named), unknown lines last."""
+    files: dict[str, int] = {}
+    for problem in problems:
+        files.setdefault(problem.file, len(files))
+    return sorted(problems, key=lambda problem: (files[problem.file],
+                                                 problem.line if problem.line is not None else math.inf))
+
+
+class _Found:
+    """The problems found so far in a config (and the files it names), to be raised together."""
+
+    def __init__(self, file: Path, lines: Lines):
+        self.file = file
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def add(self, found: s.Invalid) -> None:
+        self.problems.extend(invalid_config(self.file, found, self.lines).problems)
+
+    def add_error(self, err: ConfigError) -> None:
+        self.problems.extend(err.problems)
+
+    def raise_any(self) -> None:
+        if self.problems:
+            raise ConfigError.of(_in_file_order(self.problems)) from None
+
+    def fail(self, found: s.Invalid) -> NoReturn:
+        """Adds `found` and raises them all: what comes next depends on what was wrong."""
+        self.add(found)
+        raise ConfigError.of(_in_file_order(self.problems)) from None
 
 
 def label_name(value: Any, path: str) -> str:
@@ -80,12 +167,14 @@ _name = s.string(NAME_PATTERN, NAME_TEXT)
 _TOP = s.struct({
     "defaults": s.Field(_defaults),
     "hours": s.Field(lambda v, p: v),
-    "hours_file": s.Field(s.string(what="a path to a YAML file of shared opening hours, by name")),
-    "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
+    "hours_file": s.Field(s.file_path("a path to a YAML file of shared opening hours, by name")),
+    "key_file": s.Field(s.file_path("a path to the key file for enc: values")),
     "push": s.Field(PUSH),
     "sites": s.Field(s.list_of(lambda v, p: v, what="a list of sites")),
-    "targets_file": s.Field(s.string(what="a path to the targets file that `sitewatch-exporter targets` manages")),
+    "targets_file": s.Field(s.file_path("a path to the targets file that `sitewatch-exporter targets` manages")),
 })
+# The top-level keys the sites are checked with: while one is wrong, the sites' own mistakes are not looked for.
+_SITES_NEED = frozenset({"defaults", "hours", "hours_file", "sites", "targets_file"})
 _SITE = s.struct({
     "id": s.Field(_name, required=True),
     "labels": s.Field(_labels, default={}),
@@ -123,13 +212,22 @@ def load_config(path: str | os.PathLike[str], key_file: str | None = None, *,
 
 def _load(file: Path, key_file: str | None, targets: list[Target] | None, read_secrets: bool) -> Config:
     try:
-        raw = read_yaml(file)
+        text = read_text(file)
+        raw = parse_yaml(text)
     except YamlError as err:
-        raise ConfigError(file, str(err)) from None
+        raise ConfigError.from_yaml(file, err) from None
+    lines = Lines(text)
+    found = _Found(file, lines)
     secrets: list[SecretValue] = []
     folder = s.config_folder.set(file.parent)
     try:
-        top = _TOP(raw, "")
+        try:
+            top = _TOP(raw, "")
+        except s.Invalid as err:
+            if err.partial is None or err.failed & _SITES_NEED:
+                raise
+            found.add(err)  # push: or key_file: is wrong; the sites are checked all the same
+            top = err.partial
         if top["sites"] is None and top["targets_file"] is None:
             raise s.Invalid("sites", "a value (this key is required)", hint="or a targets_file")
         if not top["sites"] and top["targets_file"] is None:
@@ -138,29 +236,39 @@ def _load(file: Path, key_file: str | None, targets: list[Target] | None, read_s
             secrets.extend(secrets_in(top["push"]))
         base = _merge_schedule(BUILTIN_SCHEDULE, top["defaults"])
         shared = h.shared_hours(top["hours"], "hours", NAME_PATTERN, NAME_TEXT) if top["hours"] is not None else {}
-        shared = _with_hours_file(file, top["hours_file"], shared)
-        built = [_site(raw_site, f"sites[{i}]", base, secrets, shared)
-                 for i, raw_site in enumerate(top["sites"] or [])]
+        try:
+            shared = _with_hours_file(file, top["hours_file"], shared)
+        except ConfigError as err:  # a mistake in the hours file, named with its own lines
+            found.add_error(err)
+            found.raise_any()
+        built = []
+        for i, raw_site in enumerate(top["sites"] or []):
+            try:
+                built.append(_site(raw_site, f"sites[{i}]", base, secrets, shared))
+            except s.Invalid as err:
+                found.add(err)
+        found.raise_any()
         sites = tuple(site for site, _ in built)
         _no_duplicates([site.id for site in sites], "sites[{}].id", "site id")
     except s.Invalid as err:
-        raise ConfigError(file, err.describe()) from None
+        found.fail(err)
     finally:
         s.config_folder.reset(folder)
     targets_file = _relative(file, top["targets_file"])
     if targets_file is not None:
         site_defaults = {site.id: defaults for site, defaults in built}
         sites = _with_targets(file, Path(targets_file), sites, site_defaults, base, targets)
-    try:  # after the targets file: a window may name a check that came from it
-        final = {site.id: site for site in sites}
-        for i, (site, _) in enumerate(built):
-            if site.hours is not None:
-                checks = {check.name for check in final[site.id].checks}
+    final = {site.id: site for site in sites}
+    for i, (site, _) in enumerate(built):  # after the targets file: a window may name a check that came from it
+        if site.hours is not None:
+            checks = {check.name for check in final[site.id].checks}
+            try:
                 h.check_window_targets(site.hours, site.own_windows, checks, f"sites[{i}]")
-    except s.Invalid as err:
-        raise ConfigError(file, err.describe()) from None
+            except s.Invalid as err:
+                found.add(err)
+    found.raise_any()
     if read_secrets:
-        resolve_secrets(file, secrets, KeySource(key_file, _relative(file, top.get("key_file"))))
+        resolve_secrets(file, secrets, KeySource(key_file, _relative(file, top.get("key_file"))), lines=lines)
     return Config(source=file, sites=sites, push=top["push"],
                   targets_file=Path(targets_file) if targets_file else None,
                   hours_file=Path(_relative(file, top["hours_file"])) if top["hours_file"] else None)
@@ -183,7 +291,7 @@ def open_targets(path: str | os.PathLike[str], key_file: str | None = None) -> T
         try:
             load_config(path, key_file, targets=candidate, read_secrets=False)
         except ConfigError as err:
-            raise TargetsError(err.detail, err.file) from None
+            raise TargetsError(err.detail + err.more_text, err.file) from None
 
     return TargetsFile(config.targets_file, validate)
 
@@ -196,15 +304,19 @@ def _with_targets(config_file: Path, targets_file: Path, sites: tuple[Site, ...]
     so an unchanged target keeps its state across reloads as an unchanged written check does."""
     from exporter import targets as targets_module
 
+    lines: Lines | None = None  # a list given to check before it is written has no lines
     try:
         if targets is None:
-            targets = targets_module.TargetsFile(targets_file).load()
+            targets, text = targets_module.TargetsFile(targets_file).load_with_text()
+            lines = Lines(text)
         else:
             targets_module.check_all(targets)
     except targets_module.TargetsError as err:
+        if err.problems:
+            raise ConfigError.of(err.problems) from None
         raise ConfigError(err.file or targets_file, err.detail) from None
     except s.Invalid as err:
-        raise ConfigError(targets_file, err.describe()) from None
+        raise invalid_config(targets_file, err, None) from None
     by_id = {site.id: site for site in sites}
     added: dict[str, list[CheckConfig]] = {}
     new_labels: dict[str, dict[str, str]] = {}
@@ -227,7 +339,7 @@ def _with_targets(config_file: Path, targets_file: Path, sites: tuple[Site, ...]
                 _check(raw, f"{path}.checks[{j}]", target.site_id, timezone, defaults, [])
                 for j, raw in enumerate(target.raw_checks()))
     except s.Invalid as err:
-        raise ConfigError(targets_file, err.describe()) from None
+        raise invalid_config(targets_file, err, lines) from None
     result = [dataclasses.replace(site, checks=site.checks + tuple(added.get(site.id, ()))) for site in sites]
     result.extend(Site(id=site_id, labels=tuple(sorted(labels.items())), timezone=None,
                        checks=tuple(added[site_id])) for site_id, labels in new_labels.items())
@@ -240,12 +352,14 @@ def _with_hours_file(config_file: Path, hours_file: str | None, shared: dict[str
     if not hours_file:
         return shared
     path = Path(_relative(config_file, hours_file))
+    text = ""
     try:
-        from_file = h.shared_hours(read_yaml(path), "", NAME_PATTERN, NAME_TEXT)
+        text = read_text(path)
+        from_file = h.shared_hours(parse_yaml(text), "", NAME_PATTERN, NAME_TEXT)
     except YamlError as err:
-        raise ConfigError(path, str(err)) from None
+        raise ConfigError.from_yaml(path, err) from None
     except s.Invalid as err:
-        raise ConfigError(path, err.describe()) from None
+        raise invalid_config(path, err, text) from None
     for name in from_file:
         if name in shared:
             raise s.Invalid(f"hours.{name}", f"a name not already given in the hours_file {path.name}", name)
@@ -263,16 +377,22 @@ def _agrees_with_site(config_file: Path, target: Target, site: Site, path: str) 
                             f"{config_file.name}", value)
 
 
-def resolve_secrets(file: Path, secrets: list[SecretValue], key_source: KeySource) -> None:
-    """Reads every secret of a config file; a secret that cannot be read is a ConfigError with its path."""
+def resolve_secrets(file: Path, secrets: list[SecretValue], key_source: KeySource, *,
+                    lines: Lines | None = None) -> None:
+    """Reads every secret of a config file; those that cannot be read make one ConfigError naming each one's
+    path (and line, given the file's `lines`)."""
+    problems = []
     for secret in secrets:
         try:
             secret.resolve(file.parent, key_source)
         except SecretError as err:
-            raise ConfigError(file, f"{secret.path}: {err}") from None
+            problems.append(Problem(str(file), lines.of(secret.path) if lines else None, f"{secret.path}: {err}"))
+            continue
         if secret.kind == "plain":
             log.warning("event=plain_secret file=%s path=%s hint=%s", file, secret.path,
                         "write it as {env: NAME}, {file: path} or an enc: value from 'sitewatch-exporter encrypt'")
+    if problems:
+        raise ConfigError.of(_in_file_order(problems))
 
 
 def _relative(config_file: Path, other: str | None) -> str | None:
@@ -292,25 +412,43 @@ def _merge_schedule(base: dict[str, Any], override: dict[str, Any] | None) -> di
 
 def _site(raw: Any, path: str, base: dict[str, Any], secrets: list[SecretValue],
           shared: dict[str, h.Hours]) -> tuple[Site, dict[str, Any]]:
-    """The site, and the schedule defaults its checks get."""
-    site = _SITE(raw, path)
-    hours = h.site_hours(site["hours"], site["maintenance"], path, shared)
-    if hours is not None and site["timezone"] is None:
-        # The machine's zone is often not the site's (an office server, a container in UTC): hours three
-        # hours off would alarm every night.
-        raise s.Invalid(s.join(path, "timezone"), "the site's time zone, such as Europe/Moscow (required with "
-                        "hours or maintenance: they are the site's local time)")
-    # site_hours validated the list and put its windows last: counted here, not read again
-    own_windows = len(site["maintenance"]) if site["maintenance"] else 0
+    """The site, and the schedule defaults its checks get. Raises one Invalid for all the site's mistakes."""
+    found: list[s.Invalid] = []
+    failed: frozenset[str] = frozenset()
+    try:
+        site = _SITE(raw, path)
+    except s.Invalid as err:
+        if err.partial is None or err.failed & {"defaults", "checks"}:
+            raise
+        found.append(err)  # its checks are still checked
+        site, failed = err.partial, err.failed
+    hours = None
+    own_windows = 0
+    if not failed & {"hours", "maintenance", "timezone"}:
+        try:
+            hours = h.site_hours(site["hours"], site["maintenance"], path, shared)
+            if hours is not None and site["timezone"] is None:
+                # The machine's zone is often not the site's (an office server, a container in UTC): hours
+                # three hours off would alarm every night.
+                raise s.Invalid(s.join(path, "timezone"), "the site's time zone, such as Europe/Moscow (required "
+                                "with hours or maintenance: they are the site's local time)")
+        except s.Invalid as err:
+            found.append(err)
+        # site_hours validated the list and put its windows last: counted here, not read again
+        own_windows = len(site["maintenance"]) if site["maintenance"] else 0
     defaults = _merge_schedule(base, site["defaults"])
-    checks = tuple(
-        _check(raw_check, f"{path}.checks[{i}]", site["id"], site["timezone"], defaults, secrets)
-        for i, raw_check in enumerate(site["checks"])
-    )
+    checks = []
+    for i, raw_check in enumerate(site["checks"]):
+        try:
+            checks.append(_check(raw_check, f"{path}.checks[{i}]", site["id"], site["timezone"], defaults, secrets))
+        except s.Invalid as err:
+            found.append(err)
+    if found:
+        raise s.Invalid.gather(found)
     _no_duplicates([check.name for check in checks], path + ".checks[{}].name", "check name in this site")
     labels = tuple(sorted(site["labels"].items()))
-    return (Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=checks, relay=tuple(site["relay"]),
-                 hours=hours, own_windows=own_windows),
+    return (Site(id=site["id"], labels=labels, timezone=site["timezone"], checks=tuple(checks),
+                 relay=tuple(site["relay"]), hours=hours, own_windows=own_windows),
             defaults)
 
 
@@ -326,9 +464,19 @@ def _check(raw: Any, path: str, site_id: str, timezone: ZoneInfo | None, default
     kind = CHECK_TYPES[present[0]]
     fields = {"name": s.Field(_name, required=True), kind.NAME: s.Field(lambda v, p: v, required=True)}
     fields.update(_SCHEDULE_FIELDS)
-    common = s.struct(fields)(raw, path)
     options_path = s.join(path, kind.NAME)
-    options = _collect_secrets(kind.OPTIONS, raw[kind.NAME], options_path, secrets)
+    found: list[s.Invalid] = []
+    try:
+        common = s.struct(fields)(raw, path)
+    except s.Invalid as err:
+        found.append(err)
+    try:  # the type's options are checked even when the check's own keys are wrong (an empty type key is one)
+        if raw[kind.NAME] is not None:
+            options = _collect_secrets(kind.OPTIONS, raw[kind.NAME], options_path, secrets)
+    except s.Invalid as err:
+        found.append(err)
+    if found:
+        raise s.Invalid.gather(found)
     # A check type may have its own interval (a till's port is shared: poll it hourly, not every minute);
     # it wins over the site's and top-level defaults, and a check's own `interval` wins over it.
     type_defaults = {"interval": getattr(kind, "DEFAULT_INTERVAL", None)}
@@ -354,8 +502,12 @@ def _collect_secrets(validator: s.Validator, raw: Any, path: str, secrets: list[
 
 def _no_duplicates(names: list[str], path_format: str, what: str) -> None:
     first: dict[str, int] = {}
+    found = []
     for index, name in enumerate(names):
         if name in first:
-            raise s.Invalid(path_format.format(index), f"a {what} not used before "
-                            f"({path_format.format(first[name])} already is {name!r})", name)
-        first[name] = index
+            found.append(s.Invalid(path_format.format(index), f"a {what} not used before "
+                                   f"({path_format.format(first[name])} already is {name!r})", name))
+        else:
+            first[name] = index
+    if found:
+        raise s.Invalid.gather(found)

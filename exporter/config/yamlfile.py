@@ -9,6 +9,12 @@ Besides YAML's own rules, a document may not nest lists and mappings more than `
 not sit inside the node it names, and an integer may not be longer than `MAX_NUMBER_LENGTH` characters:
 such documents are never configs, and reading them would otherwise end in a RecursionError or a
 ValueError from Python instead of a message naming the line.
+
+Files are often written in Windows Notepad: `decode` reads UTF-8 with or without a byte order mark, and
+UTF-16 or UTF-32 with one (Notepad's "Unicode" and "Unicode big endian"); a file in the ANSI code page
+(cp1251 on Russian Windows) is refused with the line of its first such character and how to save it as
+UTF-8. A Windows path in double quotes, where a backslash starts an escape, gets a hint to quote it otherwise.
+Every sitewatch program reads its YAML files through `read_text` (or `read_yaml`), so all decode alike.
 """
 
 from __future__ import annotations
@@ -25,8 +31,26 @@ MAX_DEPTH = 100  # lists and mappings inside each other; a config needs about 8
 MAX_NUMBER_LENGTH = 1000  # characters of an integer: Python neither reads nor prints one of over 4,300 digits
 
 
+# Shown wherever a backslash in double quotes was taken for an escape ("C:\new" holds a newline).
+WINDOWS_PATH_HINT = ("in double quotes a backslash starts an escape: write a Windows path in single quotes "
+                     "('C:\\ProgramData\\sitewatch\\key') or with forward slashes (C:/ProgramData/sitewatch/key)")
+_SAVE_AS_UTF8 = ("save it as UTF-8 (in Notepad: File > Save As, Encoding: UTF-8; on Russian Windows: "
+                 "Файл > Сохранить как, Кодировка: UTF-8)")
+# Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
+_BYTE_ORDER_MARKS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+                     (b"\xef\xbb\xbf", "utf-8"), (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"))
+
+
 class YamlError(Exception):
-    pass
+    """A file that is not a usable YAML document. `str()` is the message, led by the line (and column) of
+    the problem when it has one; `problem`, `line` and `column` are its parts."""
+
+    def __init__(self, problem: str, line: int | None = None, column: int | None = None):
+        self.problem = problem
+        self.line = line
+        self.column = column
+        where = f"line {line}, column {column}: " if line and column else f"line {line}: " if line else ""
+        super().__init__(where + problem)
 
 
 class _OverLimit(yaml.MarkedYAMLError):
@@ -82,10 +106,10 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         try:
             first = seen.get(key)
         except TypeError:
-            raise YamlError(f"line {line}: a mapping key must be a plain value, not a list or a mapping") from None
+            raise YamlError("a mapping key must be a plain value, not a list or a mapping", line) from None
         if first is not None:
             first_line = first.start_mark.line + 1
-            raise YamlError(f"line {line}: the key {key!r} is written twice (first at line {first_line})")
+            raise YamlError(f"the key {key!r} is written twice (first at line {first_line})", line)
         seen[key] = key_node
     return loader.construct_mapping(node, deep=deep)
 
@@ -113,11 +137,13 @@ def parse_yaml(text: str) -> Any:
             return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _OverLimit as err:
         mark = err.problem_mark
-        raise YamlError(f"line {mark.line + 1}, column {mark.column + 1}: expected {err.problem}") from None
+        raise YamlError(f"expected {err.problem}", mark.line + 1, mark.column + 1) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise YamlError(f"{where}not valid YAML: {err.problem}") from None
+        problem = f"not valid YAML: {err.problem}"
+        if err.context == "while scanning a double-quoted scalar" and "escape" in (err.problem or ""):
+            problem += f" ({WINDOWS_PATH_HINT})"
+        raise YamlError(problem, mark.line + 1 if mark else None, mark.column + 1 if mark else None) from None
     except yaml.YAMLError as err:
         raise YamlError(f"not valid YAML: {err}") from None
     except YamlError:
@@ -128,13 +154,56 @@ def parse_yaml(text: str) -> Any:
         raise YamlError(f"expected a YAML document; reading it failed ({type(err).__name__})") from None
 
 
-def read_yaml(path: Path) -> Any:
+def read_text(path: Path) -> str:
+    """The text of the file at `path`, decoded by `decode`; raises YamlError saying why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise YamlError("the file does not exist") from None
     except OSError as err:
         raise YamlError(f"cannot read the file: {err.strerror or err}") from None
+    return decode(data)
+
+
+def decode(data: bytes) -> str:
+    """The text of a file's bytes: UTF-8 with or without a byte order mark, or UTF-16 or UTF-32 with one.
+
+    Raises YamlError naming the line and column of the first character that is neither; bytes that are not
+    UTF-8 are most likely the ANSI code page Notepad saves in by default, and the message says how to fix that.
+    """
+    encoding = "utf-8"
+    for mark, name in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            data, encoding = data[len(mark):], name
+            break
+    try:
+        text = data.decode(encoding)
     except UnicodeDecodeError as err:
-        raise YamlError(f"the file is not UTF-8 text (byte {err.start})") from None
-    return parse_yaml(text)
+        line, column = _place(data[:err.start].decode(encoding, errors="replace"))
+        if encoding == "utf-8" and b"\x00" in data:
+            # UTF-16 without a byte order mark: a NUL beside every Latin letter, Russian ones not UTF-8 at all
+            raise YamlError(f"the file holds NUL bytes, so it is probably UTF-16 text without a byte order mark; "
+                            f"{_SAVE_AS_UTF8}") from None
+        if encoding == "utf-8":
+            raise YamlError("the file is not UTF-8 text; it is probably in the Windows ANSI encoding (cp1251): "
+                            + _SAVE_AS_UTF8, line, column) from None
+        unicode = encoding[:6].upper()
+        raise YamlError(f"the file starts with the byte order mark of {unicode} but is not {unicode} text from "
+                        f"here on; {_SAVE_AS_UTF8}", line, column) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        # UTF-16 without a byte order mark reads as UTF-8 with a NUL beside every Latin letter; no YAML has one
+        line, column = _place(text[:nul])
+        raise YamlError("the file holds a NUL character, so it is probably UTF-16 text without a byte order "
+                        f"mark; {_SAVE_AS_UTF8}", line, column)
+    return text
+
+
+def _place(before: str) -> tuple[int, int]:
+    """The 1-based line and column of the character that follows the text `before`."""
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+def read_yaml(path: Path) -> Any:
+    """The value of the YAML file at `path` (`read_text`, then `parse_yaml`); raises YamlError only."""
+    return parse_yaml(read_text(path))
