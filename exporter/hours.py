@@ -170,23 +170,42 @@ def is_open(hours: Hours, zone: tzinfo | None, now: float) -> bool:
     return not any(start <= now < end for start, end in closures(hours, zone, now))
 
 
-def describe(hours: Hours, zone: tzinfo | None, now: float) -> str:
+# What `describe` says, per language: the site's state and the maintenance windows running now.
+_DESCRIBE_WORDS = {
+    "en": {"always": "open all the time", "closed_until": "closed by its hours until",
+           "open_until": "open by its hours until", "open": "open by its hours", "windows": "in maintenance now"},
+    "ru": {"always": "точка работает круглосуточно", "closed_until": "точка по графику закрыта до",
+           "open_until": "точка по графику открыта до", "open": "точка по графику открыта",
+           "windows": "сейчас обслуживание"},
+}
+# Short Russian day names, Monday first, as on a Russian calendar.
+_RU_DAYS = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
+
+
+def describe(hours: Hours, zone: tzinfo | None, now: float, language: str = "en") -> str:
     """One line for `sitewatch-exporter check`: open or closed by the hours now, until when, and the windows
-    running now, in the site's local time."""
+    running now, in the site's local time. `language` "ru" says it in Russian ("точка по графику закрыта
+    до 10:00, сб 05.12"); window and check names stay as the config writes them."""
+    words = _DESCRIBE_WORDS[language]
+
     def at(moment: float) -> str:
         local = datetime.fromtimestamp(moment, zone)
         same_day = local.date() == datetime.fromtimestamp(now, zone).date()
-        return f"{local:%H:%M}" if same_day else f"{local:%a %d.%m %H:%M}"
+        if same_day:
+            return f"{local:%H:%M}"
+        if language == "ru":  # not %a: a Russian day name must not depend on the machine's locale
+            return f"{local:%H:%M}, {_RU_DAYS[local.weekday()]} {local:%d.%m}"
+        return f"{local:%a %d.%m %H:%M}"
 
     found = closures(hours, zone, now)
     current = [span for span in found if span[0] <= now < span[1]]
     ahead = [span for span in found if span[0] > now]
     if hours.week is None:
-        state = "open all the time"
+        state = words["always"]
     elif current:
-        state = f"closed by its hours until {at(current[0][1])}"
+        state = f"{words['closed_until']} {at(current[0][1])}"
     else:
-        state = f"open by its hours until {at(ahead[0][0])}" if ahead else "open by its hours"
+        state = f"{words['open_until']} {at(ahead[0][0])}" if ahead else words["open"]
     running = [w.name + (f" ({', '.join(w.checks)})" if w.checks else "") for w in hours.windows
                if any(start <= now < end for start, end in occurrences(w, zone, now))]
-    return state + (f"; in maintenance now: {'; '.join(running)}" if running else "")
+    return state + (f"; {words['windows']}: {'; '.join(running)}" if running else "")

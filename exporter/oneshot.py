@@ -1,13 +1,17 @@
-"""``sitewatch-exporter check``: run every check once and print a table a technician can read."""
+"""``sitewatch-exporter check``: run every check once and print a table a technician can read, in English
+or (``--lang ru``, ``$SITEWATCH_LANG``) in Russian; the JSON form is the same in both."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import TextIO
 
+from exporter import oneshot_ru
 from exporter.checks.base import Result
 from exporter.config import CheckConfig, Config
 from exporter.hours import describe
@@ -39,6 +43,24 @@ def run_checks(checks: list[CheckConfig]) -> tuple[list[Result], str]:
     finally:
         engine.stop()
         http.close()
+
+
+LANGUAGES = ("en", "ru")
+LANGUAGE_VARIABLE = "SITEWATCH_LANG"  # set once by a script, so every `check` it runs speaks Russian
+
+
+def default_language() -> str:
+    """$SITEWATCH_LANG as given (checked by `table_language`), or English when it is unset or empty."""
+    return os.environ.get(LANGUAGE_VARIABLE, "").strip() or "en"
+
+
+def table_language(text: str) -> str:
+    """The value of ``--lang`` or of $SITEWATCH_LANG: en or ru, in either case."""
+    language = text.strip().lower()
+    if language not in LANGUAGES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a language of the check table: expected en or ru "
+                                         f"(from --lang, or from ${LANGUAGE_VARIABLE} when --lang is not given)")
+    return language
 
 
 class UnknownSite(Exception):
@@ -106,14 +128,20 @@ def print_json(checks: list[CheckConfig], results: list[Result], out: TextIO) ->
     out.write("\n")
 
 
-def main(config: Config, site_id: str | None, output_format: str) -> int:
+def main(config: Config, site_id: str | None, output_format: str, language: str = "en") -> int:
     checks = select_checks(config, site_id)
     results, mode = run_checks(checks)
     if mode == "none" and any(check.type == "ping" for check in checks):
-        sys.stderr.write("warning: ping checks cannot send ICMP from this account; see the permission "
-                         "reason below\n")
+        if language == "ru":
+            sys.stderr.write(oneshot_ru.PING_WARNING)
+        else:
+            sys.stderr.write("warning: ping checks cannot send ICMP from this account; see the permission "
+                             "reason below\n")
     if output_format == "json":
         print_json(checks, results, sys.stdout)
+    elif language == "ru":
+        oneshot_ru.print_table(checks, results, sys.stdout, color=sys.stdout.isatty())
+        oneshot_ru.print_hours(config, {check.site_id for check in checks}, sys.stdout)
     else:
         print_table(checks, results, sys.stdout, color=sys.stdout.isatty())
         print_hours(config, {check.site_id for check in checks}, sys.stdout)

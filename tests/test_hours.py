@@ -316,7 +316,7 @@ def test_a_chains_hours_file_is_shared_and_its_mistakes_name_it(tmp_path):
     chain.write_text('restaurant: {open: {daily: "10-23"}}\n', encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_config(config)
-    assert str(caught.value).startswith(f"{chain}: restaurant.open.daily: expected a time range")
+    assert str(caught.value).startswith(f"{chain}: line 1: restaurant.open.daily: expected a time range")
 
 
 def test_an_edit_of_the_hours_file_reloads_the_exporter(tmp_path, start_exporter):
