@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import getpass
 import logging
 import os
@@ -29,12 +30,18 @@ from alertmanager.telegram_html import html_to_text
 from exporter import __version__, logsetup, redaction
 from exporter.commandline import add_config_options, with_default_command
 from exporter.config import ConfigError
+from exporter.httpauth import ACCEPTED, BasicAuth, Verdicts
 from exporter.server import parse_listen_address
+from exporter.webconfig import WebConfig
+from exporter.webguard import MetricNames, WebGuard
 
 DEFAULT_LISTEN = ":9816"
 EXIT_PROBLEM = 1
 EXIT_BAD_CONFIG = 2
 log = logging.getLogger("sitewatch.receiver")
+WEB_METRICS = MetricNames(auth_failures="sitewatch_receiver_http_auth_failures",
+                          handshake_failures="sitewatch_receiver_tls_handshake_failures",
+                          reload_successful="sitewatch_receiver_web_config_last_reload_successful")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="serve POST /alert/<route>, /metrics, /-/healthy, /-/ready (default)")
-    add_config_options(run, "receiver config")
+    add_config_options(run, "receiver config", log_file=False)
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                      help=f"where to listen (default {DEFAULT_LISTEN}; e.g. 127.0.0.1:9816)")
     run.add_argument("--threads", type=int, default=4,
@@ -55,14 +62,17 @@ def _parser() -> argparse.ArgumentParser:
                           "the one idle or half-sent the longest")
     run.add_argument("--dry-run", action="store_true",
                      help="print messages on standard output instead of sending them to Telegram (demos)")
+    run.add_argument("--web.config.file", dest="web_config", metavar="FILE",
+                     help="TLS and basic auth for every path, webhooks included, in the web config format of "
+                          "Prometheus exporters (docs/security.md)")
     deliver = commands.add_parser("deliver", help="the delivery process that 'run' starts for itself: composes "
                                                   "messages and sends them to Telegram (not for direct use)")
-    add_config_options(deliver, "receiver config")
+    add_config_options(deliver, "receiver config", log_file=False)
     deliver.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
     deliver.add_argument("--control-fd", type=int, required=True, help=argparse.SUPPRESS)
     check = commands.add_parser("check-config", help="validate the config, then ask Telegram about every bot "
                                                      "and route; exit 0 only if all can be used")
-    add_config_options(check, "receiver config")
+    add_config_options(check, "receiver config", log_file=False)
     check.add_argument("--offline", action="store_true", help="only validate the file and its templates")
     _maintenance_parser(commands)
     return parser
@@ -134,6 +144,9 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"error: {err}\n")
         return EXIT_BAD_CONFIG
+    guard = None
+    if args.web_config:  # its ConfigError is the caller's exit status 2
+        guard = WebGuard(args.web_config, WEB_METRICS, "sitewatch-receiver", fits=lambda web: _fits(config, web))
     app = create_app(config, dry_run=args.dry_run, role="web")
     receiver = receiver_of(app)
     connections = raise_open_files_limit(args.max_connections)
@@ -141,7 +154,9 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
         log.warning("event=connection_limit_lowered wanted=%d held=%d reason=open_files_limit",
                     args.max_connections, connections)
     limits = Limits(max_connections=connections, max_body=config.max_body)
-    front = FrontServer(receiver.desk, app, limits, threads=max(1, args.threads))
+    if guard is not None:
+        guard.register(receiver.metrics.registry)
+    front = FrontServer(receiver.desk, app, limits, threads=max(1, args.threads), guard=guard)
 
     async def serve() -> int:
         try:
@@ -154,7 +169,8 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
         log.info("event=listening address=%s:%s outbox=%s routes=%s dry_run=%s max_connections=%d",
                  host or "0.0.0.0", front.port, config.outbox_path, ",".join(config.routes), args.dry_run,
                  connections)
-        print(f"sitewatch receiver: POST http://{host or 'localhost'}:{front.port}/alert/<route>", flush=True)
+        scheme = "https" if guard is not None and guard.tls is not None else "http"
+        print(f"sitewatch receiver: POST {scheme}://{host or 'localhost'}:{front.port}/alert/<route>", flush=True)
         await front.serve_until_stopped()
         return 0
 
@@ -165,6 +181,24 @@ def _serve(config: ReceiverConfig, args: argparse.Namespace) -> int:
             receiver.delivery.stop()
         receiver.close()
         log.info("event=stopped")
+
+
+def _fits(config: ReceiverConfig, web: WebConfig) -> None:
+    """Refuses a web config whose users no webhook could satisfy together with the receiver config's own
+    webhook auth: a request carries one Authorization header, and both are checked."""
+    if not web.users or not config.auth_required:
+        return
+    if config.bearer_token is not None:
+        raise ConfigError(web.source, f"basic_auth_users: expected none while {config.source} has auth.bearer_token: "
+                                      "a webhook carries one Authorization header, so it could not pass both. Remove "
+                                      "auth from the receiver config (these users then guard the webhooks too)")
+    user, password = config.basic_auth
+    verdict = BasicAuth(web.users, Verdicts(), web.usual_cost).check(
+        "Basic " + base64.b64encode(f"{user}:{password.reveal()}".encode()).decode())
+    if verdict != ACCEPTED:
+        raise ConfigError(web.source, f"basic_auth_users: expected the user {user!r} of auth.basic_auth in "
+                                      f"{config.source}, with the same password: a webhook carries one Authorization "
+                                      "header, so it must pass both")
 
 
 def _delivery_argv(args: argparse.Namespace) -> list[str]:

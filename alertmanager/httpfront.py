@@ -14,6 +14,11 @@ holds a connection, and a storm of webhooks must cost little CPU per request. He
 
 Failures of the connection itself (a timeout, an eviction, a malformed head) are counted by reason in
 ``sitewatch_receiver_http_refused_total`` and logged at most once a minute per reason.
+
+With a web config (``--web.config.file``, exporter.webguard) a connection is first upgraded to TLS on the loop
+(`loop.start_tls`, with a deadline for the whole handshake), and every request's credentials are checked as
+soon as its head is in, before any body is read. Known credentials cost a lookup on the loop; only the first
+sight of new ones waits for a bcrypt check, on a thread of its own, while the loop serves the others.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from alertmanager.desk import Answer, Ticket, WebhookDesk
 from alertmanager.httphead import Head, HeadProblem, parse_head
 from alertmanager.outbox import EnqueueResult
 from alertmanager.writer import commit_each
+from exporter.httpauth import ACCEPTED
+from exporter.webconfig import TlsSettings
+from exporter.webguard import HANDSHAKE_TIMEOUT, WebGuard
 
 log = logging.getLogger("sitewatch.receiver")
 WEBHOOK_PATH = re.compile(r"/alert/([^/]+)")
@@ -79,6 +87,8 @@ class Connection(asyncio.Protocol):
         self.eof = False  # the client has shut down its sending side
         self.webhook = False  # busy with a webhook (never evicted), not a status page or a scrape
         self.waiting: tuple[Head, Ticket] | None = None  # read, waiting for its commit
+        self.securing = False  # in its TLS handshake: what arrives waits in the buffer
+        self.tls = False  # served over TLS
 
     # --- asyncio's callbacks -------------------------------------------------------------------------
 
@@ -87,6 +97,7 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if peer else ""
         self.front.opened(self)
+        self.front.secure(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -95,11 +106,15 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client is done sending: answer what it sent whole (a pipeline), then close."""
         self.eof = True
-        return self.state == "busy" or (self.state == "head" and b"\r\n\r\n" in self.buffer)
+        if self.tls:
+            return False  # asyncio's TLS layer closes on the client's end of sending whatever the answer
+        return self.state in ("busy", "auth") or (self.state == "head" and b"\r\n\r\n" in self.buffer)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if self.state == "busy":
+        if self.securing:
+            return  # the first request may come with the handshake's last bytes, before the TLS transport is ours
+        if self.state in ("busy", "auth"):
             # One request at a time; the next waits in the buffer (not by pausing the socket: two system
             # calls a request). A client that piles up more than a request's worth meanwhile is cut off.
             if len(self.buffer) > self.front.limits.max_head + self.front.limits.max_body:
@@ -137,19 +152,8 @@ class Connection(asyncio.Protocol):
                 self.refuse(problem)
                 return
             del self.buffer[:end + 4]
-            webhook = WEBHOOK_PATH.fullmatch(self.head.path) is not None
-            if webhook and self.head.method == "POST" and self.front.refuse_before_body(self, self.head):
+            if not self.front.authorized(self, self.head) or not self._head_accepted():
                 return
-            limit = self.front.limits.max_body if webhook else OTHER_BODY_LIMIT
-            if self.head.content_length > limit:
-                if webhook:
-                    self.front.refuse_webhook_too_large(self)
-                else:
-                    self.refuse(HeadProblem(413, "too_large", f"the body is over {limit} bytes"))
-                return
-            if self.head.expects_continue and self.head.content_length and len(self.buffer) == 0:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self._enter("body")
         if self.state == "body":
             assert self.head is not None
             if len(self.buffer) < self.head.content_length:
@@ -161,6 +165,42 @@ class Connection(asyncio.Protocol):
             self._enter("busy")
             self.front.dispatch(self, self.head, body)
 
+    def _head_accepted(self) -> bool:
+        """After the head's credentials pass: whether its body is worth reading (state "body"), else answered."""
+        assert self.head is not None
+        webhook = WEBHOOK_PATH.fullmatch(self.head.path) is not None
+        if webhook and self.head.method == "POST" and self.front.refuse_before_body(self, self.head):
+            return False
+        limit = self.front.limits.max_body if webhook else OTHER_BODY_LIMIT
+        if self.head.content_length > limit:
+            if webhook:
+                self.front.refuse_webhook_too_large(self)
+            else:
+                self.refuse(HeadProblem(413, "too_large", f"the body is over {limit} bytes"))
+            return False
+        if self.head.expects_continue and self.head.content_length and len(self.buffer) == 0:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._enter("body")
+        return True
+
+    def authorized_later(self, verdict: str) -> None:
+        """The bcrypt check of this connection's request is over (on the loop again)."""
+        if self.closed or self.state != "auth":
+            return
+        if verdict != ACCEPTED:
+            self.front.challenge(self)
+            return
+        if self._head_accepted():
+            self._advance()
+
+    def secured(self, transport: asyncio.Transport) -> None:
+        """The TLS handshake is over: from now on the TLS transport carries the requests."""
+        self.transport = transport
+        self.securing = False
+        self.tls = True
+        if self.buffer:
+            self.data_received(b"")
+
     # --- answering -----------------------------------------------------------------------------------
 
     def respond(self, status: int, body: bytes, headers: list[tuple[str, str]], keep_alive: bool) -> None:
@@ -169,6 +209,7 @@ class Connection(asyncio.Protocol):
         reason = _reason(status)
         lines = [f"HTTP/1.1 {status} {reason}"]
         lines += [f"{name}: {value}" for name, value in headers if name.lower() not in ("content-length", "connection")]
+        lines += [f"{name}: {value}" for name, value in self.front.extra_headers]
         lines.append(f"Content-Length: {len(body)}")
         if not keep_alive:
             lines.append("Connection: close")
@@ -211,11 +252,16 @@ class Connection(asyncio.Protocol):
 
 
 class FrontServer:
-    def __init__(self, desk: WebhookDesk, wsgi_app: Callable, limits: Limits, threads: int = 4):
+    def __init__(self, desk: WebhookDesk, wsgi_app: Callable, limits: Limits, threads: int = 4,
+                 guard: WebGuard | None = None):
+        """`guard`: the web config in force (TLS, basic auth, headers), or None for plain HTTP without it."""
         self.desk = desk
         self.wsgi_app = wsgi_app
         self.limits = limits
+        self.guard = guard
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="receiver-web")
+        # bcrypt checks and web config reads: slow, rare, and never in the way of the status page's threads
+        self.auth_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-auth")
         self.connections: set[Connection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.base_events.Server | None = None
@@ -242,6 +288,8 @@ class FrontServer:
         for name in ("SIGTERM", "SIGINT"):
             if hasattr(signal, name):
                 self.loop.add_signal_handler(getattr(signal, name), self._stopped.set)
+        if self.guard is not None and hasattr(signal, "SIGHUP"):
+            self.loop.add_signal_handler(signal.SIGHUP, self.reload_web_config)
         await self._stopped.wait()
         self.server.close()
         # Answer what is being answered (each waits at most for its commit), then drop the rest.
@@ -251,6 +299,7 @@ class FrontServer:
         for connection in list(self.connections):
             connection.abort("shutdown")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.auth_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- connections ---------------------------------------------------------------------------------
 
@@ -295,6 +344,92 @@ class FrontServer:
                         connection.transport.close()  # a keep-alive that ran out is no refusal
                     else:
                         connection.abort(reason)
+
+    # --- the web config: TLS, basic auth, headers -------------------------------------------------------
+
+    @property
+    def extra_headers(self) -> tuple[tuple[str, str], ...]:
+        return self.guard.headers if self.guard is not None else ()
+
+    def reload_web_config(self) -> None:
+        """SIGHUP: the web config file is read again on the auth thread; the loop serves on meanwhile."""
+        self.auth_pool.submit(self._reload_web_config)
+
+    def _reload_web_config(self) -> None:
+        try:
+            self.guard.reload()
+        except Exception:  # a surprise in a reload must not go unseen in a thread nobody waits for
+            log.exception("event=web_config_reload_failed")
+
+    def secure(self, connection: Connection) -> None:
+        """A new connection: its TLS handshake starts, when the web config asks for TLS."""
+        if self.guard is None:
+            return
+        if self.guard.changed():
+            self.reload_web_config()  # this connection is served by the config in force; the next ones by the new
+        tls = self.guard.tls
+        if tls is None:
+            return
+        connection.securing = True
+        connection.transport.pause_reading()  # the ClientHello is for the TLS layer, not for the request reader
+        self.loop.create_task(self._handshake(connection, tls))
+
+    async def _handshake(self, connection: Connection, tls: TlsSettings) -> None:
+        raw = connection.transport
+        try:
+            transport = await self.loop.start_tls(raw, connection, tls.context, server_side=True,
+                                                  ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except Exception as err:  # noqa: BLE001 - whatever a client makes a handshake raise, the loop serves on
+            # The connection ends here; asyncio tells a protocol nothing of one lost during its handshake.
+            if not connection.closed:
+                self.guard.handshake_failed(err, connection.remote)
+                connection.closed = True
+            raw.abort()
+            self.closed(connection)
+            return
+        if connection.closed:  # evicted or shut down while it shook hands
+            transport.abort()
+            return
+        if not tls.peer_allowed(transport.get_extra_info("peercert")):
+            self.guard.counted_handshake_failure("client_certificate", connection.remote,
+                                                 "no allowed SAN in the client certificate")
+            connection.closed = True
+            transport.abort()
+            self.closed(connection)
+            return
+        connection.secured(transport)
+
+    def authorized(self, connection: Connection, head: Head) -> bool:
+        """Whether the request's credentials pass now. False: it was answered 401, or (state "auth") its
+        credentials are new and a bcrypt check on the auth thread will tell (Connection.authorized_later)."""
+        guard = self.guard
+        if guard is None or not guard.auth_required:
+            return True
+        header = head.header("authorization")
+        verdict = guard.quick(header, connection.remote)
+        if verdict == ACCEPTED:
+            return True
+        if verdict is not None:
+            self.challenge(connection)
+            return False
+        connection.state = "auth"
+        future = self.auth_pool.submit(guard.check, header, connection.remote)
+        future.add_done_callback(lambda done: self.loop.call_soon_threadsafe(self._checked, connection, done))
+        return False
+
+    def _checked(self, connection: Connection, future: concurrent.futures.Future) -> None:
+        try:
+            verdict = future.result()
+        except Exception:  # a fault of ours: refused, and the log says why
+            log.exception("event=auth_check_failed")
+            verdict = "error"
+        connection.authorized_later(verdict)
+
+    def challenge(self, connection: Connection) -> None:
+        """401 with the Basic challenge; the connection closes, as a body may follow that is never read."""
+        body = b"Unauthorized: this server asks for a user and password (HTTP basic auth).\n"
+        connection.respond(401, body, [("Content-Type", "text/plain; charset=utf-8"),
+                                       ("WWW-Authenticate", self.guard.challenge)], keep_alive=False)
 
     def count_refusal(self, reason: str, remote: str, message: str) -> None:
         self.refused.labels(reason).inc()
@@ -378,6 +513,8 @@ class FrontServer:
 
     def _to_wsgi(self, connection: Connection, head: Head, body: bytes) -> None:
         environ = _environ(head, body, connection.remote, self.port)
+        if connection.tls:
+            environ["wsgi.url_scheme"] = "https"
         future = self.pool.submit(_call_wsgi, self.wsgi_app, environ)
         future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._wsgi_done, connection, head, f))
 

@@ -5,13 +5,17 @@ enforces the real flood limits has shown it; part 2 sends 100 alert groups for o
 Debian Alertmanagers, one using the receiver and one its native telegram_configs, and times both.
 
     .venv/bin/python bench/receiver_storm.py [--rate 500] [--alerts 5] [--seconds 10] [--chats 50]
-                                             [--skip-storm] [--skip-groups] [--skip-native]
+                                             [--skip-storm] [--skip-groups] [--skip-native] [--web-auth]
+
+With --web-auth the storm's receiver runs behind a web config's basic auth (--web.config.file, a bcrypt hash
+of cost 10) instead of its own bearer token, so its figures show what checking a password costs each webhook.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import http.client
 import json
 import math
@@ -32,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the fake Telegram lives in the repo
 
-from benchkit import (BenchError, Service, find_program, first_line, free_loopback_port, http_get,  # noqa: E402
-                      percentile, positive, raise_system_exit)
+from benchkit import (START_TIMEOUT, BenchError, Service, find_program, first_line, free_loopback_port,  # noqa: E402
+                      http_get, percentile, positive, raise_system_exit)
 from simulators.telegram import DEFAULT_TOKEN, FakeTelegram
 
 DEFAULT_RATE = 500.0
@@ -51,6 +55,7 @@ GROUPS_TARGET_S = 30.0
 GROUP_COUNT = 100
 SAMPLE_EVERY = 1.0
 WEBHOOK_TOKEN = "storm-bench-webhook-token"
+WEB_USER = "alertmanager"  # with --web-auth: the web config's user, whose password is WEBHOOK_TOKEN
 PRIVATE_CHAT_BASE = 700_000_000  # private chats have positive ids
 GROUP_CHAT_BASE = -1_001_700_000_000  # "-100…": supergroups, 20 messages a minute each
 COMPARED_GROUP_CHAT = -1_001_800_000_001
@@ -83,13 +88,55 @@ def metric_sum(values: dict[str, float], name: str, **labels: str) -> float:
     return total
 
 
-def receiver(workdir: Path, name: str, api_url: str, routes: dict[str, int], threads: int) -> Service:
-    """sitewatch-receiver as a user runs it, with a config holding these routes (name -> chat id)."""
+def authorization(web_auth: bool) -> str:
+    """The Authorization header of every request to the receiver: its bearer token, or with --web-auth the
+    web config's basic auth."""
+    if web_auth:
+        return "Basic " + base64.b64encode(f"{WEB_USER}:{WEBHOOK_TOKEN}".encode()).decode()
+    return f"Bearer {WEBHOOK_TOKEN}"
+
+
+def authorized_get(port: int, path: str, header: str, timeout: float = 5.0) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Authorization": header})
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", errors="replace")
+    finally:
+        connection.close()
+
+
+class AuthorizedService(Service):
+    """A Service whose every path, its ready page included, asks for credentials (the receiver with --web-auth)."""
+
+    def __init__(self, *args, authorization: str, **options):
+        super().__init__(*args, **options)
+        self.authorization = authorization
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"{self.name} exited ({self.process.returncode}): {self.log_tail()}")
+            try:
+                if authorized_get(self.port, self.ready_path, self.authorization, timeout=2)[0] == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"{self.name} was not ready within {START_TIMEOUT:g} s: {self.log_tail()}")
+
+
+def receiver(workdir: Path, name: str, api_url: str, routes: dict[str, int], threads: int,
+             web_auth: bool = False) -> Service:
+    """sitewatch-receiver as a user runs it, with a config holding these routes (name -> chat id); with
+    `web_auth`, behind a web config's basic auth instead of its own bearer token."""
     folder = workdir / name
     folder.mkdir()
     (folder / "bot.token").write_text(DEFAULT_TOKEN + "\n", encoding="utf-8")
     (folder / "webhook.token").write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
     route_text = "".join(f"\n  {route}:\n    bot: main\n    chat_id: {chat_id}" for route, chat_id in routes.items())
+    own_auth = "" if web_auth else "auth:\n  bearer_token: {file: webhook.token}"
     # Everything else is the receiver's default: its senders, timeouts and limits are what is measured.
     (folder / "receiver.yml").write_text(f"""telegram:
   api_url: {api_url}
@@ -97,8 +144,7 @@ bots:
   main:
     token: {{file: bot.token}}
 routes:{route_text}
-auth:
-  bearer_token: {{file: webhook.token}}
+{own_auth}
 outbox:
   path: {folder / 'outbox.db'}
   dedup_window: 10m
@@ -107,8 +153,16 @@ timezone: Europe/Moscow
     port = free_loopback_port()
     argv = [sys.executable, "-m", "alertmanager.cli", "run", "--config", str(folder / "receiver.yml"),
             "--web.listen-address", f"127.0.0.1:{port}", "--threads", str(threads)]
-    return Service(f"sitewatch-receiver ({name})", argv, port, workdir / f"{name}.log",
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    service_name, log_path = f"sitewatch-receiver ({name})", workdir / f"{name}.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if not web_auth:
+        return Service(service_name, argv, port, log_path, env=env)
+    import bcrypt  # a dependency of sitewatch itself
+
+    digest = bcrypt.hashpw(WEBHOOK_TOKEN.encode(), bcrypt.gensalt(10)).decode()
+    (folder / "web.yml").write_text(f"basic_auth_users:\n  {WEB_USER}: '{digest}'\n", encoding="utf-8")
+    return AuthorizedService(service_name, argv + ["--web.config.file", str(folder / "web.yml")], port, log_path,
+                             env=env, authorization=authorization(True))
 
 
 def receiver_log_summary(service: Service) -> tuple[Counter, list[str]]:
@@ -214,19 +268,19 @@ class LoadProcess:
         self.pool.join()
 
     def send_storm(self, port: int, bodies: list[tuple[str, bytes]], rate: float, connections: int,
-                   start: float) -> list[Webhook]:
+                   start: float, header: str) -> list[Webhook]:
         """Open loop: webhook i is due at start + i/rate whatever happened to the others. `start` is
-        time.monotonic(), one clock for every process on Linux."""
-        return self.pool.apply(_storm_in_this_process, (port, bodies, rate, connections, start))
+        time.monotonic(), one clock for every process on Linux; `header` is the Authorization sent."""
+        return self.pool.apply(_storm_in_this_process, (port, bodies, rate, connections, start, header))
 
 
 def _storm_in_this_process(port: int, bodies: list[tuple[str, bytes]], rate: float, connections: int,
-                           start: float) -> list[Webhook]:
-    return asyncio.run(_storm(port, bodies, rate, connections, start))
+                           start: float, header: str) -> list[Webhook]:
+    return asyncio.run(_storm(port, bodies, rate, connections, start, header))
 
 
 async def _storm(port: int, bodies: list[tuple[str, bytes]], rate: float, connections: int,
-                 start: float) -> list[Webhook]:
+                 start: float, header: str) -> list[Webhook]:
     due_now: asyncio.Queue[Webhook | None] = asyncio.Queue()
     results: list[Webhook] = []
 
@@ -246,7 +300,7 @@ async def _storm(port: int, bodies: list[tuple[str, bytes]], rate: float, connec
             record.started = time.monotonic()
             path, body = bodies[record.index]
             head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                    f"Authorization: Bearer {WEBHOOK_TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                    f"Authorization: {header}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -287,9 +341,10 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
 class OutboxSampler(threading.Thread):
     """Reads the receiver's /metrics every second: the outbox depth over time."""
 
-    def __init__(self, port: int, start: float):
+    def __init__(self, port: int, start: float, header: str):
         super().__init__(name="outbox-sampler", daemon=True)
         self.port = port
+        self.header = header
         self.start_time = start
         self.samples: list[tuple[float, int | None]] = []  # (seconds since the load began, items waiting)
         self.halt = threading.Event()
@@ -301,7 +356,7 @@ class OutboxSampler(threading.Thread):
             if self.halt.wait(max(0.0, due - time.monotonic())):
                 return
             try:
-                status, text = http_get(self.port, "/metrics", timeout=5)
+                status, text = authorized_get(self.port, "/metrics", self.header, timeout=5)
                 depth = int(metric_values(text)["sitewatch_receiver_outbox_messages"]) if status == 200 else None
             except (OSError, http.client.HTTPException, KeyError, ValueError):
                 depth = None
@@ -370,22 +425,24 @@ def run_storm(arguments: argparse.Namespace, workdir: Path) -> StormResult:
     bodies = storm_bodies(count, arguments.alerts, list(routes))
     telegram = FakeTelegram(enforce_limits=True).start()
     try:
-        with receiver(workdir, "storm", telegram.url, routes, arguments.receiver_threads) as service, \
-                LoadProcess() as load:
+        header = authorization(arguments.web_auth)
+        with receiver(workdir, "storm", telegram.url, routes, arguments.receiver_threads,
+                      arguments.web_auth) as service, LoadProcess() as load:
             start = time.monotonic() + 0.5
-            sampler = OutboxSampler(service.port, start)
+            sampler = OutboxSampler(service.port, start, header)
             sampler.start()
             try:
                 time.sleep(max(0.0, start - time.monotonic()))
                 delivery = service.child_pids()[:1]
                 receiver_before, script_before = service.cpu_seconds(), time.process_time()
                 delivery_before = sum(service.cpu_seconds(pid) for pid in delivery)
-                webhooks = load.send_storm(service.port, bodies, arguments.rate, arguments.connections, start)
+                webhooks = load.send_storm(service.port, bodies, arguments.rate, arguments.connections, start,
+                                           header)
                 span = max(arguments.seconds, max(w.finished for w in webhooks) - start)
                 receiver_cpu, script_cpu = service.cpu_seconds() - receiver_before, time.process_time() - script_before
                 delivery_cpu = sum(service.cpu_seconds(pid) for pid in delivery) - delivery_before
                 drained = wait_for_drain(service, sampler, start + span + arguments.drain_timeout)
-                status, text = http_get(service.port, "/metrics")
+                status, text = authorized_get(service.port, "/metrics", header)
                 server = metric_values(text) if status == 200 else {}
                 peak_rss = service.status_mib("VmHWM")
             finally:
@@ -656,7 +713,8 @@ def depth_series_text(samples: list[tuple[float, int | None]], load_seconds: flo
 def print_storm(result: StormResult, arguments: argparse.Namespace) -> list[tuple[str, bool]]:
     print()
     print(f"== webhook storm: {arguments.rate:g} webhooks/s x {arguments.alerts} alerts for {arguments.seconds:g} s "
-          f"to {arguments.chats} chats, open loop over {arguments.connections} keep-alive connections ==")
+          f"to {arguments.chats} chats, open loop over {arguments.connections} keep-alive connections"
+          + (", behind a web config's basic auth ==" if arguments.web_auth else " =="))
     rate_ok = result.accepted_per_s >= arguments.rate and result.accepted == result.sent
     p99_ok = result.latency_ms["p99"] < LATENCY_TARGET_MS
     lost_ok = result.alerts_lost == 0 and result.alerts_sent == result.sent * arguments.alerts
@@ -792,6 +850,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--skip-groups", action="store_true", help="leave out part 2, the 100 groups")
     parser.add_argument("--skip-native", action="store_true",
                         help="part 2 without the native Alertmanager (its side takes about 5 minutes)")
+    parser.add_argument("--web-auth", action="store_true",
+                        help="part 1 with the receiver behind --web.config.file basic auth (bcrypt, cost 10) "
+                             "instead of its bearer token")
     return parser.parse_args()
 
 

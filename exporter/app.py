@@ -3,7 +3,9 @@
 Reloads (``POST /-/reload``, SIGHUP, or a change to the config file or its targets file, which are polled
 every 2 s) load the whole new config first; a bad one is rejected, logged with its cause, and the running
 config stays in force. They run one at a time (exporter.reloads), and signals are throttled besides: a burst
-of SIGHUPs gives one reload at once and one more at the end of the burst.
+of SIGHUPs gives one reload at once and one more at the end of the burst. SIGHUP and ``/-/reload`` read the
+web config file (``--web.config.file``) again as well; it is also read again within a second or two of a
+change to it or its certificate, key or CA files (exporter.webguard).
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ from exporter.icmp.engine import PingEngine
 from exporter.reloads import Reloads
 from exporter.scheduler import Scheduler
 from exporter.server import HttpServer, build_app
+from exporter.webguard import MetricNames, WebGuard
 
 log = logging.getLogger("sitewatch.exporter")
+
+WEB_METRICS = MetricNames(auth_failures="sitewatch_exporter_http_auth_failures",
+                          handshake_failures="sitewatch_exporter_tls_handshake_failures",
+                          reload_successful="sitewatch_exporter_web_config_last_reload_successful")
 
 WATCH_INTERVAL = 2.0  # seconds between looks at the config file and the targets file
 SIGNAL_GAP = 2.0  # seconds between the starts of two reloads asked for by SIGHUP
@@ -43,11 +50,14 @@ def _file_state(path: str | os.PathLike[str]) -> FileState:
 
 
 class ExporterApp:
-    def __init__(self, config_path: str, listen: str, key_file: str | None = None):
+    def __init__(self, config_path: str, listen: str, key_file: str | None = None, web_config: str | None = None):
+        """`web_config`: the ``--web.config.file`` (TLS, basic auth), read again when it changes and on reloads."""
         self.config_path = config_path
         self.key_file = key_file
         config_state = _file_state(config_path)  # before reading: an edit made while it is read is seen
         self.config: Config = load_config(config_path, key_file)  # ConfigError stops start-up here
+        # Its ConfigError stops start-up too; read before the port is opened.
+        self.web = WebGuard(web_config, WEB_METRICS, "sitewatch-exporter") if web_config else None
         self.status = ExporterStatus()
         self.status.reload_success_at = time.time()
         self.ping_engine = PingEngine()
@@ -57,9 +67,11 @@ class ExporterApp:
         self.metrics = exposition.MetricsBody(self.scheduler.snapshot, self.status, lambda: self.config.sites)
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.metrics.process_registry)
+        if self.web is not None:
+            self.web.register(self.metrics.process_registry)
         app = build_app(self.metrics.response, self.reload, self.ready,
                         lambda: statuspage.render(self.scheduler.snapshot(), str(self.config.source)))
-        self.server = HttpServer(listen, app)
+        self.server = HttpServer(listen, app, guard=self.web)
         self._reloads = Reloads(self._reload_now)
         # Set by signal handlers, read by the main loop. Plain attributes: a handler can be interrupted by the
         # next signal, so it must not take a lock (an Event does) that it might already hold.
@@ -88,8 +100,13 @@ class ExporterApp:
                  self.config.source, len(self.config.sites), len(self.config.checks()), self.server.port)
 
     def reload(self) -> tuple[bool, str]:
-        """Reloads the config (or joins a reload that has not started yet) and returns its outcome."""
-        return self._reloads.run()
+        """Reloads the config (or joins a reload that has not started yet) and returns its outcome; the web
+        config too, when there is one. A web config that cannot be used fails the answer, not the config."""
+        ok, text = self._reloads.run()
+        if self.web is None:
+            return ok, text
+        web_ok, web_text = self.web.reload()
+        return ok and web_ok, f"{text}; {web_text}"
 
     def _reload_now(self) -> tuple[bool, str]:
         started = time.perf_counter()
@@ -135,7 +152,7 @@ class ExporterApp:
             log.info("event=config_changed files=%s", ",".join(changed))
             self._seen = now  # taken before the reload: a change during it is seen on the next look
             try:
-                self.reload()
+                self._reloads.run()  # the web config watches its own files (exporter.webguard)
             except Exception:  # the watcher must outlive any surprise in a reload
                 log.exception("event=reload_failed")
 
@@ -175,6 +192,8 @@ class ExporterApp:
                 self._reload_asked = False
                 last_signalled = time.monotonic()
                 self._reloads.ask()
+                if self.web is not None:
+                    self.web.reload()  # a file that cannot be used is logged; the one in force stays
         log.info("event=stopping")
         self.stop()
 

@@ -1,5 +1,5 @@
 """``sitewatch-exporter``: run the exporter, run every check once, validate a config, encrypt a secret,
-manage the devices of a targets file."""
+manage the devices of a targets file, hash a password for a web config."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from exporter import __version__, logsetup, oneshot, secrets, targets_cli
+from exporter import __version__, hashpassword, logsetup, oneshot, secrets, targets_cli
 from exporter.commandline import add_config_options, with_default_command
 from exporter.config import ConfigError, load_config
 
@@ -32,11 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     add_config_options(run, "site config")
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                      help=f"where to serve /metrics (default {DEFAULT_LISTEN}; e.g. 127.0.0.1:9815)")
+    run.add_argument("--web.config.file", dest="web_config", metavar="FILE",
+                     help="TLS and basic auth for every endpoint, in the web config format of Prometheus "
+                          "exporters (docs/security.md)")
 
     check = commands.add_parser("check", help="run every check once, print a table; exit 0 only if all pass")
     add_config_options(check, "site config")
     check.add_argument("--site", help="only this site's checks")
     check.add_argument("--format", choices=["table", "json"], default="table")
+    check.add_argument("--lang", type=oneshot.table_language, default=oneshot.default_language(), metavar="{en,ru}",
+                       help="language of the table: en (default) or ru; $SITEWATCH_LANG sets the default "
+                            "(JSON is the same in both)")
 
     validate = commands.add_parser("validate", help="only validate the config")
     add_config_options(validate, "site config")
@@ -47,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     encrypt = commands.add_parser("encrypt", help="turn a secret read from standard input into an enc: value")
     encrypt.add_argument("--key-file", help="key file (default: $SITEWATCH_KEY or $SITEWATCH_KEY_FILE)")
     encrypt.add_argument("--new-key", metavar="FILE", help="write a new random key to FILE (mode 0600) and exit")
+    hashpassword.add_command(commands)
     return parser
 
 
@@ -59,45 +66,61 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_CONFIG
     if args.command == "encrypt":
         return _encrypt(args)
+    if args.command == "hash-password":
+        return hashpassword.main(args)
     if args.command == "targets":
-        logsetup.configure(getattr(args, "log_level", "info"))
+        if not logsetup.configure_from(args):
+            return EXIT_BAD_CONFIG
         return targets_cli.main(args)
-    logsetup.configure(args.log_level)
+    if not logsetup.configure_from(args):
+        return EXIT_BAD_CONFIG
     try:
         config = load_config(args.config, args.key_file)
     except ConfigError as err:
-        sys.stderr.write(f"config error: {err}\n")
+        if args.command == "validate":
+            _report_problems(err)
+        else:
+            logsetup.fatal(f"config error: {err}")
         return EXIT_BAD_CONFIG
     if args.command == "validate":
         print(f"{config.source}: valid, {len(config.sites)} site(s), {len(config.checks())} check(s)")
         return 0
     if args.command == "check":
         try:
-            return oneshot.main(config, args.site, args.format)
+            return oneshot.main(config, args.site, args.format, args.lang)
         except oneshot.UnknownSite as err:
             sys.stderr.write(f"config error: {err}\n")
             return EXIT_BAD_CONFIG
     return _serve(args)
 
 
+def _report_problems(err: ConfigError) -> None:
+    """Every problem of the config on a line of its own, so that one run shows all there is to fix, and how
+    many there are when more than one."""
+    for problem in err.problems:
+        sys.stderr.write(f"config error: {problem}\n")
+    if len(err.problems) > 1:
+        sys.stderr.write(f"{len(err.problems)} problems: the config is not valid\n")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from exporter.app import ExporterApp
 
     try:
-        app = ExporterApp(args.config, args.listen, args.key_file)
+        app = ExporterApp(args.config, args.listen, args.key_file, args.web_config)
     except ConfigError as err:
-        sys.stderr.write(f"config error: {err}\n")
+        logsetup.fatal(f"config error: {err}")
         return EXIT_BAD_CONFIG
     except ValueError as err:
-        sys.stderr.write(f"cannot start: {err}\n")
+        logsetup.fatal(f"cannot start: {err}")
         return EXIT_BAD_CONFIG
     except OSError as err:
-        sys.stderr.write(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}\n")
+        logsetup.fatal(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}")
         return EXIT_BAD_CONFIG
     app.handle_signals()
     app.start()
-    print(f"sitewatch exporter: serving http://{_display_host(args.listen)}:{app.server.port}/metrics",
-          flush=True)
+    address = f"{app.server.scheme}://{_display_host(args.listen)}:{app.server.port}"
+    print(f"sitewatch exporter: serving {address}/metrics", flush=True)
     app.serve_forever()
     return 0
 

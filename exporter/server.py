@@ -1,14 +1,26 @@
-"""The exporter's HTTP endpoints: ``/metrics``, ``/-/healthy``, ``/-/ready``, ``/-/reload`` and ``/``."""
+"""The exporter's HTTP endpoints: ``/metrics``, ``/-/healthy``, ``/-/ready``, ``/-/reload`` and ``/``.
+
+With a web config (`HttpServer.protect`, exporter.webguard), every connection is served on a thread of its
+own from its first byte: the TLS handshake happens there, with a deadline for the whole of it, so a client
+that never finishes one holds up nobody else; and every request passes basic auth before the application
+sees it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import selectors
 import socket
+import ssl
 import threading
+import time
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from exporter.httpauth import ACCEPTED
+from exporter.webguard import HANDSHAKE_TIMEOUT, WebGuard
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +87,114 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     # to sitewatch-ingest), or many scrapers at once, would see connections dropped and retried a second
     # later. The kernel caps it at net.core.somaxconn.
     request_queue_size = 1024
+    guard: WebGuard | None = None
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        """In the connection's own thread: the TLS handshake first, when the web config asks for TLS."""
+        if self.guard is not None:
+            request = _admitted(self.guard, request, str(client_address[0]))
+            if request is None:
+                return
+        super().process_request_thread(request, client_address)
+
+
+PLAIN_HTTP_ANSWER = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+                     b"This port speaks HTTPS: use https:// in the address.\n")
+
+
+def _admitted(guard: WebGuard, connection: socket.socket, remote: str) -> socket.socket | None:
+    """The connection to serve: itself without TLS, the TLS socket after a handshake, or None (closed)."""
+    try:
+        guard.refresh()
+    except Exception:  # noqa: BLE001 - a surprise in a reload must not cost this connection; the old config serves
+        log.exception("event=web_config_refresh_failed")
+    tls = guard.tls
+    if tls is None:
+        return connection
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    secured: ssl.SSLSocket | None = None
+    try:
+        if _sends_plain_http(connection, deadline):
+            guard.counted_handshake_failure("plain_http", remote, "a plain HTTP request on the TLS port")
+            _answer_plain_http(connection)
+            return None
+        secured = tls.context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        _handshake(secured, deadline)
+        if not tls.peer_allowed(secured.getpeercert()):
+            guard.counted_handshake_failure("client_certificate", remote, "no allowed SAN in the client certificate")
+            secured.close()
+            return None
+        secured.settimeout(None)  # as the plain connection was: the request handler sets its own timeout
+        return secured
+    except Exception as err:  # noqa: BLE001 - whatever a client makes a handshake raise, the server serves on
+        guard.handshake_failed(err, remote)
+        (secured or connection).close()
+        return None
+
+
+def _sends_plain_http(connection: socket.socket, deadline: float) -> bool:
+    """Whether the client's first byte starts an HTTP request rather than a TLS record (0x16)."""
+    connection.settimeout(max(0.0, deadline - time.monotonic()))
+    first = connection.recv(1, socket.MSG_PEEK)
+    if not first:
+        raise ConnectionResetError("the client closed the connection before its TLS handshake")
+    return first.isalpha()
+
+
+def _answer_plain_http(connection: socket.socket) -> None:
+    """Says in plain HTTP to use HTTPS (Prometheus shows it as the target's error), then closes. The request is
+    read first: a socket closed with unread data is reset, and the client would see the reset, not the answer."""
+    try:
+        connection.recv(65536)
+        connection.sendall(PLAIN_HTTP_ANSWER)
+        connection.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        connection.close()
+
+
+def _handshake(connection: ssl.SSLSocket, deadline: float) -> None:
+    """Completes the server side of the handshake by `deadline`, however slowly the client sends."""
+    connection.setblocking(False)
+    with selectors.DefaultSelector() as selector:
+        selector.register(connection, selectors.EVENT_READ)
+        while True:
+            try:
+                connection.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                selector.modify(connection, selectors.EVENT_READ)
+            except ssl.SSLWantWriteError:
+                selector.modify(connection, selectors.EVENT_WRITE)
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise TimeoutError(f"no TLS handshake within {HANDSHAKE_TIMEOUT:g} s")
+
+
+def guarded_app(app, guard: WebGuard):
+    """`app` behind the web config's basic auth and headers: a 401 with a Basic challenge unless the
+    credentials pass (bcrypt only the first time, see exporter.httpauth)."""
+
+    def guarded(environ: dict[str, Any], start_response):
+        headers = list(guard.headers)
+        if guard.auth_required:
+            verdict = guard.check(environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR", ""))
+            if verdict != ACCEPTED:
+                body = b"Unauthorized: this server asks for a user and password (HTTP basic auth).\n"
+                start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                                    ("Content-Length", str(len(body))),
+                                                    ("WWW-Authenticate", guard.challenge), *headers])
+                return [body]
+        if not headers:
+            return app(environ, start_response)
+
+        def with_headers(status: str, response_headers: list[tuple[str, str]], exc_info=None):
+            return start_response(status, [*response_headers, *headers], exc_info)
+
+        return app(environ, with_headers)
+
+    return guarded
 
 
 class _ThreadingServer6(_ThreadingServer):
@@ -82,14 +202,28 @@ class _ThreadingServer6(_ThreadingServer):
 
 
 class HttpServer:
-    def __init__(self, listen: str, app, handler_class: type[WSGIRequestHandler] = _QuietHandler):
+    def __init__(self, listen: str, app, handler_class: type[WSGIRequestHandler] = _QuietHandler,
+                 guard: WebGuard | None = None):
         # handler_class: sitewatch-ingest takes uploads, and answers Expect: 100-continue in its own handler
         host, port = parse_listen_address(listen)
         server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+        self._app = app
         self._server = make_server(host or "0.0.0.0", port, app, server_class=server_class,
                                    handler_class=handler_class)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        if guard is not None:
+            self.protect(guard)
+
+    def protect(self, guard: WebGuard) -> None:
+        """Serves behind `guard`'s web config (TLS, basic auth, headers) from now on; before start()."""
+        self._server.guard = guard
+        self._server.set_app(guarded_app(self._app, guard))
+
+    @property
+    def scheme(self) -> str:
+        guard = self._server.guard
+        return "https" if guard is not None and guard.tls is not None else "http"
 
     def start(self) -> None:
         self._thread.start()

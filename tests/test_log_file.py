@@ -156,3 +156,21 @@ def test_a_config_error_reaches_the_log_file_too(tmp_path):
     assert result.stderr.startswith("config error: ")
     text = log_file.read_text(encoding="utf-8")
     assert "level=ERROR" in text and "event=stopped_by_error" in text and "colour" in text
+
+
+def test_an_exporter_that_cannot_listen_says_why_in_its_log_file(tmp_path):
+    import socket
+
+    config = _site(tmp_path)
+    log_file = tmp_path / "exporter.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "exporter.cli", "run", "--config", str(config),
+                                 "--web.listen-address", f"127.0.0.1:{port}", "--log.file", str(log_file)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    text = log_file.read_text(encoding="utf-8")
+    assert "event=stopped_by_error" in text and f"cannot listen on 127.0.0.1:{port}" in text
