@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench venv debs clean
+.PHONY: demo test bench venv debs clean bundle-windows
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ TEST_WORKERS ?= 2
 
 test: venv debs
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# dist/sitewatch-windows-<version>.zip: the site agent's wheels for 32- and 64-bit Windows Pythons, the
+# install script and the example configs, for sites that cannot reach PyPI (docs/windows-build.md).
+bundle-windows: venv
+	$(PY) scripts/build_windows_bundle.py
 
 bench: venv debs
 	$(PY) bench/ping_fleet.py $(BENCH_ARGS)

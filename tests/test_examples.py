@@ -8,8 +8,9 @@ from conftest import ROOT
 from exporter.config import load_config
 from exporter.secrets import SecretValue
 
-# examples/ingest.yml is sitewatch-ingest's, not a site config: tests/test_ingest_config.py reads it.
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yml") if p.name != "ingest.yml")
+# examples/ingest.yml is sitewatch-ingest's and examples/web-config.yml a --web.config.file, not site
+# configs: tests/test_ingest_config.py and tests/test_web_config.py read them.
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yml") if p.name not in ("ingest.yml", "web-config.yml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -76,3 +77,17 @@ def test_the_example_alertmanager_config_passes_amtool_and_posts_to_the_receiver
         for webhook in receiver["webhook_configs"]:
             assert webhook["url"].rsplit("/alert/", 1)[1] in routes
             assert "credentials_file" in webhook["http_config"]["authorization"]
+
+
+def test_the_windows_example_loads_with_its_password_file_beside_it(tmp_path):
+    # The technician's example (in the Windows bundle) reads the site's password from a file next to it,
+    # as a task run by SYSTEM has no environment to take it from.
+    import shutil
+
+    example = ROOT / "examples" / "windows" / "pusher-site.yml"
+    shutil.copy(example, tmp_path / "site.yml")
+    (tmp_path / "shop-101.password").write_text("example-secret-value\n", encoding="utf-8")
+    config = load_config(tmp_path / "site.yml")
+    assert [check.name for check in config.checks()] == ["router", "kkt", "back-office"]
+    assert config.push["basic_auth"]["password"].kind == "file"
+    assert config.sites[0].hours is not None
