@@ -242,7 +242,7 @@ def show_urls(ports: configs.Ports, work: Path, telegram: configs.Telegram, with
         + ("demo-branch's PC, " if with_branch else "") + "the ФН of till-2 expiring and Кодекс's broken "
         "catalog page; stop the pusher (kill its pid) and SiteNotReporting follows")
     say("== Grafana is not packaged by Debian: see the boards with the compose stack "
-        "(cp .env.example .env; docker compose up -d; http://localhost:3000, README 'Production')")
+        "(cp .env.example .env; docker compose up -d; http://localhost:3000, docs/production.md)")
 
 
 def main() -> int:
