@@ -74,12 +74,16 @@ class Service:
             if self.process.poll() is not None:
                 raise BenchError(f"{self.name} exited ({self.process.returncode}): {self.log_tail()}")
             try:
-                if http_get(self.port, self.ready_path, timeout=2)[0] == 200:
+                if self._ready_status() == 200:
                     return
             except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.1)
         raise BenchError(f"{self.name} was not ready within {START_TIMEOUT:g} s: {self.log_tail()}")
+
+    def _ready_status(self) -> int:
+        """The status of the ready page; a service that asks for credentials sends them here."""
+        return http_get(self.port, self.ready_path, timeout=2)[0]
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

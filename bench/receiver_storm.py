@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the fake Telegram lives in the repo
 
-from benchkit import (START_TIMEOUT, BenchError, Service, find_program, first_line, free_loopback_port,  # noqa: E402
+from benchkit import (BenchError, Service, find_program, first_line, free_loopback_port,  # noqa: E402
                       http_get, percentile, positive, raise_system_exit)
 from simulators.telegram import DEFAULT_TOKEN, FakeTelegram
 
@@ -113,18 +113,8 @@ class AuthorizedService(Service):
         super().__init__(*args, **options)
         self.authorization = authorization
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"{self.name} exited ({self.process.returncode}): {self.log_tail()}")
-            try:
-                if authorized_get(self.port, self.ready_path, self.authorization, timeout=2)[0] == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.1)
-        raise BenchError(f"{self.name} was not ready within {START_TIMEOUT:g} s: {self.log_tail()}")
+    def _ready_status(self) -> int:
+        return authorized_get(self.port, self.ready_path, self.authorization, timeout=2)[0]
 
 
 def receiver(workdir: Path, name: str, api_url: str, routes: dict[str, int], threads: int,

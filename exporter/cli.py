@@ -4,14 +4,13 @@ manage the devices of a targets file, hash a password for a web config."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import os
 import sys
 from pathlib import Path
 
 from exporter import __version__, hashpassword, logsetup, oneshot, secrets, targets_cli
-from exporter.commandline import add_config_options, with_default_command
+from exporter.commandline import add_config_options, read_secret_twice, with_default_command
 from exporter.config import ConfigError, load_config
 
 DEFAULT_LISTEN = ":9815"
@@ -148,13 +147,10 @@ def _encrypt(args: argparse.Namespace) -> int:
     except secrets.SecretError as err:
         sys.stderr.write(f"error: {err}\n")
         return EXIT_BAD_CONFIG
-    if sys.stdin.isatty():
-        plain = getpass.getpass("secret: ")
-        if getpass.getpass("again: ") != plain:
-            sys.stderr.write("the two entries differ\n")
-            return EXIT_BAD_CONFIG
-    else:
-        plain = sys.stdin.read().rstrip("\r\n")
+    plain = read_secret_twice("secret", whole_input=True)
+    if plain is None:
+        sys.stderr.write("the two entries differ\n")
+        return EXIT_BAD_CONFIG
     if not plain:
         sys.stderr.write("error: empty secret\n")
         return EXIT_BAD_CONFIG

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 
 from exporter.logsetup import add_log_options
 
@@ -20,6 +22,16 @@ def add_config_options(command: argparse.ArgumentParser, what: str, log_file: bo
     else:
         command.add_argument("--log.level", dest="log_level", default="info",
                              choices=["debug", "info", "warning", "error"])
+
+
+def read_secret_twice(prompt: str, whole_input: bool = False) -> str | None:
+    """A secret typed twice, unseen, at a terminal; otherwise standard input's first line (or, with
+    `whole_input`, all of it). None when the two entries differ (the caller says so). The line end that
+    closes it is not part of it."""
+    if sys.stdin.isatty():
+        secret = getpass.getpass(f"{prompt}: ")
+        return secret if getpass.getpass("again: ") == secret else None
+    return (sys.stdin.read() if whole_input else sys.stdin.readline()).rstrip("\r\n")
 
 
 def with_default_command(argv: list[str], command: str = "run") -> list[str]:

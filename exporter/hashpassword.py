@@ -7,11 +7,11 @@ its first line; only the hash is printed. bcrypt is already a dependency, so no 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 
 import bcrypt
 
+from exporter.commandline import read_secret_twice
 from exporter.httpauth import BCRYPT_BYTES
 
 DEFAULT_COST = 10  # about 60 ms per check; the servers check a password once and remember the outcome
@@ -26,13 +26,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if sys.stdin.isatty():
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            sys.stderr.write("error: the two entries differ\n")
-            return EXIT_REFUSED
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = read_secret_twice("password")
+    if password is None:
+        sys.stderr.write("error: the two entries differ\n")
+        return EXIT_REFUSED
     encoded = password.encode("utf-8")
     if not encoded:
         sys.stderr.write("error: empty password\n")
