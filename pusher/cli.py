@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--import-url", dest="import_url",
                         help="push to this VictoriaMetrics-style import endpoint instead, such as "
                              "http://vm:8428/api/v1/import/prometheus (overrides push.import_url)")
+    parser.add_argument("--no-checks", dest="no_checks", action="store_true",
+                        help="run none of the config's checks: push only the pages of --from and relay:, with the "
+                             "config's push settings and site labels (beside an exporter on the same PC that "
+                             "runs the checks)")
     parser.add_argument("--job", help="the job in the grouping key (default sitewatch)")
     parser.add_argument("--once", action="store_true", help="run the checks once, push, print a summary, exit")
     parser.add_argument("--delete", action="store_true",
@@ -150,6 +154,13 @@ def chosen_sites(args: argparse.Namespace, config: Config | None) -> list[Site]:
             raise UsageError("--from needs one site to relay for: add --site ID")
         sites = [Site(sites[0].id, sites[0].labels, sites[0].timezone, sites[0].checks,
                       sites[0].relay + tuple(args.relay))]
+    if args.no_checks:
+        # An exporter on the same PC runs the checks; running them here too would open a register's port
+        # twice and push every series twice.
+        sites = [Site(site.id, site.labels, site.timezone, (), site.relay) for site in sites]
+        if not all(site.relay for site in sites):
+            raise UsageError("--no-checks pushes only relayed pages: give --from URL (the local exporter's "
+                             "/metrics, e.g. http://127.0.0.1:9815/metrics) or relay: in the config")
     return sites
 
 
@@ -303,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         return run_delete(gateway, sites)
     pusher = Pusher(gateway, settings)
-    return run_once(pusher, config, sites) if args.once else run_loop(pusher, config, sites)
+    checking = None if args.no_checks else config  # nothing to run: no ICMP socket, no scheduler
+    return run_once(pusher, checking, sites) if args.once else run_loop(pusher, checking, sites)
 
 
 if __name__ == "__main__":

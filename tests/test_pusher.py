@@ -291,3 +291,78 @@ def test_plain_seconds_on_the_command_line(tmp_path, pushgateway):
     result = pusher("--config", str(site_config(tmp_path, gateway)), "--once", "--interval", "30",
                     "--timeout", "5")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_checks_pushes_the_local_exporters_page_without_running_the_checks_again(tmp_path, pushgateway):
+    # One PC running both agents (the Windows install script's Both mode): the exporter runs the checks, the
+    # pusher only carries its page to the office. A register's port opened twice would be "busy" half the time.
+    import os
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    connections = 0
+    done = threading.Event()
+
+    def count():
+        nonlocal connections
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            connections += 1
+            conn.close()
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    gateway = pushgateway()
+    port = listener.getsockname()[1]
+    config = write_config(tmp_path / "site.yml", f"""
+push: {{gateway: "{gateway}"}}
+sites:
+  - id: shop-12
+    labels: {{client: roga, telegram_route: chat-roga}}
+    checks:
+      - name: till-port
+        interval: 1h
+        tcp: {{host: 127.0.0.1, port: {port}}}
+""")
+    exporter_port = free_port()
+    exporter = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--config", str(config),
+                                 "--web.listen-address", f"127.0.0.1:{exporter_port}"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        exporter_url = f"http://127.0.0.1:{exporter_port}/metrics"
+
+        def checked() -> bool:
+            try:
+                return 'sitewatch_check_up{' in http_get(exporter_url)[1] and connections == 1
+            except OSError:
+                return False
+
+        wait_until(checked, timeout=30, what="the exporter's first run of the check")
+        result = pusher("--config", str(config), "--once", "--no-checks", "--from", exporter_url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("shop-12: pushed ")
+        assert connections == 1, "the pusher ran the check itself"
+        page = gateway_metrics(gateway)
+        up = [line for line in page.splitlines() if line.startswith("sitewatch_check_up{")]
+        assert up and all('site="shop-12"' in line and 'check="till-port"' in line and 'client="roga"' in line
+                          for line in up), up
+        assert "sitewatch_pusher_last_success_timestamp_seconds{" in page
+    finally:
+        exporter.send_signal(signal.SIGTERM)
+        exporter.wait(timeout=20)
+        done.set()
+        counter.join(timeout=2)
+        listener.close()
+
+
+def test_no_checks_without_a_page_to_relay_is_a_usage_error(tmp_path):
+    config = site_config(tmp_path, "http://127.0.0.1:9")
+    result = pusher("--config", str(config), "--once", "--no-checks")
+    assert result.returncode == 2
+    assert "--no-checks pushes only relayed pages: give --from URL" in result.stderr
