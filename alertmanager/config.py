@@ -158,7 +158,7 @@ _TOP = s.struct({
         })),
     })),
     "outbox": s.Field(s.struct({
-        "path": s.Field(s.string(what="a path for the outbox database file"), default="sitewatch-receiver.db"),
+        "path": s.Field(s.file_path(what="a path for the outbox database file"), default="sitewatch-receiver.db"),
         "max_age": s.Field(s.duration(minimum=1, maximum=30 * 86400), default=86400.0),
         "dedup_window": s.Field(s.duration(minimum=0, maximum=86400), default=600.0),
     })),
@@ -170,7 +170,7 @@ _TOP = s.struct({
         "alertmanager_url": s.Field(http_url("Alertmanager's base URL, such as https://alertmanager.example.ru")),
     })),
     "timezone": s.Field(s.timezone()),
-    "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
+    "key_file": s.Field(s.file_path(what="a path to the key file for enc: values")),
     "commands": s.Field(s.struct({
         "bot": s.Field(s.string(what="the name of a bot from the bots section")),
         "alertmanager_url": s.Field(http_url("Alertmanager's URL for its API, such as http://127.0.0.1:9093"),

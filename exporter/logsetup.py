@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from exporter.redaction import RedactingFilter
+from exporter.redaction import RedactingFilter, redact
 
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 5
@@ -82,6 +82,13 @@ def configure(level: str = "info", file: str | None = None, max_size: int = DEFA
 def configure_from(args: argparse.Namespace) -> bool:
     """`configure` from the options `add_log_options` adds; False, after saying why on standard error, when
     the log file cannot be written (the caller exits with its usage status)."""
+    log_file, config = getattr(args, "log_file", None), getattr(args, "config", None)
+    if log_file and config and _same_file(log_file, config):
+        # Log lines appended to the config would make the exporter reload it every few seconds, and the next
+        # start fail.
+        sys.stderr.write(f"cannot start: --log.file {log_file} is the config file itself; give the log a file "
+                         "of its own, e.g. logs/sitewatch-exporter.log\n")
+        return False
     try:
         configure(getattr(args, "log_level", "info"), getattr(args, "log_file", None),
                   getattr(args, "log_max_size", DEFAULT_MAX_SIZE), getattr(args, "log_max_files", DEFAULT_MAX_FILES))
@@ -91,9 +98,17 @@ def configure_from(args: argparse.Namespace) -> bool:
     return True
 
 
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # a log file that does not exist yet is not the config
+        return os.path.abspath(one) == os.path.abspath(other)
+
+
 def fatal(text: str) -> None:
     """Says why the program stops: on standard error, and also in the log file when there is one (a task
     started at boot has no console, so a config error would otherwise be seen nowhere)."""
+    text = redact(text)
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
     if any(isinstance(handler, logging.FileHandler) for handler in logging.getLogger().handlers):
@@ -123,6 +138,29 @@ class SizeRotatingFileHandler(logging.handlers.RotatingFileHandler):
         super().__init__(path, maxBytes=max_size, backupCount=max_files, encoding="utf-8")
         self._retry_at = 0.0
         self._failure_said = False
+        self._write_failure_said = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - the base class's name
+        # A full disk fails every line; the standard handler prints a traceback for each. Once is enough.
+        self._say_write_failure(sys.exc_info()[1])
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as err:
+            self._say_write_failure(err)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as err:  # what was buffered cannot be written either
+            self._say_write_failure(err)
+
+    def _say_write_failure(self, error: BaseException | None) -> None:
+        if not self._write_failure_said:
+            self._write_failure_said = True
+            sys.stderr.write(f"sitewatch: cannot write the log file {self.baseFilename}: {error}; "
+                             "lines are lost until it can be written again\n")
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - the base class's name
         if time.monotonic() < self._retry_at:

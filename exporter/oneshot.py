@@ -56,7 +56,8 @@ def default_language() -> str:
 
 def table_language(text: str) -> str:
     """The value of ``--lang`` or of $SITEWATCH_LANG: en or ru, in either case."""
-    language = text.strip().lower()
+    # A locale such as ru_RU.UTF-8 names its language first.
+    language = text.strip().lower().replace("-", "_").split(".")[0].split("_")[0]
     if language not in LANGUAGES:
         raise argparse.ArgumentTypeError(f"{text!r} is not a language of the check table: expected en or ru "
                                          f"(from --lang, or from ${LANGUAGE_VARIABLE} when --lang is not given)")

@@ -14,8 +14,9 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 MASK = "<redacted>"
-# user:password@ in URLs written into messages by HTTP libraries.
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
+# user:password@ in URLs written into messages by HTTP libraries, and in an address written without its
+# scheme (a config's "user:pass@pgw.example.ru:9091", echoed by the error that says the scheme is missing).
+_URL_USERINFO = re.compile(r"(?:(?<=://)|(?<![^\s'\"=(\[,]))[^/@\s:'\"=(\[,]+:[^/@\s'\"]+@(?=[\w\[])")
 
 
 def register(value: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from exporter import redaction
 from exporter.secrets import SecretValue, parse_secret
 
 _MISSING = object()
@@ -73,6 +74,7 @@ def describe_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value}"
     if isinstance(value, str):
+        value = redaction.redact(value)  # an address with user:password@ in it is shown without them
         shown = value if len(value) <= 60 else value[:57] + "..."
         return f"the string {shown!r}"
     if isinstance(value, list):
@@ -294,8 +296,9 @@ def secret() -> Validator:
 config_folder: contextvars.ContextVar[Path] = contextvars.ContextVar("config_folder", default=Path("."))
 
 
-# A backslash in double quotes starts an escape: "C:\new\table" reads as C:, a newline, "ew", a tab, "able".
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A backslash in double quotes starts an escape: "C:\new\table" reads as C:, a newline, "ew", a tab, "able";
+# "D:\POS\Logs" as D:, a paragraph separator (\P), "OS", a line separator (\L), "ogs"; "\_" is a no-break space.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\xa0\u2028\u2029]")
 ESCAPED_PATH_HINT = ("in double quotes a backslash starts an escape (\\n is a newline, \\t a tab): write a Windows "
                      "path in single quotes ('C:\\ProgramData\\sitewatch\\key') or with forward slashes "
                      "(C:/ProgramData/sitewatch/key)")

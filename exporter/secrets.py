@@ -133,10 +133,16 @@ class KeySource:
             origin = f"the environment variable {KEY_ENV}"
         elif key_file or self.fallback_key_file:
             key_file = key_file or self.fallback_key_file
+            from exporter.config.yamlfile import YamlError, decode  # the config package imports this module
+
             try:
-                key = Path(key_file).read_bytes().strip()
+                # Decoded as configs are: a key file saved by Notepad as "Unicode" (UTF-16) or with a byte order
+                # mark still holds the key.
+                key = decode(Path(key_file).read_bytes()).strip().encode("ascii", errors="replace")
             except OSError as err:
                 raise SecretError(f"cannot read the key file {key_file}: {err.strerror or err}") from None
+            except YamlError as err:
+                raise SecretError(f"cannot read the key file {key_file}: {err}") from None
             origin = f"the key file {key_file}"
         else:
             raise SecretError(

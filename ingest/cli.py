@@ -73,16 +73,16 @@ def _serve(args: argparse.Namespace) -> int:
         guard = WebGuard(args.web_config, WEB_METRICS, "sitewatch-ingest") if args.web_config else None
         app = IngestApp(args.config, args.listen, args.key_file)
     except ConfigError as err:
-        sys.stderr.write(f"config error: {err}\n")
+        logsetup.fatal(f"config error: {err}")
         return EXIT_BAD_CONFIG
     except StoreError as err:
-        sys.stderr.write(f"cannot start: storage: {err}\n")
+        logsetup.fatal(f"cannot start: storage: {err}")
         return EXIT_BAD_CONFIG
     except ValueError as err:
-        sys.stderr.write(f"cannot start: {err}\n")
+        logsetup.fatal(f"cannot start: {err}")
         return EXIT_BAD_CONFIG
     except OSError as err:
-        sys.stderr.write(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}\n")
+        logsetup.fatal(f"cannot start: cannot listen on {args.listen}: {err.strerror or err}")
         return EXIT_BAD_CONFIG
     if guard is not None:
         guard.register(app.metrics.process_registry)

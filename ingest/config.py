@@ -200,9 +200,9 @@ _SITE = s.struct({
     })),
 })
 _TOP = s.struct({
-    "key_file": s.Field(s.string(what="a path to the key file for enc: values")),
+    "key_file": s.Field(s.file_path(what="a path to the key file for enc: values")),
     "storage": s.Field(s.struct({
-        "path": s.Field(s.string(what="a path for the SQLite file of the latest uploads"),
+        "path": s.Field(s.file_path(what="a path for the SQLite file of the latest uploads"),
                         default="sitewatch-ingest.db"),
     })),
     "limits": s.Field(s.struct({

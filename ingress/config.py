@@ -110,7 +110,7 @@ class IngressConfig:
 
 
 _TOP = s.struct({
-    "folder": s.Field(s.string(what="the folder for nginx.conf and the credential files"), required=True),
+    "folder": s.Field(s.file_path(what="the folder for nginx.conf and the credential files"), required=True),
     "tls": s.Field(s.struct({
         "certificate": s.Field(s.string(what="the certificate file (PEM, with its chain)"), required=True),
         "key": s.Field(s.string(what="the private key file (PEM)"), required=True),

@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = push_settings(args, config)
         sites = chosen_sites(args, config)
     except ConfigError as err:
-        logsetup.fatal(f"config error: {err}")
+        more = "; 'sitewatch-exporter validate' lists them all" if len(err.problems) > 1 else ""
+        logsetup.fatal(f"config error: {err}{more}")
         return EXIT_USAGE
     except (UsageError, schema.Invalid) as err:
         logsetup.fatal(f"error: {err}")

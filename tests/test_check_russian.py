@@ -489,3 +489,9 @@ def test_without_icmp_rights_the_warning_and_the_advice_are_russian(private_netn
     assert "Проверка не прошла." in done.stdout
     assert not reader_problems(done.stdout, ["shop", "pc", "127.0.0.1"]), done.stdout
 
+
+
+def test_a_locale_in_sitewatch_lang_names_its_language():
+    from exporter.oneshot import table_language
+
+    assert table_language("ru_RU.UTF-8") == "ru" and table_language("RU") == "ru" and table_language("en-US") == "en"

@@ -123,7 +123,7 @@ def test_a_cut_utf16_file_is_refused_with_a_message_not_a_traceback(tmp_path):
     data = as_notepad_saves(ROMASHKA, "UTF-16 LE")[:-1]  # an odd number of bytes
     message = str(load_error(write_bytes(tmp_path / "site.yml", data)))
     assert "the byte order mark of UTF-16 but is not UTF-16 text from here on" in message, message
-    assert "line 8, column 43" in message, message  # after the CR of the last line, whose LF lost a byte
+    assert "line 9, column 1" in message, message  # after the last line's CR, a line end as YAML counts them
 
 
 def test_a_shared_hours_file_saved_as_ansi_is_named_with_its_own_line(tmp_path):
@@ -427,3 +427,74 @@ def test_whatever_bytes_a_file_holds_reading_it_raises_only_yaml_or_config_error
             load_config(path, read_secrets=False)
         except ConfigError as err:
             assert str(err).startswith(f"{path}: ") and err.problems, str(err)
+
+
+# --- what an outside review found -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("written, shown", [("D:\\POS\\Logs", "\\u2029"), ("D:\\POS\\Lic", "\\u2028"),
+                                            ("D:\\POS\\_new", "\\xa0")])
+def test_escapes_that_become_invisible_separators_in_a_path_are_refused_too(tmp_path, written, shown):
+    # \P, \L and \_ are valid YAML escapes: a paragraph separator, a line separator and a no-break space.
+    path = tmp_path / "site.yml"
+    path.write_text(ROMASHKA + f'      - name: pos-log\n        iiko_log: {{folder: "{written}"}}\n', encoding="utf-8")
+    message = str(load_error(path))
+    assert message.startswith(f"{path}: line 10: sites[0].checks[1].iiko_log.folder: expected "), message
+    assert shown in message and QUOTING_HINT in message, message
+
+
+@pytest.mark.parametrize("character", ["\x1a", "\x0c", "\x1b"])
+def test_a_stray_control_character_is_named_with_its_line_on_one_line(tmp_path, character):
+    path = write_bytes(tmp_path / "site.yml", (ROMASHKA + character).encode("utf-8"))
+    message = str(load_error(path))
+    assert "\n" not in message, message
+    assert f"line 9, column 1: the file holds the control character U+{ord(character):04X}" in message, message
+
+
+@pytest.mark.parametrize("hidden, line, column", [("\ufeff", 3, 1), ("\u2028", 1, 5)])
+def test_an_invisible_mark_or_separator_is_named_where_it_stands(tmp_path, hidden, line, column):
+    text = ROMASHKA.replace("sites:\n  - id", "sites:\n" + hidden + "  - id") if hidden == "\ufeff" else \
+        ROMASHKA.replace("# Кафе", "# Ка" + hidden + "фе")
+    message = str(load_error(write_bytes(tmp_path / "site.yml", text.encode("utf-8"))))
+    assert f"line {line}, column {column}: the file holds the invisible character U+{ord(hidden):04X}" in message, \
+        message
+
+
+def test_an_ansi_file_with_old_mac_line_ends_is_named_at_the_right_line(tmp_path):
+    data = ROMASHKA.replace("\n", "\r").encode("cp1251")
+    message = str(load_error(write_bytes(tmp_path / "site.yml", data)))
+    assert "line 1, column 3: the file is not UTF-8 text" in message, message
+
+
+def test_a_password_in_an_address_without_its_scheme_is_not_shown_by_validate_nor_logged(tmp_path):
+    path = tmp_path / "site.yml"
+    path.write_text('push: {gateway: "pushuser:S3cretPw@pgw.example.ru:9091"}\n' + ROMASHKA, encoding="utf-8")
+    result = subprocess.run([str(EXPORTER), "validate", "--config", str(path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "push.gateway" in result.stderr, result.stderr
+    assert "S3cretPw" not in result.stderr
+    log = tmp_path / "pusher.log"
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "sitewatch-pusher"), "--config", str(path), "--once",
+                             "--log.file", str(log)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "S3cretPw" not in result.stderr, result.stderr
+    assert "push.gateway" in log.read_text(encoding="utf-8") and "S3cretPw" not in log.read_text(encoding="utf-8")
+
+
+def test_a_key_file_saved_as_unicode_by_notepad_still_holds_the_key(tmp_path):
+    from exporter import secrets
+
+    key = secrets.new_key().decode()
+    (tmp_path / "key").write_bytes(codecs.BOM_UTF16_LE + (key + "\r\n").encode("utf-16-le"))
+    path = tmp_path / "site.yml"
+    path.write_text("key_file: key\npush:\n  gateway: https://pgw.example.ru:9091\n  basic_auth: {username: u, "
+                    f"password: {secrets.encrypt('pw-in-unicode-key', key.encode())}}}\n" + ROMASHKA,
+                    encoding="utf-8")
+    assert load_config(path).push["basic_auth"]["password"].reveal() == "pw-in-unicode-key"
+
+
+def test_the_receivers_outbox_path_with_a_newline_from_double_quotes_is_refused(tmp_path):
+    config = write_receiver_config(tmp_path, "http://127.0.0.1:9", outbox='"C:\\new-outbox.db"')
+    with pytest.raises(ConfigError) as caught:
+        load_receiver_config(config)
+    assert "outbox.path: expected a path for the outbox database file, without control characters" in \
+        str(caught.value), str(caught.value)

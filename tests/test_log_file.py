@@ -174,3 +174,39 @@ def test_an_exporter_that_cannot_listen_says_why_in_its_log_file(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     text = log_file.read_text(encoding="utf-8")
     assert "event=stopped_by_error" in text and f"cannot listen on 127.0.0.1:{port}" in text
+
+
+def test_sitewatch_ingest_writes_why_it_cannot_start_into_its_log_file(tmp_path):
+    config = write_config(tmp_path / "ingest.yml", "distributors: {}\n")
+    log_file = tmp_path / "ingest.log"
+    result = subprocess.run([sys.executable, "-m", "ingest.cli", "run", "--config", str(config),
+                             "--web.listen-address", "127.0.0.1:0", "--log.file", str(log_file)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith("config error: "), result.stderr
+    assert "event=stopped_by_error" in log_file.read_text(encoding="utf-8")
+
+
+def test_the_config_file_itself_is_refused_as_the_log_file(tmp_path):
+    config = _site(tmp_path)
+    before = config.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "exporter.cli", "validate", "--config", str(config),
+                             "--log.file", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "is the config file itself" in result.stderr
+    assert config.read_bytes() == before
+
+
+def test_a_full_disk_is_said_once_not_at_every_line(tmp_path, capfd):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logsetup.configure("info", "/dev/full")
+        for number in range(20):
+            logging.getLogger("sitewatch.test").warning("event=line number=%d", number)
+        err = capfd.readouterr().err
+        assert err.count("cannot write the log file /dev/full") == 1 and "Traceback" not in err, err
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], level = saved
+        root.setLevel(level)

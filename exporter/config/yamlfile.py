@@ -19,6 +19,7 @@ Every sitewatch program reads its YAML files through `read_text` (or `read_yaml`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,11 @@ def parse_yaml(text: str) -> Any:
     except _OverLimit as err:
         mark = err.problem_mark
         raise YamlError(f"expected {err.problem}", mark.line + 1, mark.column + 1) from None
+    except yaml.reader.ReaderError as err:
+        # A control character (Ctrl-Z at the end of a file, a form feed, ESC): PyYAML names only its offset.
+        line, column = _place(text[:err.position])
+        raise YamlError(f"the file holds the control character U+{err.character:04X}, which YAML does not allow; "
+                        "delete it", line, column) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         problem = f"not valid YAML: {err.problem}"
@@ -196,12 +202,28 @@ def decode(data: bytes) -> str:
         line, column = _place(text[:nul])
         raise YamlError("the file holds a NUL character, so it is probably UTF-16 text without a byte order "
                         f"mark; {_SAVE_AS_UTF8}", line, column)
+    # Characters Notepad does not show that change how YAML reads the file: a byte order mark left in the
+    # middle by joining two files, and the Unicode line and paragraph separators, which end a line (a
+    # comment's rest becomes YAML) although the editor shows none.
+    hidden = _HIDDEN.search(text, len(text) - len(text.lstrip("\ufeff")))  # marks at the very start are harmless
+    if hidden:
+        line, column = _place(text[:hidden.start()])
+        raise YamlError(f"the file holds the invisible character U+{ord(hidden.group()):04X} "
+                        f"({_HIDDEN_NAMES[hidden.group()]}); delete it (retype the line)", line, column)
     return text
+
+
+_HIDDEN = re.compile("[\ufeff\u2028\u2029]")
+_HIDDEN_NAMES = {"\ufeff": "a byte order mark, as left where two files were joined",
+                 "\u2028": "a line separator", "\u2029": "a paragraph separator"}
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85]")  # as YAML counts lines: CR alone ends one too (old Mac files)
 
 
 def _place(before: str) -> tuple[int, int]:
     """The 1-based line and column of the character that follows the text `before`."""
-    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+    breaks = list(_LINE_BREAK.finditer(before))
+    start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, len(before) - start + 1
 
 
 def read_yaml(path: Path) -> Any:
