@@ -53,13 +53,16 @@ OPTIONAL_PYTHON_VERSIONS = ("3.14",)
 # The examples a technician starts from, by their name in the zip: the pusher behind NAT (commented in
 # Russian for the technician) and the exporter on a till PC.
 POS_EXAMPLES = {"pusher-site.yml": ROOT / "examples" / "windows" / "pusher-site.yml",
+                "exporter-site.yml": ROOT / "examples" / "windows" / "exporter-site.yml",
                 "pos-site.yml": ROOT / "examples" / "pos-site.yml"}
 GUIDE = ROOT / "docs" / "ru" / "установка-на-кассе.md"
 # An ASCII name in the zip: Explorer's zip folders on older Windows 10 builds show UTF-8 names garbled. A
 # .txt with a byte order mark opens in Notepad with a double click and reads right in any Notepad.
 GUIDE_NAME = "guide-ru.txt"
 WINDOWS_FILES = ROOT / "packaging" / "windows"
-CRLF_SUFFIXES = (".cmd", ".bat")  # cmd.exe misreads labels and long lines of batch files with bare LF endings
+# cmd.exe misreads labels and long lines of batch files with bare LF endings; Notepad before Windows 10 1809
+# (LTSB 2016 is common on tills) shows a config with LF endings as one line.
+CRLF_SUFFIXES = (".cmd", ".bat", ".yml", ".txt")
 # Not copied into the build's scratch copy of the source tree.
 SOURCE_IGNORED = (".git", ".venv", "dist", "build", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis",
                   "node_modules")

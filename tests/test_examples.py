@@ -91,3 +91,8 @@ def test_the_windows_example_loads_with_its_password_file_beside_it(tmp_path):
     assert [check.name for check in config.checks()] == ["router", "kkt", "back-office"]
     assert config.push["basic_auth"]["password"].kind == "file"
     assert config.sites[0].hours is not None
+
+
+def test_the_windows_exporter_example_loads():
+    config = load_config(ROOT / "examples" / "windows" / "exporter-site.yml")
+    assert [check.name for check in config.checks()] == ["office-pc", "kkt", "kkt-getad"]

@@ -78,7 +78,7 @@ def test_the_zip_holds_the_installer_the_examples_and_wheels_for_every_windows_p
     assert guide.startswith(b"\xef\xbb\xbf") and "Установка агента sitewatch" in guide.decode("utf-8-sig")
     assert all(name.isascii() for name in names), [name for name in names if not name.isascii()]
     for name in names:
-        if name.lower().endswith((".cmd", ".bat")):  # cmd.exe needs CRLF line endings
+        if name.lower().endswith((".cmd", ".bat", ".yml", ".txt")):  # cmd.exe and old Notepads need CRLF
             data = (bundle["dir"] / name).read_bytes()
             assert b"\n" not in data.replace(b"\r\n", b""), f"{name} has bare LF line endings"
 
@@ -151,7 +151,7 @@ def test_the_bundle_installs_offline_and_runs(bundle, tmp_path):
     assert shown.stdout.strip() == f"sitewatch-exporter {VERSION}", shown.stdout + shown.stderr
     # The technician's example reads the site's password from a file beside it.
     (bundle["dir"] / "examples" / "shop-101.password").write_text("example-secret-value\n", encoding="utf-8")
-    for example, secrets in (("pos-site.yml", {}), ("pusher-site.yml", {})):
+    for example, secrets in (("pos-site.yml", {}), ("pusher-site.yml", {}), ("exporter-site.yml", {})):
         config = bundle["dir"] / "examples" / example
         checked = subprocess.run([str(exporter), "validate", "--config", str(config)], capture_output=True, text=True,
                                  timeout=60, cwd=tmp_path, env={**pip.env, **secrets})
