@@ -11,6 +11,7 @@ once, every minute, on every site).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import re
 import sys
@@ -57,9 +58,13 @@ REVIEWED_CMDLETS = {
 ALLOWED_LATIN = {
     "sitewatch", "sitewatch-exporter", "sitewatch-pusher", "site.yml", "bak", "install.cmd",
     "uninstall.cmd", "wheels", "Python", "pip", "venv", "ensurepip", "icacls", "sc.exe", "ping",
-    "taskschd.msc", "encrypt", "check", "validate", "--once", "enc", "env", "file", "push", "SYSTEM",
-    "Windows", "PowerShell", "Prometheus", "Microsoft", "Store", "ICMPv4", "LocalSubnet", "Enter", "-Mode",
-    "Pusher", "Exporter", "Both", "-Config", "-Force", "-OpenFirewall", "-AllowFrom", "-Purge",
+    "taskschd.msc", "encrypt", "check", "validate", "--once", "enc", "env", "file", "push", "python.exe",
+    "Windows", "Server", "PowerShell", "Prometheus", "Microsoft", "Store", "ICMPv4", "LocalSubnet", "Enter",
+    "-Mode", "Pusher", "Exporter", "Both", "-Config", "-Force", "-OpenFirewall", "-AllowFrom", "-Purge",
+    "-Python", "-ListenAddress", "-WebConfigFile", "none",
+    # keys of site.yml the technician is sent to: push: gateway:, username, and the office's ca.pem
+    "gateway", "username", "ca.pem",
+    "python.org",
     # the python.org installer's labels: «Windows installer (64-bit)», «Customize installation», «Next»,
     # «Install Python 3.12 for all users», «Install»
     "installer", "-bit", "Customize", "installation", "Next", "Install", "for", "all", "users",
@@ -650,13 +655,18 @@ def test_every_option_given_to_sitewatch_exporter_and_pusher_exists_in_their_par
             continue
         literals = [t.literal for t in strings]
         names = {t.text.lower() for t in statement if t.kind == "variable"}
+        # Get-OptionValue reads an option back from the exporter task of an earlier install: the option
+        # must be one `run` has, and no value follows it here.
+        lookup = any(t.kind == "word" and t.text == "Get-OptionValue" for t in statement)
         if "pip" in literals or "$common" in names:
             target = "pip"
+        elif lookup:
+            target = "run"
         elif literals[0] in ("run", "check", "validate"):
             target = literals[0]
         elif "$arguments" in names:
             target = "run"
-        elif "$pusher" in names:
+        elif "$pusher" in names or "$pusherarguments" in names:
             target = "pusher"
         elif "$exporter" in names:
             target = "exporter"
@@ -669,6 +679,9 @@ def test_every_option_given_to_sitewatch_exporter_and_pusher_exists_in_their_par
             actions = option_actions(parsers[target])
             assert option.literal in actions, (
                 f"line {option.line}: {target} has no {option.literal} (it has {sorted(actions)})")
+            if lookup:
+                checked.add(("lookup", option.literal))
+                continue
             position = statement.index(option)
             after = [t for t in statement[position + 1:] if not (t.kind == "punct" and t.text == ",")]
             takes_value = actions[option.literal].nargs != 0
@@ -679,36 +692,56 @@ def test_every_option_given_to_sitewatch_exporter_and_pusher_exists_in_their_par
             assert takes_value == gives_value, (
                 f"line {option.line}: {option.literal} {'needs' if takes_value else 'takes no'} value")
             checked.add((target, option.literal))
-    # What the registered tasks and the checks before them rely on.
+    # What the registered tasks and the checks before them rely on, and what a re-run reads back.
     assert {("run", "--config"), ("run", "--web.listen-address"), ("run", "--log.file"),
-            ("validate", "--config"), ("check", "--config"),
-            ("pusher", "--config"), ("pusher", "--log.file"), ("pusher", "--once")} <= checked
+            ("run", "--web.config.file"), ("validate", "--config"), ("check", "--config"),
+            ("pusher", "--config"), ("pusher", "--log.file"), ("pusher", "--once"),
+            ("pusher", "--no-checks"), ("pusher", "--from"),
+            ("lookup", "--web.listen-address"), ("lookup", "--web.config.file")} <= checked
+
+
+def assignments(tokens: list[Token], variable: str) -> list[list[Token]]:
+    """The statements that set or extend `variable` ($name = ..., $name += ...), outside functions' headers."""
+    found = []
+    for statement in statements(tokens):
+        if (len(statement) > 2 and statement[0].kind == "variable" and statement[0].text.lower() == variable.lower()
+                and statement[1].kind == "punct" and statement[1].text in "=+"):
+            found.append(statement)
+    return found
 
 
 def test_both_registered_tasks_write_their_log_to_a_file(tokens):
     registering = [s for s in statements(tokens) if s[0].text != "function" and any(
         t.kind == "word" and t.text == "Register-AgentTask" for t in s)]
     assert len(registering) == 2
-    arguments_of_run = next(s for s in statements(tokens) if any(t.literal == "run" for t in s if t.kind == "string"))
     for statement in registering:
+        # Register-AgentTask <name> <program> <arguments> <description>: the arguments, written out or a variable.
+        given = statement[3]
         literals = {t.literal for t in statement if t.kind == "string"}
-        names = {t.text.lower() for t in statement if t.kind == "variable"}
-        assert "--log.file" in literals or (
-            "$arguments" in names and "--log.file" in {t.literal for t in arguments_of_run if t.kind == "string"})
+        if given.kind == "variable":
+            literals = {t.literal for s in assignments(tokens, given.text) for t in s if t.kind == "string"}
+        assert "--log.file" in literals, f"line {statement[0].line}: the task is given no --log.file"
 
 
-def test_the_script_reads_the_targets_the_bundle_build_verified(tokens):
-    # scripts/build_windows_bundle.py writes wheels/requirements.txt; the script takes the Pythons it may
-    # install for from its "# Verified for:" line, with the two patterns below (read alike by .NET and re).
+@contextlib.contextmanager
+def bundle_build():
+    """scripts/build_windows_bundle.py as a module."""
     spec = importlib.util.spec_from_file_location("build_windows_bundle", ROOT / "scripts" / "build_windows_bundle.py")
     build = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = build  # dataclasses look their module up by name
     try:
         spec.loader.exec_module(build)
-        targets = [build.Target("win32", "3.10"), build.Target("win_amd64", "3.10"), build.Target("win_amd64", "3.14")]
-        text = build.requirements_text(build.Wheel(Path("sitewatch.whl"), "sitewatch", "0.1.0"), {"3.10": {}}, targets)
+        yield build
     finally:
         del sys.modules[spec.name]
+
+
+def test_the_script_reads_the_targets_the_bundle_build_verified(tokens):
+    # scripts/build_windows_bundle.py writes wheels/requirements.txt; the script takes the Pythons it may
+    # install for from its "# Verified for:" line, with the two patterns below (read alike by .NET and re).
+    with bundle_build() as build:
+        targets = [build.Target("win32", "3.10"), build.Target("win_amd64", "3.10"), build.Target("win_amd64", "3.14")]
+        text = build.requirements_text(build.Wheel(Path("sitewatch.whl"), "sitewatch", "0.1.0"), {"3.10": {}}, targets)
     literals = [t.literal for t in all_tokens(tokens) if t.kind == "string"]
     line_pattern = next(x for x in literals if "Verified for" in x)
     target_pattern = next(x for x in literals if "win_amd64) cp3" in x)
@@ -722,3 +755,169 @@ def pip_install_options() -> set[str]:
 
     parser = create_command("install").parser
     return {option for option in parser._long_opt}
+
+
+# --- settings: the files that go with site.yml, and what happens when new settings fail ---------------------
+
+def script_string(tokens: list[Token], variable: str) -> str:
+    """The string assigned to a script variable ($Name = '...'), as PowerShell reads it."""
+    for statement in assignments(tokens, variable):
+        strings = [t for t in statement if t.kind == "string"]
+        if len(statement) == 3 and strings:
+            return strings[0].literal
+    raise AssertionError(f"install.ps1 assigns no string to {variable}")
+
+
+def referenced_files(tokens: list[Token], lines: list[str]) -> list[str]:
+    """What Get-ReferencedFiles takes from these lines of a config, by the script's own two patterns (.NET and
+    Python read them alike), before it looks at the disk: quotes off, no {env: }/enc:, no absolute path."""
+    file_pattern = script_string(tokens, "$RelativeFilePattern")
+    comment_pattern = script_string(tokens, "$YamlCommentPattern")
+    found = []
+    for line in lines:
+        code = re.sub(comment_pattern, "", line, flags=re.I)
+        for match in re.finditer(file_pattern, code, flags=re.I):
+            value = match.group(1).strip().strip("\"'")
+            if not value or value.startswith("{") or re.match(r"(?i)(env|enc):", value):
+                continue
+            if re.match(r"^([A-Za-z]:|[\\/])", value) or ".." in value:
+                continue
+            if value not in found:
+                found.append(value)
+    return found
+
+
+def test_the_files_site_yml_names_are_found_in_block_and_flow_style(text, tokens):
+    example = (ROOT / "examples" / "windows" / "pusher-site.yml").read_text(encoding="utf-8").splitlines()
+    commented = [line for line in example if re.match(r"^\s*#\s*tls:\s*\{\s*ca_file:", line)]
+    assert len(commented) == 1, "the example offers tls: {ca_file: ca.pem} as a commented line"
+    # As shipped the CA line is a comment, and a comment names no file.
+    assert referenced_files(tokens, example) == ["shop-101.password"]
+    # With it switched on, as the guide tells the technician to do when the office gave a ca.pem.
+    switched_on = [re.sub(r"^(\s*)#\s*", r"\1", line) if line in commented else line for line in example]
+    assert sorted(referenced_files(tokens, switched_on)) == ["ca.pem", "shop-101.password"]
+    # Every other way site.yml and a web config name files; a key merely ending in "file" is not one.
+    lines = [
+        "  tls:", "    ca_file: 'certs/office ca.pem'   # quoted, with a space",
+        "password: {file: \"shop-7.password\"}", "hours_file: hours.yml", "  - targets_file: devices.yml",
+        "tls_server_config: {cert_file: web.crt, key_file: web.key}", "client_ca_file: clients.pem",
+        "ca_file: 'C:\\ProgramData\\sitewatch\\ca.pem'", "ca_file: C:/certs/ca.pem", "key_file: ../outside.key",
+        "password: {env: SHOP_PASSWORD}", "profile: default", "# ca_file: commented.pem",
+    ]
+    assert referenced_files(tokens, lines) == ["certs/office ca.pem", "shop-7.password", "hours.yml", "devices.yml",
+                                               "web.crt", "web.key", "clients.pem"]
+    # The script uses the patterns, not a copy of them.
+    body = function_text(text, tokens, "Get-ReferencedFiles")
+    assert "$RelativeFilePattern" in body and "$YamlCommentPattern" in body
+
+
+def function_text(text: str, tokens: list[Token], name: str) -> str:
+    start, end = function_bodies([t for t in tokens if t.kind != "comment"])[name]
+    return text[start:end + 1]
+
+
+def main_block(text: str) -> str:
+    return text[text.index("# --- Main ---"):]
+
+
+def test_new_settings_are_checked_in_place_after_the_old_ones_are_kept_and_given_back_on_any_failure(text, tokens):
+    install = function_text(text, tokens, "Install-Agent")
+    order = ["Initialize-Config", "Suspend-AgentTasks", "Install-Program", "Install-NewConfig", "Confirm-ConfigValid",
+             "Invoke-TrialRun", "Register-AgentTask", "$script:NewTasksRegistered = $true"]
+    positions = [install.index(step) for step in order]
+    assert positions == sorted(positions), f"Install-Agent does these in this order: {order}"
+    # Copying keeps what it replaces; the old files come back unless the new tasks were registered, in the
+    # finally block, which also runs after Ctrl+C (the catch block does not), and the old tasks start again.
+    assert "$backup = \"$To.bak\"" in function_text(text, tokens, "Copy-ConfigFile")
+    main = main_block(text)
+    catch, final = main.index("} catch {"), main.index("} finally {")
+    assert "Resume-SuspendedTasks" not in main[catch:final]
+    finally_block = main[final:]
+    assert re.search(r"if \(-not \$script:NewTasksRegistered\) \{\s*try \{ Restore-PreviousConfig \}", finally_block)
+    assert finally_block.index("Restore-PreviousConfig") < finally_block.index("Resume-SuspendedTasks")
+
+
+def test_a_site_yml_beside_install_cmd_that_differs_is_offered_not_ignored(text, tokens):
+    select = function_text(text, tokens, "Select-ConfigSource")
+    assert "Confirm-Choice 'Заменить настройки на компьютере файлом site.yml из папки установки?'" in select
+    assert select.index("$script:Interactive") < select.index("Confirm-Choice"), "without a window: no question"
+    assert "Ask \"$Text (д/н)\"" in function_text(text, tokens, "Confirm-Choice")
+
+
+# --- modes: a re-run keeps what the last install set up -------------------------------------------------------
+
+def test_a_re_run_keeps_the_mode_the_address_and_the_web_config_of_the_existing_tasks(text, tokens):
+    install = function_text(text, tokens, "Install-Agent")
+    assert "Select-Mode (Get-CurrentMode)" in install
+    select = function_text(text, tokens, "Select-Mode")
+    assert "'' { return $default }" in select and "как сейчас" in select
+    resolve = function_text(text, tokens, "Resolve-ExporterAddress")
+    assert "Get-TaskArguments $ExporterTask" in resolve
+    assert "$script:ListenAddress = $keptAddress" in resolve and "$script:WebConfigFile = $keptFile" in resolve
+    # No default in param(): an unset -ListenAddress must be told from an explicit :9815.
+    assert re.search(r"^\s*\[string\]\$ListenAddress,$", text, re.M)
+
+
+def test_both_mode_runs_the_checks_once_the_pusher_relaying_the_exporters_page(text, tokens):
+    install = function_text(text, tokens, "Install-Agent")
+    both = re.search(r"if \(\$withExporter\) \{[^{}]*?\$pusherArguments \+= @\('--no-checks', '--from', "
+                     r"\(Get-LocalPageUrl \$port\)\)", install)
+    assert both, "in Both mode the pusher gets --no-checks --from <the exporter's page>"
+    assert "return \"http://127.0.0.1:$Port/metrics\"" in function_text(text, tokens, "Get-LocalPageUrl")
+    assert "if ($Mode -eq 'Both') { Assert-BothModeFits $port }" in install
+    fits = function_text(text, tokens, "Assert-BothModeFits")
+    # A page behind a password or TLS cannot be relayed; an address without 127.0.0.1 cannot be reached.
+    assert re.search(r"if \(\$WebConfigFile\) \{\s*Fail \"В режиме Both", fits)
+    assert "-notin @('', '127.0.0.1', 'localhost')" in fits
+    assert "Get-ListenHost" in fits and "'0.0.0.0') { return '' }" in function_text(text, tokens, "Get-ListenHost")
+
+
+def test_the_exporter_example_comes_first_in_exporter_mode_and_every_example_offered_is_in_the_bundle(text, tokens):
+    body = function_text(text, tokens, "Get-ExampleConfig")
+    assert "if ($Mode -eq 'Exporter') { $names = @('exporter-site.yml', 'pusher-site.yml') }" in body
+    assert "pos-site.yml" not in text, "the English example is not offered to the technician"
+    offered = set(re.findall(r"'([\w-]+\.yml)'", body))
+    with bundle_build() as build:
+        shipped = build.POS_EXAMPLES
+    assert offered <= set(shipped), f"offered but not in the bundle: {offered - set(shipped)}"
+    for name in offered:
+        assert shipped[name].is_file(), f"{shipped[name]} is missing"
+        assert CYRILLIC.search(shipped[name].read_text(encoding="utf-8")), f"{name} is commented in Russian"
+
+
+# --- one run at a time; a machine whose policy forbids scripts -------------------------------------------------
+
+def test_a_second_run_at_the_same_time_is_refused(text, tokens):
+    assert script_string(tokens, "$InstallMutexName") == "Global\\sitewatch-install"
+    enter = function_text(text, tokens, "Enter-SingleRun")
+    assert "New-Object System.Threading.Mutex($false, $InstallMutexName)" in enter
+    assert "$mutex.WaitOne(0)" in enter and "catch [System.Threading.AbandonedMutexException]" in enter
+    assert re.search(r"if \(-not \$owned\) \{[^}]*Fail 'Установка sitewatch уже идёт", enter)
+    main = main_block(text)
+    # Taken by the elevated run only (the window that asked for rights waits for it), released in finally.
+    assert main.index("Restart-Elevated") < main.index("Enter-SingleRun") < main.index("Install-Agent")
+    assert "Exit-SingleRun" in main[main.index("} finally {"):]
+    assert "ReleaseMutex()" in function_text(text, tokens, "Exit-SingleRun")
+
+
+@pytest.mark.parametrize("path", WRAPPERS, ids=[p.name for p in WRAPPERS])
+def test_the_wrappers_unblock_first_and_explain_a_policy_that_forbids_scripts_in_russian(path, text):
+    wrapper = path.read_text(encoding="ascii")
+    lines = wrapper.splitlines()
+    run = next(i for i, line in enumerate(lines) if "-ExecutionPolicy Bypass -File" in line)
+    unblock = next(i for i, line in enumerate(lines) if "Unblock-File" in line and not line.startswith("rem"))
+    check = next(i for i, line in enumerate(lines) if "Get-ExecutionPolicy" in line and not line.startswith("rem"))
+    assert unblock < check < run
+    assert "-in 'AllSigned', 'Restricted') { exit 3 }" in lines[check]
+    assert lines[check + 1] == "if errorlevel 3 goto policy_forced"
+    # Paths reach PowerShell through the environment: no quote in a folder name can break the command.
+    assert "%~dp0" not in lines[unblock] and "$env:" in lines[unblock]
+    # The explanation is the .NOTES section of install.ps1's help, found by the wrapper's own pattern.
+    label = lines.index(":policy_forced")
+    shown = lines[label + 1]
+    pattern = re.search(r"-match '([^']+)'", shown).group(1)
+    notes = re.search(pattern, text)
+    assert notes, "the wrapper's pattern finds the .NOTES section"
+    assert CYRILLIC.search(notes.group(1)) and "групповой политикой" in notes.group(1)
+    assert "gpupdate /force" in notes.group(1) and ".PARAMETER" not in notes.group(1)
+    assert lines[label + 3] == "exit /b 1"
