@@ -8,7 +8,10 @@ HMAC under a random key of this process, so the cache holds no password, not eve
 
 A user nobody configured is checked against a dummy hash of the usual cost, so an unknown name takes as
 long as a wrong password and names cannot be told apart by timing. bcrypt checks run one at a time: a flood
-of wrong passwords costs one core, not all of them.
+of wrong passwords costs one core, not all of them. Two things keep such a flood from locking out the right
+user: accepted credentials are remembered apart from refused ones, so no number of wrong passwords pushes
+them out; and while `MOST_WAITING` checks already wait their turn, credentials not seen before are refused
+at once (BUSY) instead of queueing behind the flood for seconds.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ MISSING = "missing"  # no Authorization header
 MALFORMED = "malformed"  # not Basic, or not base64 of user:password
 UNKNOWN_USER = "unknown_user"
 WRONG_PASSWORD = "wrong_password"
-REFUSALS = (MISSING, MALFORMED, UNKNOWN_USER, WRONG_PASSWORD)
+BUSY = "busy"  # too many password checks already wait: new credentials are refused unchecked
+REFUSALS = (MISSING, MALFORMED, UNKNOWN_USER, WRONG_PASSWORD, BUSY)
 
 BCRYPT_BYTES = 72  # bcrypt reads no further; longer passwords are cut here, as htpasswd and Go did
 MOST_HEADER_CHARS = 4096  # base64 of credentials far longer than anyone types
-MOST_REMEMBERED = 1024
+MOST_REMEMBERED = 1024  # of each kind: accepted, refused
+# Checks waiting for the one running: about 60 ms each at cost 10, so the last waits about half a second.
+MOST_WAITING = 8
 
 _dummy_hashes: dict[int, bytes] = {}
 _dummy_lock = threading.Lock()
@@ -77,12 +83,27 @@ def parse_basic(header: str) -> Credentials | str:
 class Verdicts:
     """Remembered outcomes of bcrypt checks, shared by every config a program reloads; thread-safe."""
 
-    def __init__(self, size: int = MOST_REMEMBERED):
+    def __init__(self, size: int = MOST_REMEMBERED, most_waiting: int = MOST_WAITING):
         self._key = os.urandom(32)
         self._size = size
-        self._known: dict[bytes, str] = {}
+        self._accepted: dict[bytes, str] = {}
+        self._refused: dict[bytes, str] = {}
         self._lock = threading.Lock()
         self.bcrypt_lock = threading.Lock()  # one bcrypt check at a time
+        self._most_waiting = most_waiting
+        self._waiting = 0
+
+    def queue(self) -> bool:
+        """Takes a place in the line for bcrypt; False when the line is full (the caller refuses BUSY)."""
+        with self._lock:
+            if self._waiting >= self._most_waiting:
+                return False
+            self._waiting += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._waiting -= 1
 
     def key(self, user: str | None, digest: bytes, password: bytes) -> bytes:
         name = (user or "").encode("utf-8", "surrogatepass")
@@ -90,13 +111,14 @@ class Verdicts:
         return hmac.new(self._key, material, hashlib.sha256).digest()
 
     def get(self, key: bytes) -> str | None:
-        return self._known.get(key)
+        return self._accepted.get(key) or self._refused.get(key)
 
     def put(self, key: bytes, verdict: str) -> None:
+        known = self._accepted if verdict == ACCEPTED else self._refused
         with self._lock:
-            if len(self._known) >= self._size and key not in self._known:
-                del self._known[next(iter(self._known))]  # the oldest
-            self._known[key] = verdict
+            if len(known) >= self._size and key not in known:
+                del known[next(iter(known))]  # the oldest
+            known[key] = verdict
 
 
 class BasicAuth:
@@ -129,14 +151,19 @@ class BasicAuth:
         assert isinstance(parsed, Credentials)
         key = self._key(parsed)
         digest = self._digest(parsed)
-        with self.verdicts.bcrypt_lock:
-            known = self.verdicts.get(key)  # another thread may have checked the same while this one waited
-            if known is not None:
-                return known
-            try:
-                matches = bcrypt.checkpw(parsed.password, digest)
-            except ValueError:  # a hash the library refuses: the config's checks should have caught it
-                matches = False
+        if not self.verdicts.queue():
+            return BUSY
+        try:
+            with self.verdicts.bcrypt_lock:
+                known = self.verdicts.get(key)  # another thread may have checked the same while this one waited
+                if known is not None:
+                    return known
+                try:
+                    matches = bcrypt.checkpw(parsed.password, digest)
+                except ValueError:  # a hash the library refuses: the config's checks should have caught it
+                    matches = False
+        finally:
+            self.verdicts.leave()
         if parsed.user not in self.users:
             verdict = UNKNOWN_USER
         else:

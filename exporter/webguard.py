@@ -84,7 +84,7 @@ class WebGuard:
         self._fits = fits
         self.verdicts = Verdicts()
         self.auth_failures = Counter(names.auth_failures, "Requests refused for their credentials, by reason "
-                                     "(missing, malformed, unknown_user, wrong_password).", ["reason"], registry=None)
+                                     "(missing, malformed, unknown_user, wrong_password, busy).", ["reason"], registry=None)
         self.handshake_failures = Counter(names.handshake_failures, "TLS handshakes that failed, by reason "
                                           "(timeout, plain_http, client_certificate, closed, protocol).", ["reason"],
                                           registry=None)

@@ -6,6 +6,7 @@ declare -A wanted=(
   [prometheus-alertmanager]=/usr/bin/prometheus-alertmanager
   [prometheus-pushgateway]=/usr/bin/prometheus-pushgateway
   [prometheus-blackbox-exporter]=/usr/bin/prometheus-blackbox-exporter
+  [prometheus-node-exporter]=/usr/bin/prometheus-node-exporter
   [fping]=/usr/bin/fping
   [iproute2]=/usr/sbin/ip
   [docker-compose]=/usr/bin/docker-compose
@@ -28,7 +29,7 @@ $sudo apt-get update -qq
 # --no-install-recommends keeps the Prometheus packages from pulling in extra daemons.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged services; the tests run their own copies on other ports.
-for service in prometheus prometheus-alertmanager prometheus-pushgateway prometheus-blackbox-exporter nginx \
+for service in prometheus prometheus-alertmanager prometheus-pushgateway prometheus-blackbox-exporter prometheus-node-exporter nginx \
     victoria-metrics vmagent vmalert vmauth; do
   command -v systemctl >/dev/null && $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
 done

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from conftest import ROOT
 
 from exporter.config import ConfigError
-from exporter.httpauth import ACCEPTED, MALFORMED, MISSING, UNKNOWN_USER, WRONG_PASSWORD, BasicAuth, Verdicts
+from exporter.httpauth import (ACCEPTED, BUSY, MALFORMED, MISSING, UNKNOWN_USER, WRONG_PASSWORD, BasicAuth,
+                               Verdicts)
 from exporter.server import HttpServer
 from exporter.webconfig import load_web_config
 from exporter.webguard import MetricNames, WebGuard
@@ -419,3 +420,32 @@ def test_any_authorization_header_gets_200_or_401_and_the_server_serves_on(tmp_p
         assert _raw_get(server.port, basic("иван", PASSWORD)) == 200  # a UTF-8 name
     finally:
         server.stop()
+
+
+def test_a_flood_of_wrong_passwords_never_pushes_out_the_right_users_remembered_acceptance():
+    auth = BasicAuth({"prometheus": password_hash().encode()}, Verdicts(size=16), cost=4)
+    assert auth.check(basic("prometheus", PASSWORD)) == ACCEPTED
+    for number in range(100):  # far more refusals than the memory holds
+        assert auth.check(basic("prometheus", f"guess-{number}")) == WRONG_PASSWORD
+    assert auth.quick(basic("prometheus", PASSWORD)) == ACCEPTED  # still known without bcrypt
+
+
+def test_while_the_line_for_bcrypt_is_full_new_credentials_are_refused_at_once_and_known_ones_pass():
+    import threading
+
+    verdicts = Verdicts(most_waiting=2)
+    auth = BasicAuth({"prometheus": password_hash(cost=12).encode()}, verdicts, cost=12)  # ~250 ms a check
+    assert auth.check(basic("prometheus", PASSWORD)) == ACCEPTED
+    results: list[str] = []
+    flood = [threading.Thread(target=lambda n=n: results.append(auth.check(basic("prometheus", f"g{n}"))))
+             for n in range(6)]
+    for thread in flood:
+        thread.start()
+    time.sleep(0.1)  # the line is full now: one check runs, one waits
+    started = time.monotonic()
+    assert auth.check(basic("prometheus", "one-more-guess")) == BUSY
+    assert auth.check(basic("prometheus", PASSWORD)) == ACCEPTED  # remembered: no wait in the line
+    assert time.monotonic() - started < 0.05
+    for thread in flood:
+        thread.join()
+    assert results.count(BUSY) >= 4 and results.count(WRONG_PASSWORD) >= 1, results
