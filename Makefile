@@ -48,6 +48,7 @@ bench: venv debs
 	$(PY) bench/hours_fleet.py
 	$(PY) bench/exporter_scrape.py
 	$(PY) bench/ingest_uploads.py
+	$(PY) bench/web_auth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
