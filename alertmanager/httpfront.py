@@ -56,6 +56,9 @@ SWEEP_EVERY = 0.25
 # the webhooks are answered 503 and retried by Alertmanager: the loop serves everyone meanwhile.
 LOCK_PATIENCE = 0.5
 UNREAD_ANSWERS_LIMIT = 1024 * 1024
+# bcrypt checks of new credentials that may wait for the auth thread (about 60 ms each): beyond them a new
+# password is refused unchecked, so a flood neither grows memory nor delays webhooks by more than a second.
+MOST_AUTH_WAITING = 16
 FDS_BESIDES_CONNECTIONS = 64  # the outbox, logs, the Telegram clients' sockets, the thread pool
 
 
@@ -262,6 +265,7 @@ class FrontServer:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="receiver-web")
         # bcrypt checks and web config reads: slow, rare, and never in the way of the status page's threads
         self.auth_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-auth")
+        self.auth_waiting = 0  # checks submitted to auth_pool and not yet answered
         self.connections: set[Connection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.base_events.Server | None = None
@@ -387,8 +391,9 @@ class FrontServer:
             raw.abort()
             self.closed(connection)
             return
-        if connection.closed:  # evicted or shut down while it shook hands
-            transport.abort()
+        if transport is None or connection.closed:  # evicted or shut down while it shook hands
+            if transport is not None:
+                transport.abort()
             return
         if not tls.peer_allowed(transport.get_extra_info("peercert")):
             self.guard.counted_handshake_failure("client_certificate", connection.remote,
@@ -412,17 +417,40 @@ class FrontServer:
         if verdict is not None:
             self.challenge(connection)
             return False
+        if self.auth_waiting >= MOST_AUTH_WAITING:
+            # A flood of new passwords: each queued check would hold its connection (and TLS buffers) until
+            # its turn, and delay webhooks behind it; refused at once, unchecked, like the exporter does.
+            guard.refuse_busy(header, connection.remote)
+            self.challenge(connection)
+            return False
         connection.state = "auth"
-        future = self.auth_pool.submit(guard.check, header, connection.remote)
-        future.add_done_callback(lambda done: self.loop.call_soon_threadsafe(self._checked, connection, done))
+        self.auth_waiting += 1
+        future = self.auth_pool.submit(self._check_if_open, guard, header, connection)
+        future.add_done_callback(lambda done: self._call_on_loop(self._checked, connection, done))
         return False
 
+    @staticmethod
+    def _check_if_open(guard: Any, header: str, connection: Connection) -> str | None:
+        # A client that went away while its check waited needs none: bcrypt's time goes to those still there.
+        return None if connection.closed else guard.check(header, connection.remote)
+
+    def _call_on_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop closed at shutdown: nobody waits for the answer
+            pass
+
     def _checked(self, connection: Connection, future: concurrent.futures.Future) -> None:
+        self.auth_waiting -= 1
+        if future.cancelled() or connection.closed:  # shutting down, or the client left
+            return
         try:
             verdict = future.result()
         except Exception:  # a fault of ours: refused, and the log says why
             log.exception("event=auth_check_failed")
             verdict = "error"
+        if verdict is None:
+            return
         connection.authorized_later(verdict)
 
     def challenge(self, connection: Connection) -> None:

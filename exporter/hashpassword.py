@@ -30,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
     if password is None:
         sys.stderr.write("error: the two entries differ\n")
         return EXIT_REFUSED
+    # A password piped from a file saved by Notepad starts with a byte order mark; Prometheus' password_file
+    # reading trims surrounding spaces, so a hash of them would never match what it sends.
+    password = password.lstrip("\ufeff").strip()
     encoded = password.encode("utf-8")
     if not encoded:
         sys.stderr.write("error: empty password\n")

@@ -13,8 +13,10 @@ import logging
 import selectors
 import socket
 import ssl
+import sys
 import threading
 import time
+import traceback
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -76,9 +78,50 @@ def build_app(metrics: Metrics, reload: Reload, ready: Ready, page: Page):
     return app
 
 
+# How long a connection may take to send its request once it is open (and, with TLS, once the handshake is
+# done): a client that opens a connection and sends nothing gives its thread back after this.
+REQUEST_TIMEOUT = 30.0
+
+
+class HandlerErrors:
+    """Where wsgiref writes an answer's error: one log line a minute instead of a traceback on stderr.
+
+    A client that closes before its answer is written (a 401 to a flood, a scrape that timed out) makes the
+    TLS socket raise on write, and wsgiref prints twenty lines for each; the traceback stays at debug level.
+    """
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._said = 0.0
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        self._text.append(text)
+
+    def flush(self) -> None:
+        text, self._text = "".join(self._text), []
+        if not text.strip():
+            return
+        last = text.strip().splitlines()[-1]
+        log.debug("event=http_answer_failed traceback=%r", text)
+        with self._lock:
+            if time.monotonic() - self._said < 60:
+                return
+            self._said = time.monotonic()
+        log.warning("event=http_answer_failed error=%r note=%r", last[:200], "often a client that went away")
+
+
+HANDLER_ERRORS = HandlerErrors()
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT
+
     def log_message(self, format: str, *args: Any) -> None:  # one line per scrape would drown the log
         pass
+
+    def get_stderr(self) -> HandlerErrors:
+        return HANDLER_ERRORS
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -88,6 +131,15 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     # later. The kernel caps it at net.core.somaxconn.
     request_queue_size = 1024
     guard: WebGuard | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback for whatever escapes a handler; a connection that timed out or was
+        # reset is not worth one.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            return
+        HANDLER_ERRORS.write(traceback.format_exc())
+        HANDLER_ERRORS.flush()
 
     def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
         """In the connection's own thread: the TLS handshake first, when the web config asks for TLS."""

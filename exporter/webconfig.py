@@ -124,6 +124,10 @@ def load_web_config(path: str | Path) -> WebConfig:
         raw = parse_yaml(text)
     except YamlError as err:
         raise ConfigError(file, str(err)) from None
+    if not isinstance(raw, dict) and raw is not None:
+        # Not shown: a password file or a key given here by mistake would be printed and logged.
+        raise ConfigError(file, "expected a mapping with tls_server_config, http_server_config or "
+                                f"basic_auth_users, got {_kind(raw)} (the value is not shown: is this the web config?)")
     folder = s.config_folder.set(file.parent)
     try:
         return _build(file, _TOP(raw, ""))
@@ -147,6 +151,8 @@ def _refused(expected: str) -> s.Validator:
 
 
 def _header_value(value: Any, path: str) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # `X-XSS-Protection: 1`, in exporter-toolkit's own example: Go reads it as text
     if not isinstance(value, str) or any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise s.Invalid(path, "a header value: text on one line", value)
     return value.strip()
@@ -169,6 +175,10 @@ def _headers(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
     return tuple(chosen)
 
 
+def _kind(value: Any) -> str:
+    return {str: "text", list: "a list"}.get(type(value), type(value).__name__)
+
+
 def _users(raw: Any, path: str) -> dict[str, bytes]:
     if raw is None:
         return {}
@@ -177,10 +187,13 @@ def _users(raw: Any, path: str) -> dict[str, bytes]:
         raise s.Invalid(path, "a mapping of user names to bcrypt hashes (the value written is not shown)")
     users = {}
     for name, digest in raw.items():
+        if isinstance(name, (int, float)) and not isinstance(name, bool):
+            name = str(name)  # YAML reads `1234:` as a number; Go's reader, as exporter-toolkit's, as text
         where = s.join(path, str(name))
         if (not isinstance(name, str) or not name or ":" in name
                 or any(ord(char) < 32 or ord(char) == 127 for char in name)):
-            raise s.Invalid(where, USER_TEXT, name)
+            # Not shown: "user:password" written as the name would be printed and logged.
+            raise s.Invalid(where.split(":")[0] if isinstance(name, str) else path, USER_TEXT)
         users[name] = password_hash(digest, where)
     return users
 

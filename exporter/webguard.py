@@ -28,7 +28,8 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from exporter.config import ConfigError
-from exporter.httpauth import ACCEPTED, REFUSALS, UNKNOWN_USER, WRONG_PASSWORD, BasicAuth, Verdicts, parse_basic
+from exporter.httpauth import (ACCEPTED, BUSY, REFUSALS, UNKNOWN_USER, WRONG_PASSWORD, BasicAuth, Verdicts,
+                               parse_basic)
 from exporter.webconfig import TlsSettings, WebConfig, load_web_config
 
 log = logging.getLogger("sitewatch.web")
@@ -130,6 +131,17 @@ class WebGuard:
             self._fits(config)
         return config, BasicAuth(config.users, self.verdicts, config.usual_cost)
 
+    def _no_protection_dropped(self, config: WebConfig) -> None:
+        """A reload may not switch TLS or passwords off: an editor that truncates the file while it writes,
+        or a file emptied by mistake, would otherwise open every endpoint to the LAN within a second.
+        Turning them off takes a restart, which is a decision, not an accident."""
+        dropped = [what for what, was, now in (("TLS", self._config.tls is not None, config.tls is not None),
+                                               ("basic auth", bool(self._config.users), bool(config.users)))
+                   if was and not now]
+        if dropped:
+            raise ConfigError(self.path, f"expected {' and '.join(dropped)} as before: a reload does not switch "
+                                         "them off (restart the program to serve without them)")
+
     def _use(self, config: WebConfig, auth: BasicAuth, states: FileStates) -> None:
         self._config, self._auth, self._states = config, auth, states
         expires = ""
@@ -170,6 +182,7 @@ class WebGuard:
             before = _states(known)  # taken before reading: an edit made while it is read is seen next time
             try:
                 config, auth = self._load()
+                self._no_protection_dropped(config)
             except ConfigError as err:
                 self._states = before  # these versions are judged: the next look waits for another change
                 self.reload_successful.set(0)
@@ -201,6 +214,11 @@ class WebGuard:
         if verdict != ACCEPTED:
             self._refused(verdict, header, remote)
         return verdict
+
+    def refuse_busy(self, header: str, remote: str) -> str:
+        """BUSY, counted and logged: a server that holds its own line of checks refuses past its length."""
+        self._refused(BUSY, header, remote)
+        return BUSY
 
     def _refused(self, reason: str, header: str, remote: str) -> None:
         self.auth_failures.labels(reason).inc()

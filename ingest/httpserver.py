@@ -18,6 +18,8 @@ import time
 from typing import Any, BinaryIO
 from wsgiref.simple_server import WSGIRequestHandler
 
+from exporter.server import HANDLER_ERRORS, HandlerErrors
+
 LINGER = 2.0  # seconds an unread body is drained after the answer
 READ_TIMEOUT = 30.0  # seconds a request may pause between two reads
 
@@ -70,6 +72,9 @@ class UploadRequestHandler(WSGIRequestHandler):
             super().handle()
         except (OSError, ValueError):  # a timeout, a reset, a peer gone: its thread ends, nothing to report
             self.close_connection = True
+
+    def get_stderr(self) -> HandlerErrors:
+        return HANDLER_ERRORS
 
     def handle_expect_100(self) -> bool:
         self._expects_continue = True  # answered by _Body when the application reads the body

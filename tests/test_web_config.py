@@ -194,7 +194,7 @@ def test_an_empty_file_is_a_config_without_tls_or_users(tmp_path):
      "tls_server_config.cert_file: expected a PEM certificate file"),
     ("rate_limit:\n  interval: 1s\n  burst: 10\n", 2, "rate_limit.interval: expected 0 or no rate_limit"),
     ("basic_auth_users:\n  'ivan:petrov': $2y$04$abcdefghijklmnopqrstuu\n", 2,
-     "basic_auth_users.ivan:petrov: expected a user name: text without ':'"),
+     "basic_auth_users.ivan: expected a user name: text without ':'"),  # the part after ':' may be a password
 ])
 def test_a_mistake_is_named_with_the_file_line_path_and_expectation(tmp_path, certificates, text, line, expected):
     for source in (certificates.server_cert, certificates.server_key, certificates.ca):
@@ -449,3 +449,30 @@ def test_while_the_line_for_bcrypt_is_full_new_credentials_are_refused_at_once_a
     for thread in flood:
         thread.join()
     assert results.count(BUSY) >= 4 and results.count(WRONG_PASSWORD) >= 1, results
+
+
+def test_a_password_file_given_as_the_web_config_is_refused_without_printing_it(tmp_path):
+    path = tmp_path / "prometheus.password"
+    path.write_text("S3cretPassw0rd\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(path)
+    assert "S3cretPassw0rd" not in str(caught.value) and "is this the web config?" in str(caught.value)
+
+
+def test_exporter_toolkit_spellings_go_reads_as_text_are_taken(tmp_path):
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  1234: '{password_hash()}'\nhttp_server_config:\n"
+                    "  headers: {X-XSS-Protection: 1}\n", encoding="utf-8")
+    config = load_web_config(path)
+    assert "1234" in config.users and ("X-XSS-Protection", "1") in config.headers
+
+
+def test_a_reload_never_switches_passwords_or_tls_off(tmp_path):
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  prometheus: '{password_hash()}'\n", encoding="utf-8")
+    guard = WebGuard(str(path), MetricNames("test_auth_failures", "test_handshake_failures", "test_reload"), "test")
+    path.write_text("", encoding="utf-8")  # an editor that truncates before it writes, or a mistake
+    ok, message = guard.reload()
+    assert not ok and "a reload does not switch them off" in message, message
+    assert guard.auth_required
+    assert guard.check(basic("prometheus", "wrong"), "127.0.0.1") == WRONG_PASSWORD

@@ -541,3 +541,58 @@ def test_the_ingest_serves_its_pages_and_uploads_behind_the_web_config(tmp_path,
             process.kill()
             process.wait()
     assert "event=http_auth_refused reason=missing" in log.read_text()
+
+
+def test_a_flood_of_new_wrong_passwords_neither_grows_the_receiver_nor_locks_out_alertmanager(tmp_path,
+                                                                                              fake_telegram):
+    # Each new password costs a bcrypt check on one thread; queued without a bound, a flood held every
+    # connection until its turn (gigabytes) and kept the right user waiting behind it for minutes.
+    import threading
+
+    from test_web_config import basic
+
+    fake = fake_telegram()
+    web = write_config(tmp_path / "web.yml", f"basic_auth_users:\n  alertmanager: '{password_hash(PASSWORD, 11)}'\n")
+    receiver = SecureReceiver(write_plain_receiver_config(tmp_path, fake.url), tmp_path / "receiver.log", web, None,
+                              ("alertmanager", PASSWORD))
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def flood(worker: int) -> None:
+        number = 0
+        while not stop.is_set():
+            number += 1
+            try:
+                statuses.append(requests.get(receiver.url + "/-/ready", timeout=10,
+                                             auth=("alertmanager", f"guess-{worker}-{number}")).status_code)
+            except requests.RequestException:
+                statuses.append(0)
+
+    try:
+        receiver.start()  # its ready probe is the right user's first check: remembered from now on
+        workers = [threading.Thread(target=flood, args=(n,), daemon=True) for n in range(24)]
+        for worker in workers:
+            worker.start()
+        time.sleep(3)
+        waits = []
+        for _ in range(5):
+            started = time.monotonic()
+            assert receiver.get("/-/ready").status_code == 200
+            waits.append(time.monotonic() - started)
+            time.sleep(0.3)
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)
+        assert max(waits) < 2.0, waits
+        assert statuses and set(statuses) <= {401}, set(statuses)
+        metrics = receiver.metrics()
+        busy = [line for line in metrics.splitlines()
+                if line.startswith('sitewatch_receiver_http_auth_failures_total{reason="busy"}')]
+        assert busy and float(busy[0].split()[-1]) > 0, busy
+        rss_kib = int(next(line.split()[1] for line in Path(f"/proc/{receiver.process.pid}/status").read_text()
+                           .splitlines() if line.startswith("VmRSS:")))
+        assert rss_kib < 300 * 1024, f"the receiver grew to {rss_kib // 1024} MiB"
+        assert "Traceback" not in receiver.log_text()
+    finally:
+        stop.set()
+        receiver.stop()
