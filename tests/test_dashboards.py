@@ -27,6 +27,7 @@ EXPECTED_UIDS = {
     "site.json": "sitewatch-site",
     "kkt.json": "sitewatch-kkt",
     "sitewatch.json": "sitewatch-self",
+    "today.json": "sitewatch-today",
 }
 SITEWATCH_METRIC = re.compile(r"\bsitewatch_[a-z0-9_]+\b")
 RECORDED_SERIES = re.compile(r"\bsitewatch:[a-z0-9_:]+")
@@ -382,6 +383,102 @@ def test_closed_time_as_the_boards_show_it(tmp_path):
         "promql_expr_test": cases,
     }]}
     path = tmp_path / "boards.test.yml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    result = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reasons in words and the dispatcher's board "что сделать сегодня".
+
+TODAY_BOARD = DASHBOARDS_DIR / "today.json"
+DOWN_NOW = "Недоступные сейчас"
+DOWN_FOR_A_DAY = "Не работают больше суток"
+
+
+def reason_words(found: dict) -> dict[str, str]:
+    """The value mappings of a table's "Причина" column: reason label value → the words shown."""
+    (override,) = [o for o in found["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Причина"]
+    (mappings,) = [p["value"] for p in override["properties"] if p["id"] == "mappings"]
+    return {value: shown["text"] for mapping in mappings for value, shown in mapping["options"].items()}
+
+
+def test_reasons_read_as_in_telegram_messages():
+    from alertmanager.wording import REASONS
+
+    assert reason_words(panel(FLEET_BOARD, DOWN_NOW)) == REASONS["ru"]
+    today = reason_words(panel(TODAY_BOARD, DOWN_FOR_A_DAY))
+    assert today == {**REASONS["ru"], "silent": "площадка не присылает данные"}
+    for found in (panel(FLEET_BOARD, DOWN_NOW), *load(TODAY_BOARD)["panels"]):
+        renamed = found["transformations"][-1]["options"]["renameByName"]
+        if "reason" in target(found, "A"):
+            assert renamed.get("reason") == "Причина", found["title"]
+
+
+def test_today_board_links_each_site_to_the_site_board():
+    for found in load(TODAY_BOARD)["panels"]:
+        (override,) = [o for o in found["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Площадка"]
+        (links,) = [p["value"] for p in override["properties"] if p["id"] == "links"]
+        assert links[0]["url"].startswith("/d/sitewatch-site?var-site=${__value.raw}"), found["title"]
+
+
+def test_down_tables_as_the_boards_show_them(tmp_path):
+    """On a made-up day and a half (promtool), at 36h: the shop's PC has been down since 6h with the reason
+    `timeout`, its web page since 30h (less than a day); the office stopped pushing at 10h; the kiosk's PC is
+    down since 2h but the kiosk is closed by its hours now. The fleet board lists every down check with its
+    reason; the dispatcher's board only what has been down for over a day."""
+    shop = 'site="shop-01",client="romashka",distributor="north"'
+    kiosk = 'site="kiosk-02",client="romashka",distributor="north"'
+    office = 'site="office-03",client="lutik",distributor="south"'
+    minutes = 36 * 60
+    series = {
+        f'sitewatch_check_up{{{shop},check="pc",type="ping"}}': f"1x{6 * 60} 0x{minutes - 6 * 60}",
+        f'sitewatch_check_last_success_timestamp_seconds{{{shop},check="pc",type="ping"}}':
+            f"0+60x{6 * 60} {6 * 3600}x{minutes - 6 * 60}",
+        f'sitewatch_check_failure_info{{{shop},check="pc",type="ping",reason="timeout"}}':
+            f"_x{6 * 60} 1x{minutes - 6 * 60}",
+        f'sitewatch_check_up{{{shop},check="page",type="http"}}': f"1x{30 * 60} 0x{6 * 60}",
+        f'sitewatch_check_last_success_timestamp_seconds{{{shop},check="page",type="http"}}':
+            f"0+60x{30 * 60} {30 * 3600}x{6 * 60}",
+        f'sitewatch_check_failure_info{{{shop},check="page",type="http",reason="status"}}':
+            f"_x{30 * 60} 1x{6 * 60}",
+        f'sitewatch_check_up{{{kiosk},check="pc",type="ping"}}': f"1x120 0x{minutes - 120}",
+        f'sitewatch_check_last_success_timestamp_seconds{{{kiosk},check="pc",type="ping"}}':
+            f"0+60x120 7200x{minutes - 120}",
+        f'sitewatch_check_failure_info{{{kiosk},check="pc",type="ping",reason="unreachable"}}':
+            f"_x120 1x{minutes - 120}",
+        # a register's PC added at 30h, down ever since: not a day yet, though it never passed
+        f'sitewatch_check_up{{{shop},check="till",type="ping"}}': f"_x{30 * 60} 0x{6 * 60}",
+        f'sitewatch_check_last_success_timestamp_seconds{{{shop},check="till",type="ping"}}': f"_x{30 * 60} 0x{6 * 60}",
+        f'sitewatch_check_failure_info{{{shop},check="till",type="ping",reason="refused"}}': f"_x{30 * 60} 1x{6 * 60}",
+        'sitewatch:site_closed_since_timestamp_seconds{site="kiosk-02"}': f"_x120 7200x{minutes - 120}",
+        f'sitewatch:site_last_report_timestamp_seconds{{job="sitewatch",{office},telegram_route="duty"}}':
+            f"0+60x600 36000x{minutes - 600}",
+    }
+    fleet = as_sent(target(panel(FLEET_BOARD, DOWN_NOW), "A"), "")
+    today = as_sent(target(panel(TODAY_BOARD, DOWN_FOR_A_DAY), "A"), "")
+    shop_labels = 'site="shop-01",client="romashka",distributor="north"'
+    cases = [
+        {"expr": fleet, "eval_time": f"{minutes}m", "exp_samples": [
+            {"labels": f'{{{shop_labels},check="pc",reason="timeout"}}', "value": 0},
+            {"labels": f'{{{shop_labels},check="page",reason="status"}}', "value": 0},
+            {"labels": f'{{{shop_labels},check="till",reason="refused"}}', "value": 0},
+            {"labels": '{site="kiosk-02",client="romashka",distributor="north",check="pc",reason="unreachable"}',
+             "value": 0},
+        ]},
+        # days down: the PC 30 h, the office silent 26 h; the page and the till (6 h) and the closed kiosk
+        # are not listed
+        {"expr": f"round(100 * ({today}))", "eval_time": f"{minutes}m", "exp_samples": [
+            {"labels": f'{{{shop_labels},check="pc",reason="timeout"}}', "value": 125},
+            {"labels": '{site="office-03",client="lutik",distributor="south",reason="silent"}', "value": 108},
+        ]},
+    ]
+    spec = {"evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": name, "values": values} for name, values in series.items()],
+        "promql_expr_test": cases,
+    }]}
+    path = tmp_path / "down.test.yml"
     path.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
     result = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
