@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from exporter import __version__, hashpassword, logsetup, oneshot, secrets, targets_cli
-from exporter.commandline import add_config_options, read_secret_twice, with_default_command
+from exporter.commandline import add_config_options, all_problems_hint, read_secret_twice, with_default_command
 from exporter.config import ConfigError, load_config
 
 DEFAULT_LISTEN = ":9815"
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             _report_problems(err)
         else:
-            logsetup.fatal(f"config error: {err}{_all_listed_by(err)}")
+            logsetup.fatal(f"config error: {err}{all_problems_hint(len(err.problems))}")
         return EXIT_BAD_CONFIG
     if args.command == "validate":
         print(f"{config.source}: valid, {len(config.sites)} site(s), {len(config.checks())} check(s)")
@@ -91,11 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"config error: {err}\n")
             return EXIT_BAD_CONFIG
     return _serve(args)
-
-
-def _all_listed_by(err: ConfigError) -> str:
-    """Where to see every problem, when the one-line message shows only the first."""
-    return "; 'sitewatch-exporter validate' lists them all" if len(err.problems) > 1 else ""
 
 
 def _report_problems(err: ConfigError) -> None:

@@ -34,6 +34,11 @@ def read_secret_twice(prompt: str, whole_input: bool = False) -> str | None:
     return (sys.stdin.read() if whole_input else sys.stdin.readline()).rstrip("\r\n")
 
 
+def all_problems_hint(problems: int) -> str:
+    """What ends a one-line config error that shows only the first of several problems."""
+    return "; 'sitewatch-exporter validate' lists them all" if problems > 1 else ""
+
+
 def with_default_command(argv: list[str], command: str = "run") -> list[str]:
     """``sitewatch-x --config f`` means ``sitewatch-x run --config f``: options first name no command."""
     if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):

@@ -90,7 +90,7 @@ def configure_from(args: argparse.Namespace) -> bool:
                          "of its own, e.g. logs/sitewatch-exporter.log\n")
         return False
     try:
-        configure(getattr(args, "log_level", "info"), getattr(args, "log_file", None),
+        configure(getattr(args, "log_level", "info"), log_file,
                   getattr(args, "log_max_size", DEFAULT_MAX_SIZE), getattr(args, "log_max_files", DEFAULT_MAX_FILES))
     except LogFileError as err:
         sys.stderr.write(f"cannot start: {err}\n")

@@ -299,9 +299,9 @@ config_folder: contextvars.ContextVar[Path] = contextvars.ContextVar("config_fol
 # A backslash in double quotes starts an escape: "C:\new\table" reads as C:, a newline, "ew", a tab, "able";
 # "D:\POS\Logs" as D:, a paragraph separator (\P), "OS", a line separator (\L), "ogs"; "\_" is a no-break space.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\xa0\u2028\u2029]")
-ESCAPED_PATH_HINT = ("in double quotes a backslash starts an escape (\\n is a newline, \\t a tab): write a Windows "
-                     "path in single quotes ('C:\\ProgramData\\sitewatch\\key') or with forward slashes "
-                     "(C:/ProgramData/sitewatch/key)")
+WINDOWS_PATH_HINT = ("in double quotes a backslash starts an escape: write a Windows path in single quotes "
+                     "('C:\\ProgramData\\sitewatch\\key') or with forward slashes (C:/ProgramData/sitewatch/key)")
+ESCAPED_PATH_HINT = WINDOWS_PATH_HINT.replace("an escape:", "an escape (\\n is a newline, \\t a tab):", 1)
 
 
 def file_path(what: str) -> Validator:

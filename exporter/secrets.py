@@ -44,16 +44,9 @@ class SecretValue:
         elif self.kind == "file":
             file = Path(self.reference).expanduser()
             file = file if file.is_absolute() else base_dir / file
-            # Read as configs are: a password file saved by Notepad may start with a byte order mark, which
-            # must not become part of the password, or be in cp1251, which deserves the same advice.
-            from exporter.config.yamlfile import YamlError, decode  # the config package imports this module
-
-            try:
-                value = decode(file.read_bytes()).rstrip("\r\n")
-            except OSError as err:
-                raise SecretError(f"cannot read the secret file {file}: {err.strerror or err}") from None
-            except YamlError as err:
-                raise SecretError(f"cannot read the secret file {file}: {err}") from None
+            # A password file saved by Notepad may start with a byte order mark, which must not become part
+            # of the password.
+            value = read_decoded(file, "the secret file").rstrip("\r\n")
         elif self.kind == "enc":
             value = decrypt(self.reference, key_source.load())
         else:
@@ -133,16 +126,8 @@ class KeySource:
             origin = f"the environment variable {KEY_ENV}"
         elif key_file or self.fallback_key_file:
             key_file = key_file or self.fallback_key_file
-            from exporter.config.yamlfile import YamlError, decode  # the config package imports this module
-
-            try:
-                # Decoded as configs are: a key file saved by Notepad as "Unicode" (UTF-16) or with a byte order
-                # mark still holds the key.
-                key = decode(Path(key_file).read_bytes()).strip().encode("ascii", errors="replace")
-            except OSError as err:
-                raise SecretError(f"cannot read the key file {key_file}: {err.strerror or err}") from None
-            except YamlError as err:
-                raise SecretError(f"cannot read the key file {key_file}: {err}") from None
+            # A key file saved by Notepad as "Unicode" (UTF-16) or with a byte order mark still holds the key.
+            key = read_decoded(Path(key_file), "the key file").strip().encode("ascii", errors="replace")
             origin = f"the key file {key_file}"
         else:
             raise SecretError(
@@ -156,6 +141,19 @@ class KeySource:
         redaction.register(key.decode())
         self._key = key
         return key
+
+
+def read_decoded(file: Path, what: str) -> str:
+    """The text of a secret's or key's file, decoded as configs are (exporter.config.yamlfile.decode: a byte
+    order mark, UTF-16, and advice for cp1251); SecretError naming `what` and the file otherwise."""
+    from exporter.config.yamlfile import YamlError, decode  # the config package imports this module
+
+    try:
+        return decode(file.read_bytes())
+    except OSError as err:
+        raise SecretError(f"cannot read {what} {file}: {err.strerror or err}") from None
+    except YamlError as err:
+        raise SecretError(f"cannot read {what} {file}: {err}") from None
 
 
 def decrypt(token: str, key: bytes) -> str:

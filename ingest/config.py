@@ -20,7 +20,7 @@ from exporter import schema as s
 from exporter.config import ConfigError
 from exporter.config.loader import NAME_PATTERN, NAME_TEXT, label_name, label_value, resolve_secrets
 from exporter.config.push import http_url
-from exporter.config.yamlfile import YamlError, read_text, read_yaml
+from exporter.config.yamlfile import YamlError, parse_yaml, read_text
 from exporter.config.yamllines import line_of
 from exporter.secrets import KeySource, SecretValue
 
@@ -233,10 +233,7 @@ def load_ingest_config(path: str | os.PathLike[str], key_file: str | None = None
 def _load(file: Path, key_file: str | None) -> IngestConfig:
     try:
         text = read_text(file)
-    except YamlError:
-        text = ""  # read_yaml names the problem
-    try:
-        raw = read_yaml(file)
+        raw = parse_yaml(text)
     except YamlError as err:
         raise ConfigError(file, str(err)) from None
     folder = s.config_folder.set(file.parent)

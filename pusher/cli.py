@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter import __version__, logsetup, oneshot, schema
+from exporter.commandline import all_problems_hint
 from exporter.collector import ExporterStatus
 from exporter.config import Config, ConfigError, Site, load_config
 from exporter.config.push import PUSH, RELAY
@@ -300,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = push_settings(args, config)
         sites = chosen_sites(args, config)
     except ConfigError as err:
-        more = "; 'sitewatch-exporter validate' lists them all" if len(err.problems) > 1 else ""
-        logsetup.fatal(f"config error: {err}{more}")
+        logsetup.fatal(f"config error: {err}{all_problems_hint(len(err.problems))}")
         return EXIT_USAGE
     except (UsageError, schema.Invalid) as err:
         logsetup.fatal(f"error: {err}")

@@ -27,14 +27,13 @@ import yaml
 from yaml.composer import ComposerError
 
 from exporter.config import yamlevents
+from exporter.schema import WINDOWS_PATH_HINT
 
 MAX_DEPTH = 100  # lists and mappings inside each other; a config needs about 8
 MAX_NUMBER_LENGTH = 1000  # characters of an integer: Python neither reads nor prints one of over 4,300 digits
 
 
 # Shown wherever a backslash in double quotes was taken for an escape ("C:\new" holds a newline).
-WINDOWS_PATH_HINT = ("in double quotes a backslash starts an escape: write a Windows path in single quotes "
-                     "('C:\\ProgramData\\sitewatch\\key') or with forward slashes (C:/ProgramData/sitewatch/key)")
 _SAVE_AS_UTF8 = ("save it as UTF-8 (in Notepad: File > Save As, Encoding: UTF-8; on Russian Windows: "
                  "Файл > Сохранить как, Кодировка: UTF-8)")
 # Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
