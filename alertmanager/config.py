@@ -7,6 +7,7 @@ It is read and validated like the exporter's config (same validators, same secre
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from exporter import schema as s
 from exporter.config import ConfigError
+from exporter.config.hours import day_spec
 from exporter.config.loader import invalid_config, resolve_secrets
 from exporter.config.push import http_url
 from exporter.config.yamlfile import YamlError, parse_yaml, read_text
@@ -24,6 +26,9 @@ PUBLIC_API_URL = "https://api.telegram.org"
 ROUTE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
 ROUTE_NAME_TEXT = "a route name of letters, digits, '.', '_' or '-' (it becomes part of the URL /alert/<route>)"
 LANGUAGES = ("ru", "en")
+RESOLVED_MODES = ("edit", "reply", "both", "separate")
+HELPDESK_FORMATS = ("generic", "bitrix24")
+WORKING_DAYS = frozenset(range(5))
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,25 @@ class Bot:
 
 
 @dataclass(frozen=True)
+class WorklistTime:
+    """When a route's morning worklist goes out: a time of day on some weekdays, in the route's zone."""
+
+    at: int = 8 * 3600 + 30 * 60  # seconds after local midnight
+    days: frozenset[int] = WORKING_DAYS  # 0 = Monday
+
+
+@dataclass(frozen=True)
+class Helpdesk:
+    """A route's outgoing webhook for worklist items that need a visit (docs/helpdesk.md)."""
+
+    url: SecretValue  # a Bitrix24 incoming webhook's URL holds its secret code
+    format: str = "generic"
+    bearer_token: SecretValue | None = None
+    responsible_id: int | None = None  # Bitrix24: who the task is given to
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     bot: str
@@ -53,6 +77,23 @@ class Route:
     template_file: Path | None = None
     timezone: ZoneInfo | None = None
     max_messages: int = 5
+    resolved_mode: str = "separate"  # edit | reply | both | separate: what a resolved alert does in the chat
+    worklist: WorklistTime | None = None  # None: this route gets no morning worklist
+    helpdesk: Helpdesk | None = None
+
+
+@dataclass(frozen=True)
+class WorklistConfig:
+    """The morning worklist: where its data comes from and what counts as work (docs/worklist.md)."""
+
+    prometheus_url: str
+    alertmanager_url: str | None  # whose routing tree tells which route a site's items go to
+    schedule: WorklistTime = field(default_factory=WorklistTime)
+    fn_days: int = 30  # a ФН expiring within this many days is to be replaced
+    licence_days: int = 30
+    down_for: float = 86400.0  # a check or site down longer than this needs a visit
+    late_by: float = 3 * 3600.0  # a worklist missed (receiver down at the time) still goes out this late
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +108,8 @@ class CommandsConfig:
     silence_buttons: tuple[float, ...] = (3600.0, 4 * 3600.0, 24 * 3600.0)
     max_silence: float = 30 * 86400.0
     poll_timeout: float = 25.0
+    take_button: bool = True  # "✋ Беру" under firing messages
+    take_silence: float = 0.0  # seconds a press also silences the message's alerts; 0: no silence
 
 
 @dataclass(frozen=True)
@@ -90,6 +133,7 @@ class ReceiverConfig:
     alertmanager_url: str | None = None
     timezone: ZoneInfo | None = None
     commands: CommandsConfig | None = None
+    worklist: WorklistConfig | None = None
 
     @property
     def auth_required(self) -> bool:
@@ -113,6 +157,29 @@ def _chat_id(value: Any, path: str) -> int | str:
     raise s.Invalid(path, expected, value)
 
 
+def _time_of_day(value: Any, path: str) -> int:
+    expected = "a time of day such as \"08:30\""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise s.Invalid(path, expected, value)
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60
+
+
+def _worklist_time(defaults: WorklistTime) -> s.Validator:
+    fields = s.struct({"at": s.Field(_time_of_day), "days": s.Field(day_spec)})
+
+    def check(value: Any, path: str) -> WorklistTime | None:
+        if value is False:
+            return None
+        if value is True or value is None:
+            return defaults
+        options = fields(value, path)
+        return WorklistTime(at=options["at"] if options["at"] is not None else defaults.at,
+                            days=options["days"] or defaults.days)
+
+    return check
+
+
 def _numeric_chat_id(value: Any, path: str) -> int:
     chat = _chat_id(value, path)
     if not isinstance(chat, int):
@@ -130,6 +197,15 @@ _ROUTE = s.struct({
     "template": s.Field(s.existing_file("a Jinja template file")),
     "timezone": s.Field(s.timezone()),
     "max_messages": s.Field(s.integer(1, 50), default=5),
+    "resolved": s.Field(s.choice(*RESOLVED_MODES), default="separate"),
+    "worklist": s.Field(lambda value, path: value),  # checked against the top-level worklist in _build
+    "helpdesk": s.Field(s.struct({
+        "url": s.Field(s.secret(), required=True),
+        "format": s.Field(s.choice(*HELPDESK_FORMATS), default="generic"),
+        "bearer_token": s.Field(s.secret()),
+        "responsible_id": s.Field(s.integer(1)),
+        "timeout": s.Field(s.duration(minimum=0.5, maximum=120), default=10.0),
+    })),
 })
 _TOP = s.struct({
     "telegram": s.Field(s.struct({
@@ -182,6 +258,21 @@ _TOP = s.struct({
                                    default=[3600.0, 4 * 3600.0, 24 * 3600.0]),
         "max_silence": s.Field(s.duration(minimum=60, maximum=366 * 86400), default=30 * 86400.0),
         "poll_timeout": s.Field(s.duration(minimum=1, maximum=50), default=25.0),
+        "take_button": s.Field(s.boolean(), default=True),
+        "take_silence": s.Field(s.duration(minimum=0, maximum=30 * 86400), default=0.0),
+    })),
+    "worklist": s.Field(s.struct({
+        "prometheus_url": s.Field(http_url("Prometheus's URL for its query API, such as http://127.0.0.1:9090"),
+                                  required=True),
+        "alertmanager_url": s.Field(http_url("Alertmanager's URL, whose routing tree sends each site's items to "
+                                             "its routes, such as http://127.0.0.1:9093")),
+        "at": s.Field(_time_of_day),
+        "days": s.Field(day_spec),
+        "fn_days": s.Field(s.integer(1, 366), default=30),
+        "licence_days": s.Field(s.integer(1, 366), default=30),
+        "down_for": s.Field(s.duration(minimum=60, maximum=30 * 86400), default=86400.0),
+        "late_by": s.Field(s.duration(minimum=0, maximum=86400), default=3 * 3600.0),
+        "timeout": s.Field(s.duration(minimum=1, maximum=300), default=30.0),
     })),
 })
 
@@ -214,8 +305,20 @@ def _build(file: Path, top: dict[str, Any]) -> ReceiverConfig:
         raise s.Invalid("bots", "at least one bot")
     if not top["routes"]:
         raise s.Invalid("routes", "at least one route")
+    worklist = _worklist(top)
     routes = {}
     for name, options in top["routes"].items():
+        route_worklist = None
+        if worklist is not None:
+            route_worklist = _worklist_time(worklist.schedule)(options["worklist"], f"routes.{name}.worklist")
+        elif options["worklist"] not in (None, False):
+            raise s.Invalid(f"routes.{name}.worklist", "no worklist here without the top-level worklist section "
+                                                       "(its prometheus_url says where the data comes from)",
+                            options["worklist"])
+        helpdesk = options["helpdesk"]
+        if helpdesk is not None and route_worklist is None:
+            raise s.Invalid(f"routes.{name}.helpdesk", "a route with a worklist: the helpdesk gets the "
+                                                       "worklist's items that need a visit")
         if options["bot"] not in bots:
             raise s.Invalid(f"routes.{name}.bot", f"one of the bots defined in bots ({', '.join(bots)})",
                             options["bot"])
@@ -224,7 +327,11 @@ def _build(file: Path, top: dict[str, Any]) -> ReceiverConfig:
             send_resolved=options["send_resolved"], silent_resolved=options["silent_resolved"],
             language=options["language"],
             template_file=Path(options["template"]) if options["template"] else None,
-            timezone=options["timezone"] or top["timezone"], max_messages=options["max_messages"])
+            timezone=options["timezone"] or top["timezone"], max_messages=options["max_messages"],
+            resolved_mode=options["resolved"], worklist=route_worklist,
+            helpdesk=Helpdesk(url=helpdesk["url"], format=helpdesk["format"], bearer_token=helpdesk["bearer_token"],
+                              responsible_id=helpdesk["responsible_id"], timeout=helpdesk["timeout"])
+            if helpdesk else None)
     commands = _commands(top["commands"], bots, file) if top["commands"] else None
     telegram = top["telegram"] or {}
     limits = telegram.get("rate_limits") or {}
@@ -253,7 +360,22 @@ def _build(file: Path, top: dict[str, Any]) -> ReceiverConfig:
         alertmanager_url=links.get("alertmanager_url"),
         timezone=top["timezone"],
         commands=commands,
+        worklist=worklist,
     )
+
+
+def _worklist(top: dict[str, Any]) -> WorklistConfig | None:
+    options = top["worklist"]
+    if not options:
+        return None
+    alertmanager = options["alertmanager_url"] or (top["commands"] or {}).get("alertmanager_url")
+    schedule = WorklistTime(at=options["at"] if options["at"] is not None else WorklistTime.at,
+                            days=options["days"] or WORKING_DAYS)
+    return WorklistConfig(
+        prometheus_url=options["prometheus_url"].rstrip("/"),
+        alertmanager_url=alertmanager.rstrip("/") if alertmanager else None, schedule=schedule,
+        fn_days=options["fn_days"], licence_days=options["licence_days"], down_for=options["down_for"],
+        late_by=options["late_by"], timeout=options["timeout"])
 
 
 def _commands(options: dict[str, Any], bots: dict[str, Bot], file: Path) -> CommandsConfig:
@@ -279,4 +401,5 @@ def _commands(options: dict[str, Any], bots: dict[str, Bot], file: Path) -> Comm
         bot=bot, alertmanager_url=options["alertmanager_url"].rstrip("/"),
         allowed_chats=frozenset(options["allowed_chats"]), allowed_users=frozenset(options["allowed_users"]),
         exporter_config=exporter_path, silence_buttons=tuple(options["silence_buttons"]),
-        max_silence=options["max_silence"], poll_timeout=options["poll_timeout"])
+        max_silence=options["max_silence"], poll_timeout=options["poll_timeout"],
+        take_button=options["take_button"], take_silence=options["take_silence"])
