@@ -5,6 +5,9 @@ the outbox's sender lease polls: Telegram lets one client poll a bot at a time, 
 command twice. The offset of the last update done is kept in the outbox, so a restart neither repeats a
 command nor loses one that Telegram still holds (it keeps updates for 24 hours).
 
+The "✋ Беру" button records who took a message's alerts in the outbox (optionally silencing them for
+`commands.take_silence`), and the sender then edits the message to show it.
+
 Whoever is not on the allowlist is ignored: no answer (a stranger learns nothing about the bot), one log
 line per chat and user an hour, and a counter. An allowed user is answered only where the answer cannot
 reach the wrong people: in an allowed chat, in a chat some route posts to, and in their private chat with
@@ -20,25 +23,29 @@ import queue
 import sqlite3
 import threading
 import time
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from alertmanager.buttons import parse_callback
+from alertmanager import maintenance
+from alertmanager.buttons import TAKE, parse_callback
 from alertmanager.chatcommands import Asker, ChatCommands, CommandProblem
 from alertmanager.config import CommandsConfig
 from alertmanager.metrics import ReceiverMetrics
-from alertmanager.outbox import Outbox
-from alertmanager.render import duration_text
+from alertmanager.outbox import Outbox, SentAlert, SentMessage
+from alertmanager.render import duration_text, moment_text
+from alertmanager.silences import AlertmanagerError, exact_matchers
 from alertmanager.telegram import ApiAnswer, BotApi
 from alertmanager.telegram_html import html_to_text
 
 log = logging.getLogger("sitewatch.receiver")
 
-KNOWN_COMMANDS = ("status", "alerts", "silence", "maintenance", "silences", "unsilence", "targets", "add", "del",
-                  "help", "start")
+KNOWN_COMMANDS = ("status", "today", "alerts", "silence", "maintenance", "silences", "unsilence", "targets", "add",
+                  "del", "help", "start")
 REFUSAL_LOG_INTERVAL = 3600.0
 MAX_BACKOFF = 60.0
 CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for answerCallbackQuery's text
 MAX_COMMAND_AGE = 600.0  # seconds: an older command is not carried out (nor answered)
+TAKE_PAUSES = (0.25, 0.5, 0.75)  # seconds between looks for a just-pressed message's record
 REPLY_PATIENCE = 300.0  # seconds an answer may wait out Telegram's rate limits before it is given up
 REFUSAL_HINTS = {
     "not_allowed": "add the chat to commands.allowed_chats or the user to commands.allowed_users if they should "
@@ -58,6 +65,8 @@ class CommandPoller:
         self.outbox = outbox
         self.metrics = metrics
         self.is_active = is_active  # True while this process holds the sender lease
+        if commands.takers is None:  # /alerts names who took what: the outbox remembers it
+            commands.takers = outbox.takers
         self.username: str | None = None
         self._offset_key = f"telegram_offset:{settings.bot}"
         self._stopping = threading.Event()
@@ -201,11 +210,19 @@ class CommandPoller:
         chat_id = int(chat.get("id", 0))
         sender = query.get("from") or {}
         user_id = sender.get("id")
+        take = query.get("data") == TAKE
         refusal = self._refusal(chat, user_id)
         if refusal:
-            self._refuse(chat_id, user_id, "button", refusal)
-            self._answer_button(query["id"], "Вам нельзя глушить оповещения этого бота." if refusal == "not_allowed"
-                                else "В этом чате кнопки бота не действуют.", alert=True)
+            self._refuse(chat_id, user_id, "take" if take else "button", refusal)
+            if refusal == "not_allowed":
+                text = "Вам нельзя брать в работу оповещения этого бота." if take else \
+                    "Вам нельзя глушить оповещения этого бота."
+            else:
+                text = "В этом чате кнопки бота не действуют."
+            self._answer_button(query["id"], text, alert=True)
+            return
+        if take:
+            self._take(query, message, chat, sender)
             return
         pressed = parse_callback(query.get("data") or "")
         if pressed is None:
@@ -232,6 +249,82 @@ class CommandPoller:
         thread = message.get("message_thread_id") if message.get("is_topic_message") else None
         for reply in replies:
             self._reply(chat_id, thread, reply, message.get("message_id"))
+
+    def _take(self, query: dict[str, Any], message: dict[str, Any], chat: dict[str, Any],
+              sender: dict[str, Any]) -> None:
+        """"✋ Беру" under a firing message: who pressed it takes its alerts. The first press counts; the
+        next ones are told who took them. The press is answered before Alertmanager is asked."""
+        chat_id = int(chat.get("id", 0))
+        user_id = int(sender.get("id") or 0)
+        asker = Asker(chat_id, user_id, _display_name(sender), private=_is_private(chat))
+        sent = self._sent_message(chat_id, int(message.get("message_id") or 0))
+        if sent is None:  # sent before takes were remembered, or forgotten after 30 days
+            self._answer_button(query["id"], "Эта кнопка устарела.", alert=True)
+            self.metrics.commands.labels("take", "refused").inc()
+            return
+        zone = self._zone(sent.route)
+        firing = [alert for alert in sent.alerts if alert.ended_at is None]
+        if sent.taken_user is not None or not firing:
+            if sent.taken_user == user_id:
+                text = "Вы уже взяли это в работу."
+            elif sent.taken_user is not None:
+                text = f"Это уже взял(а) {sent.taken_name}, {moment_text(sent.taken_at or 0, zone)}."
+            else:
+                text = "Эти оповещения уже закончились."
+            self._answer_button(query["id"], text, alert=sent.taken_user != user_id)
+            self.metrics.commands.labels("take", "refused").inc()
+            return
+        seconds = self.settings.take_silence
+        answer = "✋ Вы взяли это в работу." + (f" Глушу на {duration_text(seconds)}…" if seconds > 0 else "")
+        if not self._answer_button(query["id"], answer):
+            log.info("event=button_ignored reason=too_old chat=%s user=%s", chat_id, user_id)
+            return
+        now = time.time()
+        until, result, problem = None, "ok", ""
+        if seconds > 0:
+            try:
+                until = self._silence_taken(firing, seconds, asker)
+            except AlertmanagerError as err:
+                result, problem = "refused", f"⚠️ Не получилось заглушить: {html.escape(str(err))}"
+            except Exception:  # noqa: BLE001 - the take is recorded all the same
+                log.exception("event=command_failed command=take chat=%s", chat_id)
+                result, problem = "error", "⚠️ Не получилось заглушить: подробности в журнале получателя."
+        self.outbox.take(sent.id, user_id, asker.name, now, until)
+        self.metrics.commands.labels("take", result).inc()
+        log.info("event=command command=take chat=%s user=%s message_id=%s silenced=%s result=%s", chat_id, user_id,
+                 sent.message_id, "yes" if until else "no", result)
+        if problem:
+            thread = message.get("message_thread_id") if message.get("is_topic_message") else None
+            self._reply(chat_id, thread, problem, message.get("message_id"))
+
+    def _sent_message(self, chat_id: int, message_id: int) -> SentMessage | None:
+        """The remembered message a button is under. Telegram shows a message before the sender hears back
+        and records it, so a press in that moment looks a little longer."""
+        sent = self.outbox.sent_message_at(self.settings.bot, chat_id, message_id)
+        for pause in TAKE_PAUSES:
+            if sent is not None or self._stopping.wait(pause):
+                break
+            sent = self.outbox.sent_message_at(self.settings.bot, chat_id, message_id)
+        return sent
+
+    def _silence_taken(self, firing: list[SentAlert], seconds: float, asker: Asker) -> float | None:
+        """A silence per alert still firing (all its labels, as Alertmanager has them), commented with who
+        took it; the end of the silences, or None when Alertmanager has none of the alerts any more."""
+        active = {alert.get("fingerprint"): alert for alert in self.commands.api.alerts()}
+        ends = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        made = 0
+        for alert in firing:
+            found = active.get(alert.fingerprint)
+            if found is not None:
+                self.commands.api.create_silence(exact_matchers(found["labels"]), ends, asker.created_by,
+                                                 f"взял {asker.name}")
+                made += 1
+        return ends.timestamp() if made else None
+
+    def _zone(self, route_name: str) -> tzinfo:
+        config = self.commands.config
+        route = config.routes.get(route_name)
+        return (route.timezone if route else None) or config.timezone or maintenance.DEFAULT_ZONE
 
     def _refusal(self, chat: dict[str, Any], user_id: int | None) -> str | None:
         """Why a command or button press from this chat and user is not carried out; None when it is."""

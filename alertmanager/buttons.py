@@ -1,7 +1,9 @@
-"""The "silence 1h / 4h / 24h" buttons under a firing message, and the data a pressed button sends back.
+"""The buttons under a firing message ("✋ Беру", then "silence 1h / 4h / 24h" per alert), the data a pressed
+button sends back, and the keyboard left after an edit.
 
-A button's data names the duration and the alert's fingerprint, which is all Telegram's 64 bytes allow;
-the labels for the silence are looked up in Alertmanager when the button is pressed.
+A silence button's data names the duration and the alert's fingerprint, which is all Telegram's 64 bytes
+allow; the labels for the silence are looked up in Alertmanager when the button is pressed. The take
+button's data is only "take": the message it is under (its chat and message id) says what is taken.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ FINGERPRINT = re.compile(r"[0-9a-f]{1,32}")
 CALLBACK_DATA = re.compile(r"sil:(\d{2,8}):([0-9a-f]{1,32})")
 MAX_ROWS = 5  # alerts with buttons in one message; a digest of more is silenced with /silence
 LABEL_ROOM = 22  # characters of the alert's name in its first button
+TAKE = "take"
+TAKE_BUTTON = {"text": "✋ Беру", "callback_data": TAKE}
 
 
 def callback_data(seconds: float, fingerprint: str) -> str:
@@ -72,3 +76,20 @@ def keyboard(items: Sequence[Item], durations: Sequence[float]) -> dict[str, Any
                 for seconds in durations[1:]]
         rows.append(row)
     return {"inline_keyboard": rows} if rows else None
+
+
+def with_take(silence: dict[str, Any] | None, take: bool) -> dict[str, Any] | None:
+    """The keyboard of a firing message: the take button's row first (when `take`), then the silence rows."""
+    rows = ([[dict(TAKE_BUTTON)]] if take else []) + list((silence or {}).get("inline_keyboard", []))
+    return {"inline_keyboard": rows} if rows else None
+
+
+def after_edit(silence: dict[str, Any] | None, firing: set[str], take: bool) -> dict[str, Any] | None:
+    """The keyboard a sent message keeps: silence rows only for its alerts still firing (by fingerprint), and
+    the take button while `take` (nobody took it yet, something still fires)."""
+    rows = []
+    for row in (silence or {}).get("inline_keyboard", []):
+        pressed = parse_callback(row[0].get("callback_data", "")) if row else None
+        if pressed is not None and pressed[1] in firing:
+            rows.append(row)
+    return with_take({"inline_keyboard": rows}, take)

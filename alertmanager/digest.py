@@ -1,19 +1,28 @@
-"""Turns what waits in a chat's queue into the next Telegram message.
+"""Turns what waits in a chat's queue into the next Telegram request: a message, or an edit of one sent before.
 
 A message carries alerts of one route and one status (firing or resolved, never mixed), in queue order.
 When several alert groups wait for the same chat (a storm behind the chat's rate limit), they go out
 together as one digest instead of one message per group. The outbox hands over a chat's urgent lane
 (critical groups) alone while it has items, so critical alerts are never buried in a digest of warnings.
+A text or an edit waiting in the queue goes alone.
+
+A route with `resolved: edit`, `reply` or `both` tells of resolved alerts in their firing messages instead:
+`plan_follow_up` picks the next edit or reply, `edited_message` is what a sent message shows now (its
+text with a line per resolved alert and who took it, and the buttons left), `reply_text` the short reply.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from datetime import datetime, tzinfo
+from typing import Any, Callable, Mapping, Sequence
 
-from alertmanager.outbox import Item
-from alertmanager.render import BLOCK_SEPARATOR, GroupInfo, Renderer, compose
-from alertmanager.telegram_html import MESSAGE_LIMIT, message_length
+from alertmanager.buttons import after_edit
+from alertmanager.outbox import Ended, Item, SentMessage
+from alertmanager.render import (BLOCK_SEPARATOR, GroupInfo, Renderer, all_resolved_header, compose, plural,
+                                 resolved_line, taken_line)
+from alertmanager.telegram_html import CUT_MARK, MESSAGE_LIMIT, fit_lines, html_to_text, message_length
 from alertmanager.webhook import Alert
 
 
@@ -33,6 +42,8 @@ def next_run(items: Sequence[Item]) -> list[Item]:
     alert: if an alert was resolved and fired again, its messages keep their order.
     """
     head = items[0]
+    if head.status not in ("firing", "resolved"):
+        return [head]  # a text or an edit: a request of its own
     run: list[Item] = []
     held_back: set[str] = set()
     for item in items:
@@ -127,3 +138,174 @@ def _with_summary(chosen: list[Item], batch_id: int, left: int, blocks: _Blocks)
             return chosen, more
         chosen = chosen[:-1]
         left += 1
+
+
+# --- resolved alerts told in their firing messages ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The next request for a run of resolved items whose route edits or replies to the firing messages."""
+
+    action: str  # "edit", "reply", "separate" (a resolved message of its own) or "" (no request needed)
+    message: SentMessage | None = None  # the firing message edited or replied to
+    items: tuple[Item, ...] = ()  # what the request tells of
+    finished: tuple[Item, ...] = ()  # of those, the ones owed nothing more once it succeeds
+    done: tuple[Item, ...] = ()  # items owed nothing already (the chat was told): dropped without a request
+    refused: int = 0  # separate: its items whose firing messages Telegram refused to edit
+
+
+def plan_follow_up(run: Sequence[Item], mode: str, messages: Sequence[SentMessage]) -> FollowUp:
+    """What to do next for `run` (resolved items of one route, in queue order) in `mode` (edit, reply or
+    both), knowing the sent `messages` that carried these alerts.
+
+    Edits come before the reply, one message per request: the first item's first firing message not yet
+    showing it resolved is edited, for every item it carried. Then the reply goes to its latest firing
+    message. An item whose firing messages are all unknown or refused goes into a resolved message of its
+    own, as with `resolved: separate`.
+    """
+    carriers: dict[tuple[str, str], list[SentMessage]] = {}
+    for message in messages:
+        for alert in message.alerts:
+            carriers.setdefault(alert.key, []).append(message)
+
+    def key(item: Item) -> tuple[str, str]:
+        return item.fingerprint, item.starts_at
+
+    def usable(item: Item) -> list[SentMessage]:
+        return [m for m in carriers.get(key(item), []) if m.edit_refused is None] if item.fingerprint else []
+
+    def edits(item: Item) -> list[SentMessage]:
+        if mode not in ("edit", "both"):
+            return []
+        return [m for m in usable(item) if m.alert(key(item)).ended_at is None]
+
+    def owes_reply(item: Item) -> bool:
+        return mode in ("reply", "both") and not any(m.alert(key(item)).replied for m in usable(item))
+
+    done, left = [], []
+    for item in run:
+        if usable(item) and not edits(item) and not owes_reply(item):
+            done.append(item)
+        else:
+            left.append(item)
+    if not left:
+        return FollowUp("", done=tuple(done))
+    first = left[0]
+    if not usable(first):
+        unknown = tuple(item for item in left if not usable(item))
+        return FollowUp("separate", items=unknown, done=tuple(done),
+                        refused=sum(1 for item in unknown if carriers.get(key(item))))
+    pending = edits(first)
+    if pending:
+        target = pending[0]
+        items = tuple(item for item in left if usable(item) and any(m.id == target.id for m in edits(item)))
+        finished = tuple(item for item in items
+                         if all(m.id == target.id for m in edits(item)) and not owes_reply(item))
+        return FollowUp("edit", target, items, finished, tuple(done))
+    target = usable(first)[-1]
+    items = tuple(item for item in left if usable(item) and not edits(item) and owes_reply(item)
+                  and any(m.id == target.id for m in usable(item)))
+    return FollowUp("reply", target, items, items, tuple(done))
+
+
+def ended_of(item: Item, now: float) -> Ended:
+    """When a resolved item's alert ended (`now` if its payload did not say)."""
+    ends = None
+    try:
+        ends = Alert.from_json(item.alert).ends_at
+    except ValueError:
+        pass
+    return Ended(item.fingerprint, item.starts_at, ends.timestamp() if ends is not None else now)
+
+
+def edited_message(sent: SentMessage, language: str, zone: tzinfo,
+                   ended: Mapping[tuple[str, str], float] | None = None) -> tuple[str, dict[str, Any] | None]:
+    """The text and buttons `sent` shows now: as sent, then who took it and a line per resolved alert
+    (`ended` adds resolutions not stored yet). When every alert resolved, the first line says so. Only the
+    silence buttons of alerts still firing are left, and the take button while nobody took it."""
+    ended = ended or {}
+    alerts = [alert if alert.ended_at is not None or alert.key not in ended
+              else dataclasses.replace(alert, ended_at=ended[alert.key]) for alert in sent.alerts]
+    resolved = sorted((alert for alert in alerts if alert.ended_at is not None), key=lambda alert: alert.ended_at)
+    notes = []
+    if sent.taken_name and sent.taken_at is not None:
+        notes.append(taken_line(language, zone, sent.taken_name, sent.taken_at, sent.taken_until))
+    named = len(alerts) > 1
+    notes += [resolved_line(language, zone, alert.ended_at, _lasted(alert.starts_at, alert.ended_at),
+                            alert.title if named else None, since=sent.sent_at) for alert in resolved]
+    text = sent.text
+    if alerts and len(resolved) == len(alerts):
+        text = all_resolved_header(language, text)
+    firing = {alert.fingerprint for alert in alerts if alert.ended_at is None}
+    keyboard = after_edit(sent.keyboard, firing, sent.take_button and sent.taken_user is None and bool(firing))
+    return _with_notes(text, notes, plain=sent.parse_mode is None, language=language), keyboard
+
+
+def reply_text(sent: SentMessage, ended: Sequence[Ended], language: str, zone: tzinfo) -> str:
+    """HTML for the short reply to `sent` about these resolved alerts: one line each, naming it."""
+    lines = []
+    for alert in ended:
+        known = sent.alert(alert.key)
+        caption = known.title if known is not None else alert.fingerprint
+        lines.append(resolved_line(language, zone, alert.at, _lasted(alert.starts_at, alert.at), caption,
+                                   since=sent.sent_at))
+    return _fitting_lines(lines, language)
+
+
+def _lasted(starts_at: str, ended_at: float) -> float | None:
+    try:
+        started = datetime.fromisoformat(starts_at).timestamp()
+    except ValueError:
+        return None
+    return ended_at - started if ended_at >= started else None
+
+
+def _with_notes(text: str, notes: Sequence[str], *, plain: bool, language: str) -> str:
+    """`text` with the notes below it, all within Telegram's limit: if they do not fit, the resolved lines
+    are summed up in one, and what is still too long is cut from the end of the text."""
+    if not notes:
+        return text
+    if plain:
+        notes = [html_to_text(note) for note in notes]
+    footer = "\n".join(notes)
+    if message_length(text) + len(BLOCK_SEPARATOR) + message_length(footer) > MESSAGE_LIMIT:
+        footer = _fitting_lines(list(notes), language, limit=MESSAGE_LIMIT // 4)
+    room = MESSAGE_LIMIT - len(BLOCK_SEPARATOR) - message_length(footer)
+    if message_length(text) > room:
+        text = _cut_plain(text, room) if plain else fit_lines(text, room)
+    return text + BLOCK_SEPARATOR + footer
+
+
+def _fitting_lines(lines: list[str], language: str, limit: int = MESSAGE_LIMIT) -> str:
+    """The lines that fit in `limit`, then "… и ещё N" for the rest."""
+    kept: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        rest = len(lines) - index
+        tail = _and_more(rest - 1, language) if rest > 1 else ""
+        size = message_length(line) + (1 if kept else 0)
+        if used + size + (len(tail) + 1 if tail else 0) > limit:
+            kept.append(_and_more(rest, language))
+            break
+        kept.append(line)
+        used += size
+    return "\n".join(kept)
+
+
+def _and_more(count: int, language: str) -> str:
+    if language == "ru":
+        return f"{CUT_MARK} и ещё {count} {plural(count, 'оповещение', 'оповещения', 'оповещений')}"
+    return f"{CUT_MARK} and {count} more"
+
+
+def _cut_plain(text: str, room: int) -> str:
+    """Plain text cut between lines to fit `room`, with "…" at the cut."""
+    kept: list[str] = []
+    used = len(CUT_MARK) + 1
+    for line in text.split("\n"):
+        size = message_length(line) + 1
+        if used + size > room:
+            break
+        kept.append(line)
+        used += size
+    return "\n".join(kept + [CUT_MARK])

@@ -1,4 +1,4 @@
-"""The receiver's own metrics: deliveries, give-ups, webhooks, Telegram calls and the outbox's depth.
+"""The receiver's own metrics: deliveries, edits, give-ups, webhooks, Telegram calls and the outbox's depth.
 
 Each app gets its own registry, so tests can run several receivers in one process. The outbox figures are
 read from the database at scrape time, so every process sharing one outbox reports the same depth.
@@ -23,6 +23,8 @@ HTTP_REFUSALS = ("head_timeout", "body_timeout", "evicted", "connection_limit", 
 FAILURE_REASONS = ("expired", "forbidden", "chat_not_found", "rejected")
 PARTS = ("intake", "delivery")
 IGNORED_REASONS = ("not_allowed", "chat_not_allowed")  # why a command or button press was ignored
+EDIT_REASONS = ("resolved", "taken")  # why a sent message was edited
+FALLBACK_REASONS = ("unknown_message", "edit_refused")  # why a resolution went out as a message of its own
 
 
 class _OutboxCollector(Collector):
@@ -55,6 +57,17 @@ class ReceiverMetrics:
         self.failed = Counter("sitewatch_receiver_messages_failed",
                               "Alert notifications given up (dead-lettered), by reason.", ["route", "reason"],
                               registry=delivery)
+        self.edited = Counter("sitewatch_receiver_messages_edited",
+                              "Sent messages edited to show what happened since: resolved alerts (reason "
+                              "resolved), who took them (reason taken).", ["route", "reason"], registry=delivery)
+        self.edits_refused = Counter("sitewatch_receiver_edits_refused",
+                                     "Edits Telegram refused (the message was deleted, cannot be edited any more); "
+                                     "the message is not edited again.", ["route"], registry=delivery)
+        self.resolved_fallbacks = Counter("sitewatch_receiver_resolved_fallbacks",
+                                          "Resolved alerts of routes that edit or reply to the firing message, sent "
+                                          "as a message of their own instead, by reason (unknown_message: the "
+                                          "firing message is not known; edit_refused: Telegram refused the edit).",
+                                          ["route", "reason"], registry=delivery)
         self.webhooks = Counter("sitewatch_receiver_webhooks", "Webhook requests, by result.", ["result"],
                                 registry=intake)
         self.webhook_duration = Histogram("sitewatch_receiver_webhook_duration_seconds",
@@ -108,6 +121,11 @@ class ReceiverMetrics:
             self.sent.labels(route)
             for reason in FAILURE_REASONS:
                 self.failed.labels(route, reason)
+            for reason in EDIT_REASONS:
+                self.edited.labels(route, reason)
+            self.edits_refused.labels(route)
+            for reason in FALLBACK_REASONS:
+                self.resolved_fallbacks.labels(route, reason)
         for result in WEBHOOK_RESULTS:
             self.webhooks.labels(result)
         for reason in HTTP_REFUSALS:

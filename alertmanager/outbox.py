@@ -9,16 +9,24 @@ share one database: writes are serialised by SQLite, and a lease row makes sure 
 
 A chat's queue has two lanes: *urgent* items (the groups that carry a critical alert) go out before
 everything else waiting for that chat; each lane keeps arrival order.
+
+Besides alerts, a queue carries *texts* (messages rendered elsewhere, such as the morning worklist, sent as
+they are) and *edits* (a sent message to be shown as it now is, after someone took it). The firing messages
+Telegram accepted are remembered for a while (their message ids, texts, buttons and alerts), so that a
+resolution or a take can edit them later, also after a restart.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
+
+from alertmanager.telegram_html import MESSAGE_LIMIT, fit_lines
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -104,18 +112,63 @@ CREATE TABLE IF NOT EXISTS receiver_routes (
     route TEXT NOT NULL,
     PRIMARY KEY (receiver, route)
 );
+-- Keys of texts already queued (enqueue_text), so a text queued twice is sent once.
+CREATE TABLE IF NOT EXISTS text_keys (
+    key TEXT PRIMARY KEY,
+    stored_at REAL NOT NULL
+);
+-- Firing messages Telegram accepted, for the edits that follow (a resolution, a take).
+CREATE TABLE IF NOT EXISTS sent_messages (
+    id INTEGER PRIMARY KEY,
+    bot TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    chat_id TEXT NOT NULL,  -- as Telegram's answer named the chat: a number, also for an @channel
+    thread_id INTEGER,
+    message_id INTEGER NOT NULL,
+    route TEXT NOT NULL,
+    text TEXT NOT NULL,  -- as sent: HTML, or plain text when Telegram refused it as HTML
+    parse_mode TEXT,
+    keyboard TEXT,  -- the silence buttons as sent (JSON), without the take button
+    take_button INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL NOT NULL,
+    taken_user INTEGER,
+    taken_name TEXT,
+    taken_at REAL,
+    taken_until REAL,  -- the end of the silence the take made
+    edit_refused TEXT  -- Telegram's answer when it refused to edit the message: it is not tried again
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sent_messages_by_telegram_id ON sent_messages (bot, chat_id, message_id);
+CREATE INDEX IF NOT EXISTS sent_messages_by_age ON sent_messages (sent_at);
+-- The alerts each of them carried; a resolved alert finds its firing message(s) here.
+CREATE TABLE IF NOT EXISTS sent_alerts (
+    message INTEGER NOT NULL,  -- sent_messages.id
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    title TEXT NOT NULL,  -- one line naming the alert, for the resolved lines (plain text)
+    ended_at REAL,  -- when it resolved, once the chat was told
+    replied INTEGER NOT NULL DEFAULT 0,  -- a reply to the firing message told it
+    PRIMARY KEY (message, fingerprint, starts_at)
+);
+CREATE INDEX IF NOT EXISTS sent_alerts_by_alert ON sent_alerts (fingerprint, starts_at);
 """
 
 # Outboxes made before the urgent lane existed get its column here (the index needs the column).
 _URGENT_LANE = "ALTER TABLE items ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0"
 _URGENT_INDEX = "CREATE INDEX IF NOT EXISTS items_urgent ON items (queue, urgent, id)"
 URGENT_SEVERITIES = frozenset({"critical"})
+# Item statuses besides an alert's "firing" and "resolved": a rendered text, an edit of a sent message.
+TEXT = "text"
+EDIT = "edit"
+KEEP_TEXT_KEYS = 7 * 86400.0
+KEEP_SENT_MESSAGES = 30 * 86400.0
+_SENT_COLUMNS = ("id, bot, queue, chat_id, thread_id, message_id, route, text, parse_mode, keyboard, take_button, "
+                 "sent_at, taken_user, taken_name, taken_at, taken_until, edit_refused")
 _ITEM_COLUMNS = (
     "items.id, items.batch_id, items.route, items.status, items.fingerprint, items.alert, items.summary, "
     "items.created_at, batches.info, "
     "CASE items.status WHEN 'firing' THEN batches.firing_sent ELSE batches.resolved_sent END, "
     "CASE items.status WHEN 'firing' THEN batches.firing_messages ELSE batches.resolved_messages END, "
-    "batches.max_messages")
+    "batches.max_messages, items.starts_at")
 
 
 def is_urgent(labels: dict[str, str]) -> bool:
@@ -190,6 +243,7 @@ class Item:
     sent_before: int  # items of the same batch and status already delivered
     messages_before: int  # messages that carried them
     max_messages: int
+    starts_at: str = ""  # the alert's start, as stored: with the fingerprint, it names one firing of an alert
 
 
 @dataclass(frozen=True)
@@ -204,6 +258,80 @@ class EnqueueResult:
 class DeadLetters:
     route: str
     count: int
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A firing message Telegram accepted, as the outbox keeps it for the edits that may follow."""
+
+    bot: str
+    queue: str
+    chat_id: str  # as Telegram's answer named the chat
+    thread_id: int | None
+    message_id: int
+    route: str
+    text: str
+    parse_mode: str | None
+    keyboard: dict[str, Any] | None  # the silence buttons, without the take button
+    take_button: bool
+    alerts: Sequence[tuple[str, str, str]]  # (fingerprint, starts_at, title) of each alert it carried
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A resolved alert the chat was told of, and when it ended (a Unix time)."""
+
+    fingerprint: str
+    starts_at: str
+    at: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.fingerprint, self.starts_at
+
+
+@dataclass(frozen=True)
+class SentAlert:
+    fingerprint: str
+    starts_at: str
+    title: str
+    ended_at: float | None  # set once the chat was told it resolved
+    replied: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.fingerprint, self.starts_at
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A remembered firing message: what Telegram shows now follows from it (see digest.edited_message)."""
+
+    id: int  # the outbox's own number for it
+    bot: str
+    queue: str
+    chat_id: str
+    thread_id: int | None
+    message_id: int  # Telegram's
+    route: str
+    text: str
+    parse_mode: str | None
+    keyboard: dict[str, Any] | None
+    take_button: bool
+    sent_at: float
+    taken_user: int | None
+    taken_name: str
+    taken_at: float | None
+    taken_until: float | None
+    edit_refused: str | None
+    alerts: tuple[SentAlert, ...]
+
+    def alert(self, key: tuple[str, str]) -> SentAlert | None:
+        return next((alert for alert in self.alerts if alert.key == key), None)
+
+    @property
+    def api_chat_id(self) -> int | str:
+        return int(self.chat_id) if self.chat_id.lstrip("-").isdigit() else self.chat_id
 
 
 class Outbox:
@@ -281,12 +409,7 @@ class Outbox:
             db.execute("INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)", (webhook.dedup_key, now))
         queued = cancelled = told = 0
         for batch in webhook.batches:
-            # A group that became a supergroup is followed to its new id.
-            migrated = db.execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
-                                  (batch.chat.bot, batch.chat.chat_id)).fetchone()
-            chat = Chat(batch.chat.bot, migrated[0], batch.chat.thread_id) if migrated else batch.chat
-            db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
-                       (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
+            chat = _followed(db, batch.chat)
             rows: list[NewItem] = []
             for item in batch.items:
                 if batch.shared_chat and item.fingerprint and self._told_by_another_route(
@@ -313,6 +436,30 @@ class Outbox:
                   item.summary, now, urgent) for item, urgent in zip(rows, lanes)])
             queued += len(rows)
         return EnqueueResult(queued=queued, cancelled=cancelled, already_told=told)
+
+    def enqueue_text(self, route: str, chat: Chat, texts: Sequence[str], kind: str = "worklist",
+                     key: str | None = None) -> int:
+        """Stores rendered Telegram HTML messages for one chat, which the sender delivers as they are, in this
+        order, through the chat's queue (its rate limits, retries and dead letters, as for alerts); returns how
+        many were stored. A `key` stored before (kept KEEP_TEXT_KEYS) stores nothing and returns 0, so a text
+        queued twice (a restart, a second process) goes out once. A text over Telegram's limit is cut
+        between lines rather than refused."""
+        messages = [fit_lines(text, MESSAGE_LIMIT) for text in texts if text.strip()]
+        if not messages:
+            return 0
+        now = self.clock()
+        with self._write() as db:
+            if key is not None:
+                if db.execute("SELECT 1 FROM text_keys WHERE key = ?", (key,)).fetchone() is not None:
+                    return 0
+                db.execute("INSERT INTO text_keys (key, stored_at) VALUES (?, ?)", (key, now))
+            chat = _followed(db, chat)
+            batch_id = db.execute("INSERT INTO batches (route, received_at, info, max_messages) VALUES (?, ?, ?, ?)",
+                                  (route, now, json.dumps({"kind": kind}), len(messages))).lastrowid
+            db.executemany("INSERT INTO items (batch_id, route, queue, status, fingerprint, starts_at, alert, "
+                           "created_at) VALUES (?, ?, ?, ?, '', '', ?, ?)",
+                           [(batch_id, route, chat.queue, TEXT, text, now) for text in messages])
+        return len(messages)
 
     @staticmethod
     def _lanes(db: sqlite3.Connection, queue: str, rows: Sequence[NewItem]) -> list[int]:
@@ -410,22 +557,39 @@ class Outbox:
         return self._connection().execute("SELECT COUNT(*) FROM items WHERE batch_id = ? AND status = ?",
                                           (batch_id, status)).fetchone()[0]
 
-    def mark_sent(self, items: Sequence[Item], summed_up: Sequence[int] = ()) -> None:
+    def mark_sent(self, items: Sequence[Item], summed_up: Sequence[int] = (), *, delivered: Delivered | None = None,
+                  queue: str = "", ended: Sequence[Ended] = (), replied: bool = False) -> None:
         """Telegram took the message: its items are done, and so are the rest of the groups `summed_up`
-        (batch ids) in its "and N more"."""
+        (batch ids) in its "and N more". In the same commit, a firing message is remembered (`delivered`),
+        and the resolved alerts it told of are marked `ended` in the firing messages of the same `queue`
+        and route (`replied`: it was a reply to them)."""
         with self._write() as db:
             db.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(items))})", [i.id for i in items])
             status = items[0].status
-            sent, messages = ("firing_sent", "firing_messages") if status == "firing" else \
-                ("resolved_sent", "resolved_messages")
-            per_batch: dict[int, int] = {}
-            for item in items:
-                per_batch[item.batch_id] = per_batch.get(item.batch_id, 0) + 1
-            for batch_id, count in per_batch.items():
-                db.execute(f"UPDATE batches SET {sent} = {sent} + ?, {messages} = {messages} + 1 WHERE id = ?",
-                           (count, batch_id))
+            if status in ("firing", "resolved"):
+                sent, messages = ("firing_sent", "firing_messages") if status == "firing" else \
+                    ("resolved_sent", "resolved_messages")
+                per_batch: dict[int, int] = {}
+                for item in items:
+                    per_batch[item.batch_id] = per_batch.get(item.batch_id, 0) + 1
+                for batch_id, count in per_batch.items():
+                    db.execute(f"UPDATE batches SET {sent} = {sent} + ?, {messages} = {messages} + 1 WHERE id = ?",
+                               (count, batch_id))
             for batch_id in summed_up:
                 db.execute("DELETE FROM items WHERE batch_id = ? AND status = ? AND claimed = 0", (batch_id, status))
+            if delivered is not None:
+                self._remember(db, delivered)
+            for alert in ended:
+                db.execute("UPDATE sent_alerts SET ended_at = COALESCE(ended_at, ?), replied = MAX(replied, ?) "
+                           "WHERE fingerprint = ? AND starts_at = ? AND message IN "
+                           "(SELECT id FROM sent_messages WHERE queue = ? AND route = ?)",
+                           (alert.at, int(replied), alert.fingerprint, alert.starts_at, queue, items[0].route))
+
+    def drop(self, items: Sequence[Item]) -> None:
+        """Items that need no message after all (a resolution the chat was already shown)."""
+        if items:
+            with self._write() as db:
+                db.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(items))})", [i.id for i in items])
 
     def dead_letter(self, items: Sequence[Item], chat: Chat, reason: str, detail: str) -> list[DeadLetters]:
         with self._write() as db:
@@ -491,15 +655,111 @@ class Outbox:
         with self._write() as db:
             return db.execute("UPDATE items SET claimed = 0 WHERE claimed = 1").rowcount
 
-    def tidy(self, dedup_window: float, keep_dead_letters: float = 7 * 86400) -> None:
-        """Drops what no longer matters: old de-duplication keys, emptied batches, old dead letters."""
+    def tidy(self, dedup_window: float, keep_dead_letters: float = 7 * 86400,
+             keep_sent: float = KEEP_SENT_MESSAGES) -> None:
+        """Drops what no longer matters: old de-duplication keys, emptied batches, old dead letters, text keys
+        and sent messages older than a resolution or a take is expected for."""
         now = self.clock()
         with self._write() as db:
+            db.execute("DELETE FROM text_keys WHERE stored_at < ?", (now - KEEP_TEXT_KEYS,))
+            db.execute("DELETE FROM sent_alerts WHERE message IN (SELECT id FROM sent_messages WHERE sent_at < ?)",
+                       (now - keep_sent,))
+            db.execute("DELETE FROM sent_messages WHERE sent_at < ?", (now - keep_sent,))
             db.execute("DELETE FROM dedup WHERE seen_at < ?", (now - max(dedup_window, 1.0),))
             db.execute("DELETE FROM told WHERE seen_at < ?", (now - max(dedup_window, 1.0),))
             db.execute("DELETE FROM batches WHERE received_at < ? AND NOT EXISTS "
                        "(SELECT 1 FROM items WHERE items.batch_id = batches.id)", (now - 3600,))
             db.execute("DELETE FROM dead_letters WHERE dead_at < ?", (now - keep_dead_letters,))
+
+    # --- sent messages, for the edits that follow -----------------------------------------------------------
+
+    def _remember(self, db: sqlite3.Connection, sent: Delivered) -> None:
+        old = db.execute("SELECT id FROM sent_messages WHERE bot = ? AND chat_id = ? AND message_id = ?",
+                         (sent.bot, sent.chat_id, sent.message_id)).fetchone()
+        if old is not None:  # a message id seen again: the chat was cleared and made anew, or it is a test
+            db.execute("DELETE FROM sent_alerts WHERE message = ?", old)
+            db.execute("DELETE FROM sent_messages WHERE id = ?", old)
+        row_id = db.execute(
+            "INSERT INTO sent_messages (bot, queue, chat_id, thread_id, message_id, route, text, parse_mode, keyboard, "
+            "take_button, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sent.bot, sent.queue, sent.chat_id, sent.thread_id, sent.message_id, sent.route, sent.text,
+             sent.parse_mode, json.dumps(sent.keyboard, ensure_ascii=False) if sent.keyboard else None,
+             int(sent.take_button), self.clock())).lastrowid
+        db.executemany("INSERT OR IGNORE INTO sent_alerts (message, fingerprint, starts_at, title) VALUES (?, ?, ?, ?)",
+                       [(row_id, fingerprint, starts_at, title) for fingerprint, starts_at, title in sent.alerts])
+
+    def messages_carrying(self, queue: str, route: str, keys: Sequence[tuple[str, str]]) -> list[SentMessage]:
+        """The remembered messages of this queue and route that carried any of these alerts ((fingerprint,
+        starts_at) pairs), oldest first; also those Telegram refused to edit (`edit_refused`)."""
+        db = self._connection()
+        ids: set[int] = set()
+        for fingerprint, starts_at in dict.fromkeys(keys):
+            ids.update(row[0] for row in db.execute(
+                "SELECT sent_alerts.message FROM sent_alerts JOIN sent_messages ON sent_messages.id = "
+                "sent_alerts.message WHERE sent_alerts.fingerprint = ? AND sent_alerts.starts_at = ? AND "
+                "sent_messages.queue = ? AND sent_messages.route = ?", (fingerprint, starts_at, queue, route)))
+        return _sent_messages(db, sorted(ids))
+
+    def sent_message(self, message: int) -> SentMessage | None:
+        """A remembered message by the outbox's own number for it."""
+        found = _sent_messages(self._connection(), [message])
+        return found[0] if found else None
+
+    def sent_message_at(self, bot: str, chat_id: int | str, message_id: int) -> SentMessage | None:
+        """A remembered message by what Telegram calls it (a pressed button's message)."""
+        row = self._connection().execute(
+            "SELECT id FROM sent_messages WHERE bot = ? AND chat_id = ? AND message_id = ?",
+            (bot, str(chat_id), int(message_id))).fetchone()
+        return self.sent_message(row[0]) if row else None
+
+    def edited(self, message: int, ended: Sequence[Ended], finished: Sequence[Item],
+               unfinished: Sequence[Item]) -> None:
+        """Telegram shows `message` with these alerts resolved: they are marked, the `finished` items are done
+        and the others (still owed another edit or a reply) wait again."""
+        with self._write() as db:
+            db.executemany("UPDATE sent_alerts SET ended_at = COALESCE(ended_at, ?) WHERE message = ? AND "
+                           "fingerprint = ? AND starts_at = ?",
+                           [(alert.at, message, alert.fingerprint, alert.starts_at) for alert in ended])
+            if finished:
+                db.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(finished))})",
+                           [item.id for item in finished])
+            if unfinished:
+                db.execute(f"UPDATE items SET claimed = 0 WHERE id IN ({','.join('?' * len(unfinished))})",
+                           [item.id for item in unfinished])
+
+    def refuse_edits(self, message: int, reason: str) -> None:
+        """Telegram will not edit this message (deleted, too old): its resolutions go out as new messages."""
+        with self._write() as db:
+            db.execute("UPDATE sent_messages SET edit_refused = ? WHERE id = ?", (reason or "refused", message))
+
+    def take(self, message: int, user_id: int, name: str, at: float, until: float | None = None) -> bool:
+        """Records who took a message's alerts (and the end of the silence that made) and queues the edit that
+        shows it, in one commit; False, and nothing changed, when someone had taken it already."""
+        with self._write() as db:
+            changed = db.execute("UPDATE sent_messages SET taken_user = ?, taken_name = ?, taken_at = ?, "
+                                 "taken_until = ? WHERE id = ? AND taken_user IS NULL",
+                                 (user_id, name, at, until, message)).rowcount
+            if changed:
+                self._queue_edit(db, message, "taken")
+        return bool(changed)
+
+    def _queue_edit(self, db: sqlite3.Connection, message: int, cause: str) -> None:
+        queue, route = db.execute("SELECT queue, route FROM sent_messages WHERE id = ?", (message,)).fetchone()
+        now = self.clock()
+        batch_id = db.execute("INSERT INTO batches (route, received_at, info, max_messages) VALUES (?, ?, ?, 1)",
+                              (route, now, json.dumps({"kind": EDIT}))).lastrowid
+        # The urgent lane: whoever pressed the button is waiting to see it, and an edit is no news to bury.
+        db.execute("INSERT INTO items (batch_id, route, queue, status, fingerprint, starts_at, alert, created_at, "
+                   "urgent) VALUES (?, ?, ?, ?, '', '', ?, ?, 1)",
+                   (batch_id, route, queue, EDIT, json.dumps({"message": message, "cause": cause}), now))
+
+    def takers(self) -> dict[str, str]:
+        """Who took each alert (by fingerprint) that has not resolved since: the name of the latest take."""
+        rows = self._connection().execute(
+            "SELECT sent_alerts.fingerprint, sent_messages.taken_name FROM sent_alerts JOIN sent_messages ON "
+            "sent_messages.id = sent_alerts.message WHERE sent_messages.taken_user IS NOT NULL AND "
+            "sent_alerts.ended_at IS NULL ORDER BY sent_messages.taken_at").fetchall()
+        return {fingerprint: name for fingerprint, name in rows}
 
     # --- one sender per database ------------------------------------------------------------------------
 
@@ -572,6 +832,38 @@ def _begin_immediate(db: sqlite3.Connection, patience: float, usual: float) -> N
             pause = min(2 * pause, 0.002)
     finally:
         db.execute(f"PRAGMA busy_timeout = {int(usual * 1000)}")  # for the reads that follow
+
+
+def _followed(db: sqlite3.Connection, chat: Chat) -> Chat:
+    """The chat, followed to its new id if the group became a supergroup, with its queue row in place."""
+    migrated = db.execute("SELECT new_chat FROM migrations WHERE bot = ? AND old_chat = ?",
+                          (chat.bot, chat.chat_id)).fetchone()
+    if migrated:
+        chat = Chat(chat.bot, migrated[0], chat.thread_id)
+    db.execute("INSERT OR IGNORE INTO queues (queue, bot, chat_id, thread_id) VALUES (?, ?, ?, ?)",
+               (chat.queue, chat.bot, chat.chat_id, chat.thread_id))
+    return chat
+
+
+def _sent_messages(db: sqlite3.Connection, ids: Sequence[int]) -> list[SentMessage]:
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    alerts: dict[int, list[SentAlert]] = {}
+    for message, fingerprint, starts_at, title, ended_at, replied in db.execute(
+            f"SELECT message, fingerprint, starts_at, title, ended_at, replied FROM sent_alerts WHERE message IN "
+            f"({marks}) ORDER BY rowid", list(ids)):
+        alerts.setdefault(message, []).append(SentAlert(fingerprint, starts_at, title, ended_at, bool(replied)))
+    found = []
+    for row in db.execute(f"SELECT {_SENT_COLUMNS} FROM sent_messages WHERE id IN ({marks}) ORDER BY sent_at, id",
+                          list(ids)):
+        (row_id, bot, queue, chat_id, thread_id, message_id, route, text, parse_mode, keyboard, take_button, sent_at,
+         taken_user, taken_name, taken_at, taken_until, edit_refused) = row
+        found.append(SentMessage(row_id, bot, queue, chat_id, thread_id, message_id, route, text, parse_mode,
+                                 json.loads(keyboard) if keyboard else None, bool(take_button), sent_at, taken_user,
+                                 taken_name or "", taken_at, taken_until, edit_refused,
+                                 tuple(alerts.get(row_id, ()))))
+    return found
 
 
 def _chat_of(db: sqlite3.Connection, queue: str) -> Chat | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -230,6 +231,18 @@ class Renderer:
         """A sitewatch alert's title in the language ("ФН истекает"); another alert's name as it is."""
         return title(alertname, self.language)
 
+    def caption(self, alert: Alert) -> str:
+        """One line of plain text naming an alert among others: its title, site and what in the site
+        ("ФН истекает · shop-12 · касса 0651234567"), for the lines that later say it resolved."""
+        labels = alert.labels
+        wording = word(labels, alert.annotations, self.language, self.timezone, self.clock())
+        name = (wording.title if wording else "") or labels.get("alertname", "") or _NAMELESS[self.language]
+        words = LABEL_WORDS.get(self.language, {})
+        parts = [name] + ([shorten(labels["site"], LABEL_LIMIT)] if labels.get("site") else [])
+        parts += [f"{words.get(key, key)} {shorten(labels[key], LABEL_LIMIT)}" for key in ("check", "kkt", "catalog")
+                  if labels.get(key)]
+        return shorten(" · ".join(parts), CAPTION_LIMIT)
+
     def alert_values(self, alert: Alert, group: GroupInfo) -> TemplateValues:
         """Everything an `alert(a)` macro gets, as plain strings: the template escapes them all."""
         labels, notes = alert.labels, alert.annotations
@@ -344,6 +357,69 @@ class Renderer:
             self._reported_failures.clear()
         self._reported_failures.add(key)
         log.error(message, *args)
+
+
+# --- what an edit or a reply adds to a message already sent
+
+CAPTION_LIMIT = 160
+_NAMELESS = {"ru": "без имени", "en": "unnamed"}
+_FOLLOW_UP = {
+    "ru": {"resolved": "Решено", "resolved_in": "решено", "at": "в", "lasted": "длилось", "taken": "Взял",
+           "silenced": "заглушено до", "all_resolved": "Всё решено.", "firing": "Срабатывает",
+           "resolved_header": "Решено", "date": "%d.%m", "on": ""},
+    "en": {"resolved": "Resolved", "resolved_in": "resolved", "at": "at", "lasted": "lasted", "taken": "Taken by",
+           "silenced": "silenced until", "all_resolved": "All resolved.", "firing": "Firing",
+           "resolved_header": "Resolved", "date": "%m-%d", "on": "on "},
+}
+
+
+def moment_text(at: float, zone: tzinfo, language: str = "ru", since: float | None = None) -> str:
+    """A moment as a line says it: "04.12 10:42"; only "10:42" when it is on the day of `since`."""
+    words = _FOLLOW_UP[language]
+    local = datetime.fromtimestamp(at, zone)
+    if since is not None and datetime.fromtimestamp(since, zone).date() == local.date():
+        return local.strftime("%H:%M")
+    return local.strftime(f"{words['date']} %H:%M")
+
+
+def resolved_line(language: str, zone: tzinfo, ended_at: float, lasted: float | None, caption: str | None = None,
+                  since: float | None = None) -> str:
+    """HTML: "✅ Решено в 10:42, длилось 1 ч 20 мин", or for one of several alerts "✅ <caption>: решено в …".
+    The day is named when it is not the day of `since` (the firing message's)."""
+    words = _FOLLOW_UP[language]
+    local = datetime.fromtimestamp(ended_at, zone)
+    when = f"{words['at']} {local:%H:%M}"
+    if since is None or datetime.fromtimestamp(since, zone).date() != local.date():
+        when = f"{words['on']}{local.strftime(words['date'])} {when}"
+    how_long = f", {words['lasted']} {duration_text(lasted, language)}" if lasted is not None and lasted >= 0 else ""
+    if caption is None:
+        return f"✅ {words['resolved']} {when}{how_long}"
+    return f"✅ {html.escape(caption, quote=False)}: {words['resolved_in']} {when}{how_long}"
+
+
+def taken_line(language: str, zone: tzinfo, name: str, at: float, silenced_until: float | None = None) -> str:
+    """HTML: "✋ Взял: @name, 04.12 10:42" and, when the take silenced the alerts, ", заглушено до 14:42"."""
+    words = _FOLLOW_UP[language]
+    line = f"✋ {words['taken']}{':' if language == 'ru' else ''} {html.escape(name, quote=False)}, " \
+           f"{moment_text(at, zone, language)}"
+    if silenced_until is not None:
+        line += f", {words['silenced']} {moment_text(silenced_until, zone, language, since=at)}"
+    return line
+
+
+def all_resolved_header(language: str, text: str) -> str:
+    """The message with its first line saying that all its alerts resolved: the built-in header's "🔥
+    Срабатывает" becomes "✅ Решено"; any other first line (a digest, a route's own template) gets "✅ Всё
+    решено." in front, in place of its 🔥."""
+    words = _FOLLOW_UP[language]
+    first, newline, rest = text.partition("\n")
+    firing = re.match(r"🔥 (<b>)?" + re.escape(words["firing"]) + r"\b", first)
+    if firing:
+        first = f"✅ {firing.group(1) or ''}{words['resolved_header']}" + first[firing.end():]
+    else:
+        bold = "<b>{}</b>" if re.search(r"<[a-z]", text) else "{}"
+        first = "✅ " + bold.format(words["all_resolved"]) + " " + re.sub(r"^🔥\s*", "", first)
+    return first + newline + rest
 
 
 def _check_status(status: str) -> None:

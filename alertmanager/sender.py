@@ -4,10 +4,15 @@ A few worker threads share the chats: a chat is worked on by one thread at a tim
 different chats go out in parallel up to the bot's limit. Critical alerts go ahead of the rest of their
 chat's queue (the outbox's urgent lane). Only the process holding the outbox's lease sends, so several
 server processes on one database never send twice.
+
+Edits of messages sent before (a resolution shown in its firing message, who took it) and replies to them
+are requests to the chat like any message: one a turn, under the same limits and retries. An edit Telegram
+refuses sends the resolution as a message of its own; "message is not modified" means it is shown already.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -16,17 +21,21 @@ import sys
 import threading
 import time
 import uuid
-from typing import Callable
+from datetime import tzinfo
+from typing import Callable, Sequence
 
-from alertmanager.buttons import keyboard
-from alertmanager.config import ReceiverConfig
-from alertmanager.digest import Message, build_message, next_run
+from alertmanager import maintenance
+from alertmanager.buttons import keyboard, with_take
+from alertmanager.config import ReceiverConfig, Route
+from alertmanager.digest import (Message, build_message, edited_message, ended_of, next_run, plan_follow_up,
+                                 reply_text)
 from alertmanager.metrics import ReceiverMetrics
-from alertmanager.outbox import Chat, DeadLetters, Outbox
+from alertmanager.outbox import EDIT, TEXT, Chat, DeadLetters, Delivered, Ended, Item, Outbox, SentMessage
 from alertmanager.ratelimit import RateLimiter
 from alertmanager.render import Renderer
 from alertmanager.telegram_html import html_to_text
 from alertmanager.telegram import ApiAnswer, bot_apis
+from alertmanager.webhook import Alert
 
 log = logging.getLogger("sitewatch.receiver")
 
@@ -43,6 +52,7 @@ GIVE_UP_HINTS = {
 }
 # After a sendMessage got no answer in time, the bot's sends wait this many times longer for one.
 SLOW_ANSWER_FACTOR = 6
+NOT_MODIFIED = "message is not modified"  # an edit Telegram finds already made: done
 SLOW_HINT = ("Telegram may have shown the message without answering in time: the retry waits longer for its "
              "answer, and the message may appear twice")
 
@@ -232,6 +242,22 @@ class Sender:
         if not items:
             return
         run = next_run(items)
+        head = run[0]
+        if head.status == TEXT:
+            self._deliver_text(queue, chat, head)
+            return
+        if head.status == EDIT:
+            self._deliver_edit(queue, chat, head)
+            return
+        route = self.config.routes.get(head.route)
+        if head.status == "resolved" and route is not None and route.resolved_mode != "separate":
+            self._follow_up(queue, chat, run, route)
+            return
+        self._deliver_message(queue, chat, run)
+
+    def _deliver_message(self, queue: str, chat: Chat, run: list[Item], fallback: tuple[int, int] = (0, 0)) -> None:
+        """One message of alerts; `fallback`: (unknown, refused) of its resolved alerts that a route which edits
+        or replies could not tell in their firing messages."""
         route_name = run[0].route
         message = build_message(run, self.renderers.get(route_name, self.fallback_renderer),
                                 self.outbox.waiting_in_batch)
@@ -239,25 +265,189 @@ class Sender:
             return  # a resolved alert cancelled part of it meanwhile: compose again
         route = self.config.routes.get(route_name)
         silent = message.status == "resolved" and route is not None and route.silent_resolved
-        buttons = None
+        silence_rows = buttons = None
+        take = False
         commands = self.config.commands
         # Only the bot that polls for presses gets buttons: another bot's would spin and time out.
         if commands is not None and message.status == "firing" and chat.bot == commands.bot:
-            buttons = keyboard(message.items, commands.silence_buttons)
-        answer = self._send(chat, message.text, "HTML", silent, route_name, buttons)
+            silence_rows = keyboard(message.items, commands.silence_buttons)
+            take = commands.take_button and any(item.fingerprint for item in message.items)
+            buttons = with_take(silence_rows, take)
+        text, parse_mode = message.text, "HTML"
+        answer = self._send(chat, text, parse_mode, silent, route_name, buttons)
         if buttons and answer.kind == "rejected":
             log.warning("event=buttons_rejected route=%s chat=%s detail=%r action=resend_without_buttons",
                         route_name, chat.chat_id, answer.description)
-            buttons = None
-            answer = self._send(chat, message.text, "HTML", silent, route_name)
+            buttons, silence_rows, take = None, None, False
+            answer = self._send(chat, text, parse_mode, silent, route_name)
         if answer.kind == "parse_error":
             log.warning("event=html_rejected route=%s chat=%s detail=%r action=resend_as_plain_text",
                         route_name, chat.chat_id, answer.description)
-            answer = self._send(chat, html_to_text(message.text), None, silent, route_name, buttons)
+            text, parse_mode = html_to_text(message.text), None
+            answer = self._send(chat, text, parse_mode, silent, route_name, buttons)
+        delivered = None
+        ended: list[Ended] = []
+        if message.status == "firing":
+            delivered = self._delivered(chat, message, answer, text, parse_mode, silence_rows, take)
+        else:
+            now = time.time()
+            ended = [ended_of(item, now) for item in message.items if item.fingerprint]
+        self._settle(queue, chat, message, answer, delivered=delivered, ended=ended)
+        unknown, refused = fallback
+        if answer.ok and (unknown or refused):
+            self.metrics.resolved_fallbacks.labels(route_name, "unknown_message").inc(unknown)
+            self.metrics.resolved_fallbacks.labels(route_name, "edit_refused").inc(refused)
+            if unknown:
+                log.info("event=resolved_fallback route=%s chat=%s reason=unknown_message alerts=%d "
+                         "action=sent_separately", route_name, chat.chat_id, unknown)
+
+    def _delivered(self, chat: Chat, message: Message, answer: ApiAnswer, text: str, parse_mode: str | None,
+                   silence_rows: dict | None, take: bool) -> Delivered | None:
+        """What the outbox remembers of a firing message Telegram accepted, for the edits that may follow."""
+        result = answer.result if isinstance(answer.result, dict) else {}
+        message_id = result.get("message_id")
+        if not answer.ok or not isinstance(message_id, int):
+            return None  # not sent, or a dry run: nothing to edit later
+        chat_id = (result.get("chat") or {}).get("id", chat.api_chat_id)
+        renderer = self.renderers.get(message.route, self.fallback_renderer)
+        alerts = []
+        for item in message.items:
+            if not item.fingerprint or item.summary:
+                continue
+            try:
+                caption = renderer.caption(Alert.from_json(item.alert))
+            except ValueError:
+                caption = item.fingerprint
+            alerts.append((item.fingerprint, item.starts_at, caption))
+        return Delivered(chat.bot, chat.queue, str(chat_id), chat.thread_id, message_id, message.route, text,
+                         parse_mode, silence_rows, take, alerts)
+
+    def _deliver_text(self, queue: str, chat: Chat, item: Item) -> None:
+        """A text rendered elsewhere (the morning worklist), sent as it is; as plain text if Telegram refuses
+        its HTML."""
+        if not self.outbox.claim([item.id]):
+            return
+        message = Message(item.alert, TEXT, item.route, (item,))
+        answer = self._send(chat, message.text, "HTML", False, item.route)
+        if answer.kind == "parse_error":
+            log.warning("event=html_rejected route=%s chat=%s detail=%r action=resend_as_plain_text",
+                        item.route, chat.chat_id, answer.description)
+            answer = self._send(chat, html_to_text(message.text), None, False, item.route)
         self._settle(queue, chat, message, answer)
 
+    # --- telling of what happened to a message sent before -----------------------------------------------
+
+    def _zone(self, route_name: str) -> tzinfo:
+        route = self.config.routes.get(route_name)
+        return (route.timezone if route else None) or self.config.timezone or maintenance.DEFAULT_ZONE
+
+    def _language(self, route_name: str) -> str:
+        route = self.config.routes.get(route_name)
+        return route.language if route else "ru"
+
+    def _follow_up(self, queue: str, chat: Chat, run: list[Item], route: Route) -> None:
+        """Resolved alerts of a route that edits or replies to their firing messages: one request a turn."""
+        keys = [(item.fingerprint, item.starts_at) for item in run if item.fingerprint]
+        messages = self.outbox.messages_carrying(chat.queue, route.name, keys)
+        plan = plan_follow_up(run, route.resolved_mode, messages)
+        if plan.done:
+            self.outbox.drop(plan.done)  # the chat was told already (a resolution sent again)
+        if plan.action == "separate":
+            self._deliver_message(queue, chat, list(plan.items), (len(plan.items) - plan.refused, plan.refused))
+            return
+        if plan.message is None or not plan.items or not self.outbox.claim([item.id for item in plan.items]):
+            return
+        now = time.time()
+        ended = [ended_of(item, now) for item in plan.items]
+        if plan.action == "edit":
+            answer = self._edit(chat, plan.message, {alert.key: alert.at for alert in ended})
+            outcome = self._edit_outcome(queue, chat, plan.message, answer, plan.items, "resolved")
+            if outcome == "done":
+                self.outbox.edited(plan.message.id, ended, plan.finished,
+                                   [item for item in plan.items if item not in plan.finished])
+            return
+        text = reply_text(plan.message, ended, self._language(route.name), self._zone(route.name))
+        message = Message(text, "resolved", route.name, plan.items)
+        answer = self._send(chat, text, "HTML", route.silent_resolved, route.name, reply_to=plan.message.message_id)
+        if answer.kind == "parse_error":
+            answer = self._send(chat, html_to_text(text), None, route.silent_resolved, route.name,
+                                reply_to=plan.message.message_id)
+        self._settle(queue, chat, message, answer, ended=ended, replied=True)
+
+    def _deliver_edit(self, queue: str, chat: Chat, item: Item) -> None:
+        """An edit queued by a take: the message shown as it now is."""
+        if not self.outbox.claim([item.id]):
+            return
+        try:
+            sent = self.outbox.sent_message(int(json.loads(item.alert)["message"]))
+        except (ValueError, KeyError, TypeError):
+            sent = None
+        if sent is None or sent.edit_refused is not None:  # forgotten (30 days), or Telegram will not edit it
+            self.outbox.drop([item])
+            return
+        answer = self._edit(chat, sent)
+        if self._edit_outcome(queue, chat, sent, answer, (item,), "taken") in ("done", "refused"):
+            self.outbox.drop([item])
+
+    def _edit(self, chat: Chat, sent: SentMessage, ended: dict[tuple[str, str], float] | None = None) -> ApiAnswer:
+        """editMessageText with what `sent` shows now; as plain text if Telegram refuses the HTML."""
+        text, buttons = edited_message(sent, self._language(sent.route), self._zone(sent.route), ended)
+        params: dict[str, object] = {"chat_id": sent.api_chat_id, "message_id": sent.message_id, "text": text,
+                                     "link_preview_options": {"is_disabled": True}}
+        if sent.parse_mode:
+            params["parse_mode"] = sent.parse_mode
+        if buttons:
+            params["reply_markup"] = buttons  # left out, Telegram removes the buttons
+        answer = self._call(chat, "editMessageText", params, text, buttons)
+        if answer.kind == "parse_error":
+            log.warning("event=html_rejected route=%s chat=%s detail=%r action=edit_as_plain_text", sent.route,
+                        chat.chat_id, answer.description)
+            params.pop("parse_mode", None)
+            params["text"] = html_to_text(text)
+            answer = self._call(chat, "editMessageText", params, params["text"], buttons)
+        return answer
+
+    def _edit_outcome(self, queue: str, chat: Chat, sent: SentMessage, answer: ApiAnswer, items: Sequence[Item],
+                      reason: str) -> str:
+        """"done" (Telegram shows it), "refused" (it never will: remembered, so the message is not tried
+        again and resolutions go out as messages of their own) or "retry" (the items wait again)."""
+        if answer.ok or NOT_MODIFIED in answer.description.lower():
+            self.metrics.edited.labels(sent.route, reason).inc()
+            self._recovered(queue, chat, sent.route)
+            return "done"
+        if answer.kind in ("rejected", "parse_error", "migrated"):
+            self.outbox.refuse_edits(sent.id, answer.description)
+            self.metrics.edits_refused.labels(sent.route).inc()
+            log.warning("event=edit_refused route=%s chat=%s message_id=%s edit=%s detail=%r action=%s",
+                        sent.route, chat.chat_id, sent.message_id, reason, answer.description,
+                        "send_separately" if reason == "resolved" else "none")
+            if answer.kind != "migrated":
+                self.outbox.release([item.id for item in items])
+                return "refused"
+        self._not_done(queue, chat, sent.route, [item.id for item in items], answer)
+        return "retry"
+
+    def _call(self, chat: Chat, method: str, params: dict[str, object], text: str,
+              buttons: dict | None) -> ApiAnswer:
+        """One request to a chat (a message or an edit), counted by the rate limiter as it leaves."""
+        if self.dry_run:  # a dry run remembers no sent message, so it has none to edit
+            log.info("event=dry_run method=%s chat=%s length=%d", method, chat.chat_id, len(text))
+            return ApiAnswer(True)
+        api = self.apis.get(chat.bot)
+        if api is None:  # a bot removed from the config while its messages still wait
+            return ApiAnswer(False, error_code=401, description=f"no bot named {chat.bot!r} in the config")
+        # Counted as the request leaves, not when the chat was picked: under load the two can be far
+        # apart, and Telegram measures the gaps between requests as they arrive.
+        self.limiter.record(chat.bot, chat.chat_id, chat.is_group)
+        try:
+            answer = api.call(method, params, read_timeout=self.answer_wait.read_timeout(chat.bot))
+        finally:
+            self.limiter.answered(chat.bot, chat.chat_id, chat.is_group)
+        self.answer_wait.learn(chat.bot, answer)
+        return answer
+
     def _send(self, chat: Chat, text: str, parse_mode: str | None, silent: bool, route: str,
-              buttons: dict | None = None) -> ApiAnswer:
+              buttons: dict | None = None, reply_to: int | None = None) -> ApiAnswer:
         if self.dry_run:
             log.info("event=dry_run chat=%s thread=%s silent=%s length=%d", chat.chat_id, chat.thread_id or "",
                      silent, len(text))
@@ -273,18 +463,10 @@ class Sender:
             params["disable_notification"] = True
         if buttons:
             params["reply_markup"] = buttons
-        api = self.apis.get(chat.bot)
-        if api is None:  # a bot removed from the config while its messages still wait
-            return ApiAnswer(False, error_code=401, description=f"no bot named {chat.bot!r} in the config")
-        # Counted as the request leaves, not when the chat was picked: under load the two can be far
-        # apart, and Telegram measures the gaps between requests as they arrive.
-        self.limiter.record(chat.bot, chat.chat_id, chat.is_group)
-        try:
-            answer = api.call("sendMessage", params, read_timeout=self.answer_wait.read_timeout(chat.bot))
-        finally:
-            self.limiter.answered(chat.bot, chat.chat_id, chat.is_group)
-        self.answer_wait.learn(chat.bot, answer)
-        return answer
+        if reply_to:
+            # A firing message deleted meanwhile must not cost the news: then it goes out as no reply.
+            params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
+        return self._call(chat, "sendMessage", params, text, buttons)
 
     def _show(self, route: str, chat: Chat, text: str, silent: bool, buttons: dict | None) -> None:
         """A dry run's message on standard output, as a reader would see it: plain text under a header line,
@@ -298,41 +480,50 @@ class Sender:
             sys.stdout.write(block)
             sys.stdout.flush()
 
-    def _settle(self, queue: str, chat: Chat, message: Message, answer: ApiAnswer) -> None:
+    def _settle(self, queue: str, chat: Chat, message: Message, answer: ApiAnswer, *,
+                delivered: Delivered | None = None, ended: Sequence[Ended] = (), replied: bool = False) -> None:
         ids = [item.id for item in message.items]
         kind = answer.kind
         if kind == "ok":
-            self.outbox.mark_sent(message.items, message.summed_up)
+            self.outbox.mark_sent(message.items, message.summed_up, delivered=delivered, queue=chat.queue,
+                                  ended=ended, replied=replied)
             self.metrics.sent.labels(message.route).inc()
             self._recovered(queue, chat, message.route)
-        elif kind == "migrated":
+        elif kind in ("rejected", "parse_error"):
+            buried = self.outbox.dead_letter(message.items, chat, "rejected", answer.description)
+            self._report_give_up(chat, buried, "rejected", answer.description)
+        else:
+            self._not_done(queue, chat, message.route, ids, answer)
+
+    def _not_done(self, queue: str, chat: Chat, route: str, ids: list[int], answer: ApiAnswer) -> None:
+        """A request Telegram did not carry out, for a reason that is not the request's own: the chat moved,
+        is rate-limited, is gone, or Telegram is unwell. The items wait again, or are given up with the chat."""
+        kind = answer.kind
+        if kind == "migrated":
             self.outbox.release(ids)
             new = self.outbox.migrate(chat, str(answer.migrate_to_chat_id))
             self._chats.pop(queue, None)
-            log.warning("event=chat_migrated route=%s old_chat=%s new_chat=%s hint=%r", message.route,
+            log.warning("event=chat_migrated route=%s old_chat=%s new_chat=%s hint=%r", route,
                         chat.chat_id, new.chat_id,
                         f"the group became a supergroup; the new id is remembered, but set "
-                        f"routes.{message.route}.chat_id to {new.chat_id}")
+                        f"routes.{route}.chat_id to {new.chat_id}")
         elif kind == "rate_limited":
             self.outbox.release(ids)
             self.limiter.hold(chat.bot, chat.chat_id, answer.retry_after or 1.0)
-            log.info("event=rate_limited route=%s chat=%s retry_after=%s", message.route, chat.chat_id,
+            log.info("event=rate_limited route=%s chat=%s retry_after=%s", route, chat.chat_id,
                      answer.retry_after)
         elif kind in ("forbidden", "chat_not_found"):
             self.outbox.release(ids)
             buried = self.outbox.dead_letter_queue(chat, kind, answer.description)
             self._retry_at.pop(queue, None)
             self._report_give_up(chat, buried, kind, answer.description)
-        elif kind in ("rejected", "parse_error"):
-            buried = self.outbox.dead_letter(message.items, chat, "rejected", answer.description)
-            self._report_give_up(chat, buried, "rejected", answer.description)
         else:
             self.outbox.release(ids)
             attempts = self._back_off(queue)
             cause = answer.network_error or f"HTTP {answer.error_code} {answer.description}".strip()
             if self._trouble.get(queue) != kind:  # once per trouble spell, and again if its cause changes
                 self._trouble[queue] = kind
-                self._log_trouble(message.route, chat, kind, cause, attempts)
+                self._log_trouble(route, chat, kind, cause, attempts)
 
     def _log_trouble(self, route: str, chat: Chat, kind: str, cause: str, attempts: int) -> None:
         if kind == "timeout":

@@ -1,11 +1,13 @@
 """A fake Telegram Bot API server on loopback: `<url>/bot<TOKEN>/<method>` answers getMe, getChat, getChatMember,
-sendMessage (with inline keyboards), getUpdates (long polling), answerCallbackQuery and editMessageReplyMarkup
-the way api.telegram.org does, including its errors, HTML checks and flood limits.
+sendMessage (with inline keyboards and replies), getUpdates (long polling), answerCallbackQuery,
+editMessageText and editMessageReplyMarkup the way api.telegram.org does, including its errors, HTML checks
+and flood limits.
 
 Tests switch its failures (`fail_next`, `set_mode`, `block_bot`, `migrate_chat`, `forget_chat`, and
 `answer_delay`: a slow API that shows a message at once but answers late) while it runs,
-play the people in the chats (`user_says`, `press_button`) and read back what it accepted (`messages`,
-`wait_for_messages`, `callback_answers`, `wait_for_callback_answer`, `pending_updates`, `requests`).
+play the people in the chats (`user_says`, `press_button`, `delete_message`) and read back what it accepted
+(`messages`, `wait_for_messages`, `callback_answers`, `wait_for_callback_answer`, `pending_updates`,
+`requests`).
 
     python -m simulators.telegram --port 18090 [--enforce-limits] [--answer-delay SECONDS]
                                   [--token 123456:TEST-token-for-sitewatch]
@@ -65,6 +67,8 @@ class SentMessage:
     disable_notification: bool
     at: float  # time.monotonic() when accepted
     reply_markup: dict | None = field(default=None, hash=False)  # the inline keyboard now, after any edits
+    reply_to_message_id: int | None = None  # the message it replies to
+    edits: int = 0  # times its text was edited (editMessageText): `text` is the latest
 
 
 @dataclass(frozen=True)
@@ -360,6 +364,11 @@ class Chat:
     forgotten: bool = False
     blocked: bool = False
     last_message_id: int = 0
+    deleted: set[int] = field(default_factory=set)  # message ids deleted (by a test: delete_message)
+
+    def has_message(self, message_id: int) -> bool:
+        """Whether a message with this id is in the chat (a bot's or a person's)."""
+        return 0 < message_id <= self.last_message_id and message_id not in self.deleted
 
     @property
     def keys(self) -> set[str]:
@@ -539,8 +548,8 @@ class FakeTelegram:
             self._chat(chat_id).forgotten = True
 
     def fail_next(self, count: int, kind: str, *, chat_id: int | str | None = None, retry_after: int = 3) -> None:
-        """The next `count` sendMessage calls (to that chat, or to any) fail with `kind`; "reject_html" counts
-        only the calls it rejects, those in HTML parse mode."""
+        """The next `count` sendMessage or editMessageText calls (to that chat, or to any) fail with `kind`;
+        "reject_html" counts only the calls it rejects, those in HTML parse mode."""
         _check_kind(kind)
         with self._lock:
             key = None if chat_id is None else chat_key(chat_id)
@@ -568,6 +577,19 @@ class FakeTelegram:
             self._mode = None
             self._sent.clear()
             self.rate_limited = 0
+
+    def delete_message(self, chat_id: int | str, message_id: int) -> None:
+        """Someone deletes a message in the chat: it is gone from `messages`, cannot be edited ("message to
+        edit not found") and a reply to it is refused unless it allows sending without the reply."""
+        with self._lock:
+            chat = self._known_chat(chat_id)
+            if not chat.has_message(message_id):
+                raise ValueError(f"no message {message_id} in chat {chat_id}")
+            chat.deleted.add(message_id)
+            index = self._message_index(chat, message_id)
+            if index is not None:
+                del self._messages[index]
+            self._returned.pop((chat.id, message_id), None)
 
     # --- the people in the chats ---
 
@@ -808,29 +830,27 @@ class FakeTelegram:
         markup = inline_markup(params.get("reply_markup"))
         text = "" if params.get("text") is None else str(params["text"])
         thread_id = _thread_id(params.get("message_thread_id"))
+        reply_to, without_reply = _reply_parameters(params)
         with self._lock:
             now = time.monotonic()
             if self.enforce_limits:
                 self._check_limits(bot_id, chat, now)
-            if not text.strip():
-                raise ApiError(400, "Bad Request: message text is empty")
-            visible = text
-            if html:
-                try:
-                    visible = parse_html(text)
-                except HtmlError as err:
-                    raise ApiError(400, f"Bad Request: can't parse entities: {err}") from None
-                if not visible.strip():
-                    raise ApiError(400, "Bad Request: message text is empty")
-            if utf16_length(visible) > MAX_TEXT_LENGTH:
-                raise ApiError(400, "Bad Request: message is too long")
+            visible = self._visible_text(text, html, "Bad Request: message is too long")
             if thread_id is not None and not chat.is_forum:
                 raise ApiError(400, "Bad Request: message thread not found")
+            if reply_to is not None and not chat.has_message(reply_to):
+                if not without_reply:
+                    raise ApiError(400, "Bad Request: message to be replied not found")
+                reply_to = None
             chat.last_message_id += 1
             message = SentMessage(chat.last_message_id, bot_id, chat_id_param(params["chat_id"]), text,
-                                  parse_mode, thread_id, _flag(params.get("disable_notification")), now, markup)
+                                  parse_mode, thread_id, _flag(params.get("disable_notification")), now, markup,
+                                  reply_to)
             self._messages.append(message)
             result = self._returned[(chat.id, message.message_id)] = _returned(message, chat, visible)
+            if reply_to is not None:
+                replied = self._returned.get((chat.id, reply_to)) or {"message_id": reply_to, "chat": chat.describe()}
+                result["reply_to_message"] = {k: v for k, v in replied.items() if k != "reply_to_message"}
             self._remember_sent(bot_id, chat, now)
             self._arrived.notify_all()
         if self.on_message:
@@ -838,6 +858,23 @@ class FakeTelegram:
         if self.answer_delay > 0 and self._stopping.wait(self.answer_delay):
             raise _Dropped(0, "server stopped")
         return result
+
+    @staticmethod
+    def _visible_text(text: str, html: bool, too_long: str) -> str:
+        """The text a message shows, or the error Telegram gives for it (empty, bad HTML, too long)."""
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        visible = text
+        if html:
+            try:
+                visible = parse_html(text)
+            except HtmlError as err:
+                raise ApiError(400, f"Bad Request: can't parse entities: {err}") from None
+            if not visible.strip():
+                raise ApiError(400, "Bad Request: message text is empty")
+        if utf16_length(visible) > MAX_TEXT_LENGTH:
+            raise ApiError(400, too_long)
+        return visible
 
     def get_updates(self, bot_id: int, params: dict) -> list[dict]:
         """Pending updates from `offset` on, after confirming those below it; with none and a timeout, waits
@@ -911,12 +948,63 @@ class FakeTelegram:
             self._returned[key] = edited  # replaced, never changed: updates made before keep what they showed
             return edited
 
+    def edit_message_text(self, bot_id: int, params: dict) -> dict:
+        """A bot's own message gets a new text, and the keyboard given (none given: the buttons are removed,
+        as Telegram does): the edited Message. Only chat_id + message_id messages, not inline ones."""
+        if params.get("inline_message_id") not in (None, ""):
+            raise ApiError(400, "Bad Request: the fake Telegram edits only messages named by chat_id and message_id")
+        with self._lock:
+            chat = self._reachable_chat(params, bot_id, kicked_answers=True)
+            parse_mode = params.get("parse_mode") or None
+            html = str(parse_mode).lower() == "html"
+            failure = self._take_failure(chat, html)
+        if failure is not None:
+            raise self._failure_error(failure)
+        if parse_mode is not None and str(parse_mode).lower() not in ("html", "markdown", "markdownv2"):
+            raise ApiError(400, "Bad Request: unsupported parse_mode")
+        if params.get("message_id") in (None, ""):
+            raise ApiError(400, "Bad Request: message identifier is not specified")
+        try:
+            message_id = int(str(params["message_id"]).strip())
+        except ValueError:
+            raise ApiError(400, "Bad Request: message to edit not found") from None
+        markup = inline_markup(params.get("reply_markup"))
+        text = "" if params.get("text") is None else str(params["text"])
+        with self._lock:
+            now = time.monotonic()
+            if self.enforce_limits:
+                self._check_limits(bot_id, chat, now)
+            visible = self._visible_text(text, html, "Bad Request: MESSAGE_TOO_LONG")
+            index = self._message_index(chat, message_id)
+            if index is None:
+                if chat.has_message(message_id):  # a person's message: a bot edits only its own
+                    raise ApiError(400, "Bad Request: message can't be edited")
+                raise ApiError(400, "Bad Request: message to edit not found")
+            message = self._messages[index]
+            if message.bot_id != bot_id:
+                raise ApiError(400, "Bad Request: message can't be edited")
+            if text == message.text and (parse_mode or None) == message.parse_mode and markup == message.reply_markup:
+                raise ApiError(400, NOT_MODIFIED)
+            message = dataclasses.replace(message, text=text, parse_mode=parse_mode, reply_markup=markup,
+                                          edits=message.edits + 1)
+            self._messages[index] = message
+            key = (chat.id, message_id)
+            edited = {name: value for name, value in self._returned[key].items() if name != "reply_markup"}
+            edited |= {"text": visible, "edit_date": int(time.time())}
+            if markup is not None:
+                edited["reply_markup"] = copy.deepcopy(markup)
+            self._returned[key] = edited
+            self._remember_sent(bot_id, chat, now)
+            self._arrived.notify_all()
+            return edited
+
     # Telegram takes method names in any case; requests records them as the documentation spells them
     METHODS: ClassVar[dict] = {"getme": ("getMe", get_me), "getchat": ("getChat", get_chat),
                                "getchatmember": ("getChatMember", get_chat_member),
                                "sendmessage": ("sendMessage", send_message),
                                "getupdates": ("getUpdates", get_updates),
                                "answercallbackquery": ("answerCallbackQuery", answer_callback_query),
+                               "editmessagetext": ("editMessageText", edit_message_text),
                                "editmessagereplymarkup": ("editMessageReplyMarkup", edit_message_reply_markup)}
 
     # --- failures and limits ---
@@ -1104,6 +1192,22 @@ def _allowed_updates(value: object) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
         raise ApiError(400, "Bad Request: allowed_updates must be an Array of String")
     return value
+
+
+def _reply_parameters(params: dict) -> tuple[int | None, bool]:
+    """The message a sendMessage replies to, and whether it may go without the reply when that message is
+    gone: from reply_parameters, or the older reply_to_message_id and allow_sending_without_reply."""
+    value = _json_param(params.get("reply_parameters"), "Bad Request: can't parse reply parameters JSON object")
+    if value is None:
+        if params.get("reply_to_message_id") in (None, ""):
+            return None, False
+        return _integer(params["reply_to_message_id"], 0, "reply_to_message_id"), \
+            _flag(params.get("allow_sending_without_reply"))
+    if not isinstance(value, dict) or value.get("message_id") in (None, ""):
+        raise ApiError(400, "Bad Request: can't parse reply parameters JSON object")
+    if value.get("chat_id") not in (None, "") and chat_key(value["chat_id"]) != chat_key(params.get("chat_id")):
+        raise ApiError(400, "Bad Request: the fake Telegram takes replies only within the same chat")
+    return _integer(value["message_id"], 0, "message_id"), _flag(value.get("allow_sending_without_reply"))
 
 
 def _thread_id(value: object) -> int | None:

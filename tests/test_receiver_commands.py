@@ -100,6 +100,7 @@ commands:
   allowed_users: [{ALLOWED_USER}]
   exporter_config: {central}
   poll_timeout: 2s
+  take_button: false
 """
     write_receiver_config(tmp_path, telegram.url, extra=commands)
     receiver.start()
