@@ -8,7 +8,8 @@ anchors) and walks it the way Alertmanager's dispatcher does:
 - a route matches when all of its matchers do: `matchers:` (strings such as `severity="critical"`,
   `alertname=~"Fn.*"`, several in one string separated by commas, values quoted or not), and the legacy
   `match:` (equality) and `match_re:` (regular expressions) maps;
-- a regular expression must match the whole value; a label the alert lacks has the value "";
+- a regular expression must match the whole value, read as Go reads it (RE2 syntax: go_regex.py
+  rewrites it for Python's re); a label the alert lacks has the value "";
 - the children of a matching route are tried in order; the first that matches ends the search unless it
   has `continue: true`; a matching route none of whose children match is itself a result;
 - a route without `receiver` takes its parent's.
@@ -26,9 +27,15 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from alertmanager.go_regex import python_regex
+
 # Alertmanager's matcher grammar (pkg/labels): a label name, an operator, then the value, quoted or not.
-_MATCHER = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*$", re.DOTALL)
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Since 0.27 a label name may be any UTF-8 text: its API then writes one with a space, quote, comma...
+# in Go's quotes ("a b"="x"), and the value as well; others bare, as the classic grammar has them.
+_MATCHER = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|[^\s{}!=~,\\"'`]+)\s*(=~|=|!=|!~)\s*(.*?)\s*$""", re.DOTALL)
+_GO_ESCAPE = re.compile(r"\\(?:([0-7]{3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.DOTALL)
+_GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\",
+               "'": "'", '"': '"'}
 # What a receiver's webhook posts to when it feeds one of sitewatch-receiver's routes.
 _ROUTE_PATH = re.compile(r"/alert/([^/?#]+)/?$")
 HIDDEN = "<secret>"  # how Alertmanager's API writes a value it keeps secret (newer versions: webhook URLs)
@@ -95,8 +102,8 @@ class Matcher:
         regex = None
         if operator in ("=~", "!~"):
             try:
-                regex = re.compile(f"(?:{value})", re.ASCII)  # RE2's \d, \w and \s are ASCII, as here
-            except re.error as err:
+                regex = re.compile(python_regex(value))
+            except (ValueError, re.error) as err:  # re.error is a ValueError too; both say where in the value
                 raise RoutingTreeError(f"{where}: the regular expression {value!r} does not compile: {err}") from None
         return cls(name, operator, value, regex)
 
@@ -145,6 +152,11 @@ def _parse_matcher(text: str, where: str) -> Matcher:
     if found is None:
         raise RoutingTreeError(f"{where}: {text.strip()!r} is not a matcher such as severity=\"critical\"")
     name, operator, raw = found.groups()
+    if name.startswith('"'):  # Go's quoting, of the name and then of the value
+        if not (len(raw) >= 2 and raw[0] == raw[-1] == '"'):
+            raise RoutingTreeError(f"{where}: {text.strip()!r} has a quoted label name but no quoted value")
+        return Matcher.build(_go_unquoted(name[1:-1], text, where), operator, _go_unquoted(raw[1:-1], text, where),
+                             where)
     quoted = raw.startswith('"')
     if quoted:
         raw = raw[1:]
@@ -166,6 +178,28 @@ def _parse_matcher(text: str, where: str) -> Matcher:
     if quoted:
         raise RoutingTreeError(f"{where}: {text.strip()!r} opens a quote it does not close")
     return Matcher.build(name, operator, "".join(value), where)
+
+
+def _go_unquoted(body: str, text: str, where: str) -> str:
+    """The inside of a Go-quoted string (strconv.Quote) as the text it stands for."""
+    data = bytearray()
+    at = 0
+    for escape in _GO_ESCAPE.finditer(body):
+        data += body[at:escape.start()].encode("utf-8", "surrogatepass")
+        octal, byte, short, long, char = escape.groups()
+        if octal or byte:
+            data.append(int(octal, 8) if octal else int(byte, 16))
+        elif short or long:
+            data += chr(int(short or long, 16)).encode("utf-8", "surrogatepass")
+        elif char in _GO_ESCAPES:
+            data += _GO_ESCAPES[char].encode()
+        else:
+            raise RoutingTreeError(f"{where}: {text.strip()!r} has an escape \\{char} Go's quoting does not have")
+        at = escape.end()
+    if '"' in _GO_ESCAPE.sub("", body):
+        raise RoutingTreeError(f"{where}: {text.strip()!r} has a double quote inside a quoted part")
+    data += body[at:].encode("utf-8", "surrogatepass")
+    return data.decode("utf-8", "replace")
 
 
 @dataclass
@@ -237,8 +271,8 @@ class RoutingTree:
         """Receiver name -> the sitewatch-receiver routes its webhooks post to (POST .../alert/<route>).
 
         Only routes in `known_routes` count. A receiver whose webhook URLs the API hides (newer
-        Alertmanagers write them as <secret>) is taken by its name, as the receiver's bot commands do:
-        `duty` or `telegram-duty` posts to the route `duty`."""
+        Alertmanagers write them as <secret>, and a `url_file` shows no URL) is taken by its name, as the
+        receiver's bot commands do: `duty` or `telegram-duty` posts to the route `duty`."""
         known = set(known_routes)
         found: dict[str, set[str]] = {}
         for name, receiver in self.receivers.items():
@@ -252,11 +286,20 @@ class RoutingTree:
                 route = route_of_url(url)
                 if route in known:
                     routes.add(route)
-            if not routes and hidden:
-                routes = {route for route in known if name == route or name.endswith("-" + route)}
+            if not routes and hidden:  # the longest name that fits: telegram-kodeks-spb is kodeks-spb, not spb
+                named = sorted((route for route in known if name == route or name.endswith("-" + route)), key=len)
+                routes = set(named[-1:])
             if routes:
                 found[name] = routes
         return found
+
+
+    def hidden_receivers(self) -> set[str]:
+        """Receivers with a webhook whose URL the API does not show (<secret>, or a url_file)."""
+        return {name for name, receiver in self.receivers.items()
+                for webhook in receiver.get("webhook_configs") or []
+                if isinstance(webhook, dict) and (not isinstance(webhook.get("url"), str)
+                                                  or webhook["url"].strip() == HIDDEN)}
 
 
 def route_of_url(url: str) -> str | None:
@@ -286,7 +329,7 @@ def _route(config: Any, inherited: str, where: str, source: str) -> Route:
         if not isinstance(legacy, dict):
             raise RoutingTreeError(f"{source}: {where}.{key}: expected a mapping of label names to values")
         for name, value in legacy.items():
-            if not isinstance(name, str) or not _LABEL_NAME.match(name):
+            if not isinstance(name, str) or not name:
                 raise RoutingTreeError(f"{source}: {where}.{key}: {name!r} is not a label name")
             matchers.append(Matcher.build(name, operator, "" if value is None else str(value),
                                           f"{source}: {where}.{key}.{name}"))

@@ -33,6 +33,9 @@ KINDS = {
 VISIT_KINDS = frozenset({"ofd_backlog", "fn_expiry", "site_silent", "check_down", "kkt_not_read"})
 # The labels that tell one item of a kind at a site from another (a register, a drive, a check...).
 IDENTITY = ("kkt", "fn", "check", "catalog", "name")
+# Kinds about a register, which is the same register whichever check reads it (a kkt check and a getad
+# log may both export one): its serial number, not the check, tells it.
+REGISTER_KINDS = frozenset({"fn_expiry", "ofd_backlog", "kkt_not_read", "kkt_licence"})
 
 # A check that is down, by its type: the rule that says so, and its severity (prometheus/rules/site.yml,
 # kodeks.yml, kkt.yml). A page or Кодекс server stuck in maintenance has a rule of its own.
@@ -71,8 +74,11 @@ class WorkItem:
         """A stable id: the same item found again tomorrow has the same key (the helpdesk creates it once).
 
         A ФН's key includes its number, so a replaced drive's successor is a new item; a date is not part
-        of it, so an item whose due date was re-read stays the same item."""
-        parts = [self.kind, self.site] + [f"{name}={self.labels.get(name, '')}" for name in IDENTITY]
+        of it, so an item whose due date was re-read stays the same item; nor is the check that reads a
+        register, so a register two checks read is one item."""
+        by_check = not (self.kind in REGISTER_KINDS and self.labels.get("kkt"))
+        parts = [self.kind, self.site] + [f"{name}={self.labels.get(name, '') if name != 'check' or by_check else ''}"
+                                          for name in IDENTITY]
         return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     @property

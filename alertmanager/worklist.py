@@ -17,8 +17,8 @@ receiver config's `worklist:` section (fn_days, licence_days, down_for):
                  its latest failed run. A getad/iiko_log check whose log shows a new ФН is
                  FnReplacedNotReread's (not work for the list); a Кодекс check whose page was read fails on
                  a catalog, which catalog_error tells.
-- kkt_not_read   a register whose data is older than down_for; since = its last read, with the reason its
-                 check gives now.
+- kkt_not_read   a register whose data is older than down_for, from every check that reads it; since = its
+                 last read, with the reason its check gives now.
 - kodeks_licence / kkt_licence   expiring within licence_days, or expired (ATOL's "unlimited" is not a date).
 - catalog_error  a Кодекс catalog whose main page is built with an error or whose bundle control complains.
 
@@ -29,6 +29,9 @@ Opening hours: what stopped with the site's closing is not work. The judgement i
 site closed (as KktDataStale does, against sitewatch:site_closed_since_timestamp_seconds). A site closed
 by its hours is not dropped as such: a PC that died on Wednesday at noon is on Thursday's list even when
 the list goes out at 08:30, before the shop opens.
+
+A register two checks read (a kkt check and a getad log of the same till) is one register: its ФН,
+backlog, licences and reading are listed once (WorkItem.key leaves the check out for them).
 
 One cause, one line: a silent site's checks, registers and catalogs are not listed as well (nothing is
 read from a site that sends nothing; a silent uploaded check hides only its own items), nor are a site's
@@ -42,6 +45,7 @@ receivers reached to sitewatch-receiver's routes; `for_routes` gives each route 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -53,6 +57,8 @@ from alertmanager.prometheus_query import PrometheusError, Sample, instant_query
 from alertmanager.routing_tree import HIDDEN, RoutingTree, RoutingTreeError, route_of_url
 from alertmanager.workitem import DAY, OFD_BLOCKS_AFTER, WorkItem
 from exporter.redaction import redact
+
+log = logging.getLogger("sitewatch.receiver")
 
 ROUTE_LABEL = "telegram_route"  # an alert's own route, which the receiver follows whatever the webhook
 # The labels every item keeps: its site, whom it belongs to, and the route label the receiver follows.
@@ -113,6 +119,7 @@ def queries(settings: WorklistConfig) -> dict[str, str]:
             unless on(site, check) (sitewatch_kodeks_maintenance == 0)""",
         "kkt_not_read": f"""
             max by ({SITE_LABELS}, check, kkt) (sitewatch_kkt_data_timestamp_seconds < time() - {down_seconds})
+            unless on(site, kkt) (sitewatch_kkt_data_timestamp_seconds >= time() - {down_seconds})
             unless on(site, kkt) ((sitewatch_kkt_data_timestamp_seconds + {down_seconds})
                                   >= on(site) group_left sitewatch:site_closed_since_timestamp_seconds)""",
         "kodeks_licence": f"min by ({SITE_LABELS}, check) "
@@ -134,17 +141,23 @@ def queries(settings: WorklistConfig) -> dict[str, str]:
 
 
 def collect(settings: WorklistConfig, now: float) -> list[WorkItem]:
-    """Every item of work at `now` (unix time), in no particular order; raises WorklistUnavailable."""
+    """Every item of work at `now` (unix time), in no particular order; raises WorklistUnavailable.
+
+    An answer Prometheus gives with warnings (part of its data could not be read: a remote storage down)
+    is used, and each warning logged: a list that may lack an item beats no list, and the log says why."""
     answers: dict[str, list[Sample]] = {}
     with requests.Session() as session:
         for name, expr in queries(settings).items():
             try:
-                answers[name] = instant_query(settings.prometheus_url, _one_line(expr), at=now,
-                                              timeout=settings.timeout, session=session)
+                answers[name] = answer = instant_query(settings.prometheus_url, _one_line(expr), at=now,
+                                                       timeout=settings.timeout, session=session)
             except PrometheusError as err:
                 raise WorklistUnavailable(f"the worklist cannot be made: {err} (question {name})",
                                           _russian_problem(err, settings.timeout)) from None
-    return one_cause_one_line(_items(answers, now))
+            for warning in answer.warnings:
+                log.warning("event=worklist_partial_data question=%s prometheus=%s warning=%r action=listed_anyway",
+                            name, redact(settings.prometheus_url), warning)
+    return _unique(one_cause_one_line(_items(answers, now)), now)
 
 
 def _items(answers: dict[str, list[Sample]], now: float) -> list[WorkItem]:
@@ -172,7 +185,7 @@ def _items(answers: dict[str, list[Sample]], now: float) -> list[WorkItem]:
         add("fn_expiry", sample, due=moment(sample.value))
     for sample in answers["ofd_backlog"]:
         since = moment(oldest.get(_where(sample, "check", "kkt"), 0.0))
-        add("ofd_backlog", sample, count=sample.value, since=since,
+        add("ofd_backlog", sample, count=sample.value if math.isfinite(sample.value) else None, since=since,
             due=since + OFD_BLOCKS_AFTER if since is not None else None)
     for sample in answers["site_silent"]:
         add("site_silent", sample, since=moment(sample.value))
@@ -189,7 +202,7 @@ def _items(answers: dict[str, list[Sample]], now: float) -> list[WorkItem]:
     for found in catalogs.values():  # one item per catalog: its main page first, then its bundle
         said = sorted({s.labels.get("reason", "") for s in found}, key=["main_page", "product_control"].index)
         add("catalog_error", found[0], reason=",".join(said))
-    return _unique(items, now)
+    return items
 
 
 def one_cause_one_line(items: list[WorkItem]) -> list[WorkItem]:
@@ -215,10 +228,15 @@ def one_cause_one_line(items: list[WorkItem]) -> list[WorkItem]:
 
 
 def _unique(items: list[WorkItem], now: float) -> list[WorkItem]:
-    """One item per key: a series seen under two label sets (a site whose route label just changed) is the
-    same work once; the more urgent of the two is kept."""
+    """One item per key: a series seen under two label sets (a site whose route label just changed), or a
+    register two checks read, is the same work once. The more urgent of the two is kept; of a register
+    that is not read, the latest reading, as no check has read it since."""
+    def preference(item: WorkItem) -> tuple[Any, ...]:
+        latest_read = -(item.since or 0.0) if item.kind == "kkt_not_read" else 0.0
+        return (latest_read, item.urgency(now), sorted(item.labels.items()))
+
     chosen: dict[str, WorkItem] = {}
-    for item in sorted(items, key=lambda item: (item.urgency(now), sorted(item.labels.items()))):
+    for item in sorted(items, key=preference):
         chosen.setdefault(item.key, item)
     return list(chosen.values())
 
@@ -234,6 +252,8 @@ def _one_line(expr: str) -> str:
 def _russian_problem(err: PrometheusError, timeout: float) -> str:
     if err.cause == "unreachable":
         why = "сервер мониторинга недоступен"
+    elif err.cause == "unavailable":
+        why = "сервер мониторинга временно недоступен"
     elif err.cause == "timeout":
         why = f"сервер мониторинга не ответил за {timeout:g} с"
     else:
@@ -256,6 +276,14 @@ class RouteFinder:
         # of them is delivered by its telegram_route label.
         self._feeding = {name for name, receiver in tree.receivers.items() if _feeds_receiver(receiver)}
         self._feeding |= set(self._receiver_routes)
+        # Alertmanager 0.26 and later show no webhook URL (<secret>): a receiver is then known by its name
+        # only, and one named otherwise would take its sites' items off every list without a word.
+        unnamed = sorted(tree.hidden_receivers() - set(self._receiver_routes))
+        if unnamed:
+            log.warning("event=worklist_receivers_unnamed receivers=%s routes=%s hint=%r", ",".join(unnamed),
+                        ",".join(sorted(self.routes)), "Alertmanager hides these receivers' webhook URLs, so the "
+                        "worklist cannot tell which route they post to; if one posts to sitewatch-receiver, name "
+                        "it after its route (telegram-<route>), or its items are on no list")
 
     @classmethod
     def from_yaml(cls, text: str, routes: Iterable[str], source: str = "the Alertmanager config") -> RouteFinder:

@@ -2,7 +2,8 @@
 answer: every label set here, fixed or made up by hypothesis over the labels the configs match on, is
 routed by `amtool config routes test --verify.receivers=<our answer>`, which fails on any difference.
 The worklist's RouteFinder is then read from a real Alertmanager's API (config.original) and must agree
-with the file it was started with.
+with the file it was started with. Go's regular expressions (RE2: flags anywhere, Unicode case folding,
+ASCII classes, Go's own escapes, POSIX and Unicode classes) are matched by amtool and here alike.
 """
 
 from __future__ import annotations
@@ -207,20 +208,52 @@ def test_hidden_webhook_urls_are_taken_by_the_receivers_name():
     assert RoutingTree.from_yaml(hidden).webhook_routes(RECEIVER_ROUTES) == SHIPPED.webhook_routes(RECEIVER_ROUTES)
 
 
+def test_a_url_file_or_hidden_url_names_the_route_whose_name_fits_longest():
+    """Alertmanager 0.26's url_file shows no URL at all; with routes `spb` and `kodeks-spb` the receiver
+    telegram-kodeks-spb posts to kodeks-spb only (an item sent to both chats would be said twice)."""
+    tree = RoutingTree.from_yaml("""
+route: {receiver: telegram-kodeks-spb, routes: [{receiver: spb, matchers: [a=1]}, {receiver: other, matchers: [a=2]}]}
+receivers:
+  - {name: telegram-kodeks-spb, webhook_configs: [{url_file: /etc/alertmanager/kodeks-spb.url}]}
+  - {name: spb, webhook_configs: [{url: <secret>}, {url: 'http://127.0.0.1:9816/elsewhere'}]}
+  - {name: other, webhook_configs: [{url_file: /etc/alertmanager/other.url}]}
+""")
+    assert tree.webhook_routes({"spb", "kodeks-spb", "duty"}) == {"telegram-kodeks-spb": {"kodeks-spb"}, "spb": {"spb"}}
+
+
+def test_a_receiver_known_by_no_name_is_logged_as_taking_its_items_off_the_lists(caplog):
+    """With Alertmanager 0.26+ every webhook URL is <secret>: a receiver not named after its route routes
+    its sites' items nowhere, which the log must say, naming it."""
+    text = ALERTMANAGER_YML.read_text(encoding="utf-8").replace("http://127.0.0.1:9816/alert/pos\n", "<secret>\n")
+    text = text.replace("telegram-pos", "partner-chat")
+    with caplog.at_level("WARNING", logger="sitewatch.receiver"):
+        finder = RouteFinder.from_yaml(text, RECEIVER_ROUTES)
+    assert finder.routes_for({"alertname": "CheckDown", "severity": "warning", "distributor": "pos-service"}) == \
+        {"duty"}
+    (said,) = [record.getMessage() for record in caplog.records]
+    assert said.startswith("event=worklist_receivers_unnamed receivers=partner-chat routes=duty,info,kkt,kodeks-spb,")
+    assert "name it after its route (telegram-<route>)" in said
+
+
 @pytest.mark.parametrize("text, expected", [
     ('severity="critical"', [("severity", "=", "critical")]),
     ("{a=1, b!~\"x,y\"}", [("a", "=", "1"), ("b", "!~", "x,y")]),
     (r'note="say \"hi\" \\ \n"', [("note", "=", 'say "hi" \\ \n')]),
     ("  site != shop-01 ", [("site", "!=", "shop-01")]),
     ('re=~"a|b"', [("re", "=~", "a|b")]),
+    # Alertmanager 0.27 and later write a label name that is not a classic one in Go's quotes, its value too
+    (r'"a b"="x\ty \u00e9 \"q\""', [("a b", "=", 'x\ty é "q"')]),
+    (r'{"a,b"!~"x", клиент="Аптека"}', [("a,b", "!~", "x"), ("клиент", "=", "Аптека")]),
 ])
 def test_matchers_are_read_as_alertmanager_reads_them(text, expected):
     assert [(m.name, m.operator, m.value) for m in parse_matchers(text)] == expected
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('route: {receiver: a, routes: [{matchers: ["sev-erity=x"]}]}\nreceivers: [{name: a}]',
-     "route.routes[0].matchers[0]: 'sev-erity=x' is not a matcher"),
+    ('route: {receiver: a, routes: [{matchers: ["sev erity=x"]}]}\nreceivers: [{name: a}]',
+     "route.routes[0].matchers[0]: 'sev erity=x' is not a matcher"),
+    ('route: {receiver: a, routes: [{matchers: [\'site=~"(?=a)"\']}]}\nreceivers: [{name: a}]',
+     "route.routes[0].matchers[0]: the regular expression '(?=a)' does not compile: a group Go does not know at position 0"),
     ('route: {receiver: a, routes: [{}, {matchers: [\'a="x"y"\']}]}\nreceivers: [{name: a}]',
      "route.routes[1].matchers[0]: 'a=\"x\"y\"' has a double quote inside its value"),
     ('route: {receiver: a, routes: [{match_re: {a: "("}}]}\nreceivers: [{name: a}]',
@@ -276,3 +309,59 @@ def test_an_alertmanager_that_cannot_be_asked_makes_the_worklist_unavailable():
         RouteFinder.fetch(f"http://admin:hunter2secret@127.0.0.1:{port}", RECEIVER_ROUTES, timeout=5)
     assert "cannot be reached" in str(caught.value) and "hunter2secret" not in str(caught.value)
     assert caught.value.russian.startswith("⚠️ Список дел не разослан: сервер оповещений недоступен.")
+
+
+# --- Go's regular expressions --------------------------------------------------------------------------
+
+# Regexes Alertmanager takes (Go's RE2 syntax) where Python's re would refuse them, or read them otherwise:
+# a flag group inside the expression, case folding of Cyrillic and of the Kelvin sign but not of the
+# Turkish dotless ı, ASCII-only \w and \b, POSIX and Unicode classes, \z, \Q...\E, \x{...}, a{,2} as text,
+# (?U), and repetition of an assertion.
+GO_REGEXES = [
+    "(?i)порт.*", "Касса (?i)мИтСу", "(?i:shop)-\\d+", "(?i)[^k]", "(?i)\\W", "(?i)i", "(?i)ß", "(?i)[а-я]+",
+    "\\w+", "\\bab\\b.*", ".*\\Bb", "[[:alpha:]]+", "[[:^digit:]]+", "\\pL+", "\\p{Lu}.*", "\\PL", "\\p{Cyrillic}+",
+    "a\\z", "\\Qa.b\\E", "\\x{44F}+", "\\101", "a{,2}", "(?U)a+", "(?s).", ".", "^*a$+", "[\\d-]+", "[]a]+", "[^]a]",
+    "(?P<n>x)|y", "(?i)a(?-i)b", "(?m)a$", "(Fn|Kkt).*", "shop-(0[1-5]|1\\d)\\.(a|b)", "\\.\\-\\*", "(?:a|b)+c?",
+    "(?)x",
+]
+GO_VALUES = st.text(alphabet=list("aAbBkKSsiIıİßẞяЯпортПОРТмитсуМИТСУё-.*0123456789_ \t\n{},") + ["\u212a", "ſ"],
+                    min_size=1, max_size=6)
+
+
+@pytest.fixture(scope="module")
+def go_regex_file(tmp_path_factory) -> Path:
+    """One route per regex, each with `continue`, so one amtool call says which of them match a value."""
+    routes = "\n".join(f"    - {{receiver: r{index}, continue: true, matchers: ['v=~{cli_label('', regex)[1:]}']}}"
+                       for index, regex in enumerate(GO_REGEXES))
+    receivers = "\n".join(f"  - {{name: r{index}}}" for index in range(len(GO_REGEXES)))
+    path = tmp_path_factory.mktemp("go-regex") / "alertmanager.yml"
+    path.write_text(f"route:\n  receiver: none\n  routes:\n{routes}\nreceivers:\n  - {{name: none}}\n{receivers}\n",
+                    encoding="utf-8")
+    check = subprocess.run([amtool(), "check-config", str(path)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    return path
+
+
+@pytest.mark.parametrize("value", ["ПОРТ 1", "Касса мИтСу", "Касса МИТСУ", "SHOP-12", "\u212a", "K", "ı", "İ", "I", "ẞ",
+                                   "ab", "a b", "я", "Я", "a.b", "aaa", "a{,2}", "a\n", "a", "]", "-1-", "x", "Fnx"])
+def test_go_regular_expressions_match_as_in_alertmanager(go_regex_file, value):
+    tree = RoutingTree.from_yaml(go_regex_file.read_text(encoding="utf-8"))
+    assert_amtool_agrees(go_regex_file, tree, {"v": value})
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=GO_VALUES)
+def test_made_up_values_meet_go_regular_expressions_as_in_alertmanager(go_regex_file, value):
+    tree = RoutingTree.from_yaml(go_regex_file.read_text(encoding="utf-8"))
+    assert_amtool_agrees(go_regex_file, tree, {"v": value})
+
+
+def test_the_running_alertmanager_writes_go_regular_expressions_so_they_are_read_back_alike(alertmanager,
+                                                                                          go_regex_file):
+    """config.original is Alertmanager's own rewriting of the file (its escapes): read back, the same tree."""
+    url = alertmanager(go_regex_file.read_text(encoding="utf-8"))
+    routes = {f"r{index}" for index in range(len(GO_REGEXES))}
+    finder = RouteFinder.fetch(url, routes, timeout=10)
+    from_file = RoutingTree.from_yaml(go_regex_file.read_text(encoding="utf-8"))
+    for value in ["ПОРТ 1", "Касса МИТСУ", "\u212a", "ı", "a.b", "a\n", "[]", 'a"b\\', "aa"]:
+        assert finder.tree.receivers_for({"v": value}) == from_file.receivers_for({"v": value}), value

@@ -3,12 +3,18 @@ backfilled (promtool tsdb create-blocks-from openmetrics), Debian's Prometheus i
 `collect` must find exactly the work those sites hold, leave out what their opening hours explain and
 what another item already says, route it with the shipped Alertmanager tree, and say it in Russian.
 
-Also: the query client's errors (Prometheus down, its own error JSON, an HTML error page, no JSON, too
-slow), each a sentence with no password from the URL in it.
+Then data no site should send, from a second Prometheus: a register two checks read, +Inf and NaN values,
+ФН ends on the limit, label values with quotes, new lines, markup and 10 kB, a check whose reason flaps,
+a site taken out an hour ago.
+
+Also: the query client's errors (Prometheus down or starting, its own error JSON, its evaluation timeout,
+an HTML error page, no JSON, too slow), each a sentence with no password from the URL in it, and an
+answer with warnings (partial data), used and logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import re
@@ -25,6 +31,7 @@ import pytest
 
 from alertmanager.config import WorklistConfig
 from alertmanager.prometheus_query import PrometheusError, instant_query
+from alertmanager.telegram_html import markup_problem
 from alertmanager.worklist import RouteFinder, WorklistUnavailable, collect, for_routes, queries
 from alertmanager.worklist_text import render
 from conftest import ROOT, Daemons, free_port
@@ -188,15 +195,14 @@ def promtool() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def prometheus_url(tmp_path_factory):
-    """Debian's Prometheus on loopback, holding the backfilled day and a half; stopped by its pid."""
+@contextlib.contextmanager
+def prometheus_holding(history: History, folder: Path):
+    """Debian's Prometheus on loopback, holding `history` backfilled; stopped by its pid."""
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(binary).exists():
         pytest.fail("prometheus is not installed: run 'make test', which installs Debian's package")
-    folder = tmp_path_factory.mktemp("worklist-prometheus")
     samples = folder / "samples.om"
-    samples.write_text(sites_history().openmetrics(), encoding="utf-8")
+    samples.write_text(history.openmetrics(), encoding="utf-8")
     tsdb = folder / "tsdb"
     made = subprocess.run([promtool(), "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(samples), str(tsdb)],
                           capture_output=True, text=True, timeout=120)
@@ -211,6 +217,13 @@ def prometheus_url(tmp_path_factory):
                                            f"--web.listen-address=127.0.0.1:{port}"], folder / "prometheus.log", port)
     finally:
         daemons.stop_all()
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory):
+    """Prometheus holding the seven sites' day and a half."""
+    with prometheus_holding(sites_history(), tmp_path_factory.mktemp("worklist-prometheus")) as url:
+        yield url
 
 
 def settings_for(url: str, **changes) -> WorklistConfig:
@@ -395,8 +408,15 @@ def test_prometheus_refusing_a_query_is_said_with_its_own_words(prometheus_url):
         instant_query(prometheus_url, expr, at=NOW, timeout=10)
 
 
+@pytest.mark.parametrize("timeout", [2.5, 0.75, 30])
+def test_a_timeout_in_fractions_of_a_second_is_one_prometheus_takes(prometheus_url, timeout):
+    """`timeout: 2500ms` in the config: Prometheus refuses a duration such as "2.5s", so none is sent."""
+    assert collect(settings_for(prometheus_url, timeout=timeout), NOW)
+
+
 class Misbehaving(http.server.BaseHTTPRequestHandler):
-    """Answers /api/v1/query as the path prefix says: /error-json, /html-502, /not-json, /slow, /matrix."""
+    """Answers /api/v1/query as the path prefix says: /error-json, /html-502, /not-json, /slow, /matrix,
+    /starting (Prometheus replaying its log), /eval-timeout (its own evaluation timed out), /warnings."""
 
     def do_POST(self):  # noqa: N802 - the handler's API
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -404,6 +424,13 @@ class Misbehaving(http.server.BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(2)
         status, body, content_type = {
+            "starting": (503, "Service Unavailable", "text/plain; charset=utf-8"),  # Prometheus replaying its WAL
+            "eval-timeout": (503, json.dumps({"status": "error", "errorType": "timeout",
+                                              "error": "query timed out in expression evaluation"}),
+                             "application/json"),
+            "warnings": (200, json.dumps({"status": "success", "warnings": [
+                             'remote_read: Get "http://reader:pa55word-secret@127.0.0.1:9201/read": EOF'],
+                                          "data": {"resultType": "vector", "result": []}}), "application/json"),
             "error-json": (422, json.dumps({"status": "error", "errorType": "execution",
                                             "error": "query processing would load too many samples"}),
                            "application/json"),
@@ -443,8 +470,12 @@ def misbehaving():
 @pytest.mark.parametrize("path, cause, says, russian", [
     ("error-json", "refused", "refused the query (execution, HTTP 422): query processing would load too many samples",
      "сервер мониторинга не смог ответить на запрос"),
-    ("html-502", "http", "answered HTTP 502 Bad Gateway: <html><body><h1>502 Bad Gateway</h1></body></html>",
-     "сервер мониторинга не смог ответить на запрос"),
+    ("html-502", "unavailable", "is not ready: HTTP 502 Bad Gateway: <html><body><h1>502 Bad Gateway</h1></body></html>",
+     "сервер мониторинга временно недоступен"),
+    ("starting", "unavailable", "is not ready: HTTP 503 Service Unavailable: Service Unavailable",
+     "сервер мониторинга временно недоступен"),
+    ("eval-timeout", "timeout", "gave up the query after 1 s (HTTP 503): query timed out in expression evaluation",
+     "сервер мониторинга не ответил за 1 с"),
     ("not-json", "invalid", "answered with something that is not the query API's JSON: Prometheus is starting",
      "сервер мониторинга не смог ответить на запрос"),
     ("matrix", "invalid", "answered with a result this client cannot read (a matrix result, where an instant vector "
@@ -460,3 +491,134 @@ def test_each_way_prometheus_can_fail_is_told_in_a_sentence(misbehaving, path, c
     with pytest.raises(WorklistUnavailable) as unavailable:
         collect(settings_for(url, timeout=1), NOW)
     assert unavailable.value.russian == f"⚠️ Список дел не составлен: {russian}. Подробности — в журнале получателя."
+
+
+def test_an_answer_with_warnings_is_used_and_each_warning_logged(misbehaving, caplog):
+    """Prometheus answers with `warnings` when it could read only part of its data: the list is made from
+    what it has (a list that may lack an item beats none), and the log says so, without secrets."""
+    url = f"{misbehaving}/warnings"
+    said_by_prometheus = 'remote_read: Get "http://<redacted>@127.0.0.1:9201/read": EOF'
+    assert instant_query(url, "up", at=NOW, timeout=5).warnings == (said_by_prometheus,)
+    with caplog.at_level("WARNING", logger="sitewatch.receiver"):
+        assert collect(settings_for(url, timeout=5), NOW) == []
+    said = [record.getMessage() for record in caplog.records if "event=worklist_partial_data" in record.getMessage()]
+    assert len(said) == len(queries(settings_for(url)))
+    assert said[0] == (f"event=worklist_partial_data question=fn_expiry prometheus={url} "
+                       f"warning={said_by_prometheus!r} action=listed_anyway")
+    assert "pa55word-secret" not in caplog.text
+
+
+# --- data no site should send, and sites that send it anyway -------------------------------------------
+
+ODD_SITE = 'магазин "№1" <b>&amp;\n🙂'
+ODD_CHECK = 'pc "a"\n<i>'
+
+
+def odd_history() -> History:
+    h = History()
+    pushed = {"job": "sitewatch"}
+    # A register two checks read (a kkt check, and getad's log of the same till): the till reads it now,
+    # getad's copy is two days old. Its ФН and its unsent documents are one thing each, and it is read.
+    twice = {**pushed, "site": "twice", "client": "c"}
+    h.add("sitewatch:site_last_report_timestamp_seconds", twice, lambda t: t)
+    for name, kind in (("till", "kkt"), ("getad", "getad")):
+        kkt = register(h, check(h, twice, name, kind), "065001234567890", "MITSU-1-F 001", "9999078902014447",
+                       midnight_in(10), read=NOW - 2 * DAY if name == "getad" else None)
+        h.add("sitewatch_fn_unsent_documents", kkt, 7)
+        h.add("sitewatch_fn_oldest_unsent_document_timestamp_seconds", kkt, NOW - 5 * DAY)
+    # The same when neither reads it: one item, since the later of the two readings.
+    stale = {**pushed, "site": "twice-stale"}
+    h.add("sitewatch:site_last_report_timestamp_seconds", stale, lambda t: t)
+    for name, kind, read in (("till", "kkt", NOW - 3 * DAY), ("getad", "getad", NOW - 2 * DAY)):
+        register(h, check(h, stale, name, kind), "00106107", "", "7380440700012345", midnight_in(300), read=read)
+    # A broken exporter: +Inf documents, NaN and ±Inf dates.
+    broken = {**pushed, "site": "broken"}
+    h.add("sitewatch:site_last_report_timestamp_seconds", broken, lambda t: t)
+    till = check(h, broken, "till", "kkt")
+    infinite = register(h, till, "1", "", "2", float("inf"))
+    h.add("sitewatch_fn_unsent_documents", infinite, float("inf"))
+    h.add("sitewatch_fn_oldest_unsent_document_timestamp_seconds", infinite, NOW - 5 * DAY)
+    nan = register(h, till, "3", "", "4", float("nan"), read=float("nan"))
+    h.add("sitewatch_fn_unsent_documents", nan, float("nan"))
+    h.add("sitewatch_fn_oldest_unsent_document_timestamp_seconds", nan, float("nan"))
+    register(h, till, "5", "", "6", float("-inf"))
+    h.add("sitewatch_kodeks_licence_expiry_timestamp_seconds", {**broken, "check": "kodeks"}, float("-inf"))
+    # ФН ends on the limit: 30 days from now is beyond it, a second less within; one ended right now.
+    edge = {**pushed, "site": "edge"}
+    h.add("sitewatch:site_last_report_timestamp_seconds", edge, lambda t: t)
+    till = check(h, edge, "till", "kkt")
+    register(h, till, "7", "", "8", NOW + 30 * DAY)
+    register(h, till, "9", "", "10", NOW + 30 * DAY - 1)
+    register(h, till, "11", "", "12", NOW)
+    # Label values with quotes, a new line, markup, an emoji, and a client name of 10 kB.
+    # (Their last ten minutes only: the lookback needs no more, and 10 kB a sample adds up.)
+    odd = {**pushed, "site": ODD_SITE, "client": "Б" * 10_000}
+    recent = NOW - 10 * STEP
+    h.add("sitewatch:site_last_report_timestamp_seconds", odd, lambda t: t, since=recent)
+    pc = {**odd, "check": ODD_CHECK, "type": "ping"}
+    h.add("sitewatch_check_up", pc, 0, since=recent)
+    h.add("sitewatch_check_last_success_timestamp_seconds", pc, NOW - 30 * HOUR, since=recent)
+    h.add("sitewatch_check_failure_info", {**pc, "reason": "timeout"}, 1, since=recent)
+    # A check down two days whose reason changes every minute: the latest is said.
+    flapping = {**pushed, "site": "flapping", "check": "web", "type": "tcp"}
+    h.add("sitewatch:site_last_report_timestamp_seconds", {**pushed, "site": "flapping"}, lambda t: t)
+    h.add("sitewatch_check_up", flapping, 0)
+    h.add("sitewatch_check_last_success_timestamp_seconds", flapping, NOW - 2 * DAY)
+    h.add("sitewatch_check_failure_info", {**flapping, "reason": "timeout"}, lambda t: 1 if t // STEP % 2 else None)
+    h.add("sitewatch_check_failure_info", {**flapping, "reason": "refused"}, lambda t: None if t // STEP % 2 else 1)
+    # A site taken out of monitoring an hour ago, its PC down for a day before that: Prometheus's 5-minute
+    # lookback no longer sees any of it.
+    gone = {"job": "sitewatch-exporter", "site": "gone"}
+    h.add("sitewatch_check_up", {**gone, "check": "pc", "type": "ping"}, 0, until=NOW - HOUR)
+    h.add("sitewatch_check_last_success_timestamp_seconds", {**gone, "check": "pc", "type": "ping"}, NOW - 2 * DAY,
+          until=NOW - HOUR)
+    return h
+
+
+@pytest.fixture(scope="module")
+def odd_items(tmp_path_factory):
+    with prometheus_holding(odd_history(), tmp_path_factory.mktemp("worklist-odd")) as url:
+        yield collect(settings_for(url), NOW)
+
+
+def test_a_register_two_checks_read_is_one_register(odd_items):
+    mine = sorted((item.kind, item.labels["kkt"]) for item in odd_items if item.site == "twice")
+    assert mine == [("fn_expiry", "065001234567890"), ("ofd_backlog", "065001234567890")]  # and it is read
+    (unread,) = [item for item in odd_items if item.site == "twice-stale"]
+    assert (unread.kind, unread.since, unread.labels["check"]) == ("kkt_not_read", NOW - 2 * DAY, "getad")
+    text = render([item for item in odd_items if item.site.startswith("twice")], ZONE, NOW, title=TITLE)[0]
+    assert text.count("ФН 9999078902014447") == 1 and text.count("не передаёт документы") == 1
+
+
+def test_infinite_and_missing_numbers_neither_list_nor_break_anything(odd_items):
+    mine = [item for item in odd_items if item.site == "broken"]
+    assert [(item.kind, item.labels["kkt"], item.count) for item in mine] == [("ofd_backlog", "1", None)]
+    (text,) = render(mine, ZONE, NOW, title=TITLE)
+    assert "🟠 Касса № 1 не передаёт документы в ОФД; самый старый от " in text
+
+
+def test_a_fn_is_listed_up_to_the_limit_and_one_that_ended_now_has_ended_today(odd_items):
+    mine = {item.labels["kkt"]: item for item in odd_items if item.site == "edge"}
+    assert set(mine) == {"9", "11"}
+    (text,) = render(list(mine.values()), ZONE, NOW, title=TITLE)
+    assert f"🔴 ФН 12 кассы № 11 истёк {dates(NOW)}, сегодня" in text.splitlines()
+    assert f"🟠 ФН 10 кассы № 9 истекает {dates(NOW + 30 * DAY - 1)}, через 30 дней" in text.splitlines()
+
+
+def test_odd_label_values_are_shown_escaped_on_one_line(odd_items):
+    (item,) = [item for item in odd_items if item.site == ODD_SITE]
+    assert item.labels["check"] == ODD_CHECK and len(item.labels["client"]) == 10_000
+    (text,) = render([item], ZONE, NOW, title=TITLE)
+    assert all(markup_problem(line) == "" for line in text.splitlines())
+    lines = text.splitlines()
+    assert lines[2] == ("🏪 <b>магазин \"№1\" &lt;b&gt;&amp;amp; 🙂</b> · клиент " + "Б" * 79 + "…")
+    assert lines[3].startswith("🔴 Компьютер «pc \"a\" &lt;i&gt;» не отвечает с ")
+
+
+def test_a_flapping_check_is_said_with_its_latest_reason(odd_items):
+    (item,) = [item for item in odd_items if item.site == "flapping"]
+    assert item.reason == ("timeout" if NOW // STEP % 2 else "refused")
+
+
+def test_a_site_taken_out_an_hour_ago_is_not_listed(odd_items):
+    assert not [item for item in odd_items if item.site == "gone"]

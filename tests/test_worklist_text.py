@@ -65,14 +65,22 @@ def test_the_day_is_the_chats_own():
     (midnight(6, 12), "истекает 06.12.2026, через 2 дня"),
     (midnight(25, 12), "истекает 25.12.2026, через 21 день"),
     (midnight(4, 12), "истёк 04.12.2026, сегодня"),
-    (midnight(3, 12), "истёк 03.12.2026, 1 день назад"),
+    (midnight(3, 12), "истёк 03.12.2026, вчера"),
+    (midnight(2, 12), "истёк 02.12.2026, 2 дня назад"),
+    (midnight(13, 11), "истёк 13.11.2026, 21 день назад"),
+    (midnight(12, 11), "истёк 12.11.2026, 22 дня назад"),
+    (midnight(15, 8), "истёк 15.08.2026, 111 дней назад"),
+    (midnight(18, 12), "истекает 18.12.2026, через 14 дней"),
+    (midnight(26, 12), "истекает 26.12.2026, через 22 дня"),
+    (midnight(26, 3, 2027), "истекает 26.03.2027, через 112 дней"),
+    (midnight(25, 3, 2027), "истекает 25.03.2027, через 111 дней"),
     (midnight(29, 11), "истёк 29.11.2026, 5 дней назад"),
 ])
 def test_a_fns_end_is_said_with_its_date_and_the_days_left_or_past(due, said):
     line = item_line(fn("shop-01", due, model="MITSU-1-F 001"), MOSCOW, NOW)
     assert line.endswith(f"ФН 9999078902014447 кассы MITSU-1-F 001 № 065001234567890 {said}")
     late = due <= NOW
-    assert line.startswith("🔴" if late or due - NOW < 3 * DAY else "🟠")
+    assert line.startswith("🔴" if late or due - NOW < 3 * DAY else "🟠" if due - NOW < 30 * DAY else "🔵")
 
 
 @pytest.mark.parametrize("zone", ["Europe/Kaliningrad", "Europe/Moscow", "Asia/Yekaterinburg", "Asia/Vladivostok"])
@@ -81,6 +89,29 @@ def test_a_date_at_the_sites_midnight_is_the_same_date_in_every_russian_zone(zon
     evening before then, and must still say the 29th."""
     line = item_line(fn("shop-01", midnight(29, 12)), ZoneInfo(zone), NOW)
     assert "истекает 29.12.2026, через 25 дней" in line, line
+
+
+@pytest.mark.parametrize("now, zone, due, said", [
+    # The list made at 22:00 in Moscow; a ФН whose end the register gives as 21:42 that day (not a midnight)
+    (datetime(2026, 12, 4, 22, 0, tzinfo=MOSCOW), MOSCOW, datetime(2026, 12, 4, 21, 42, tzinfo=MOSCOW),
+     "🔴 ФН 9999078902014447 кассы № 065001234567890 истёк 04.12.2026, сегодня"),
+    (datetime(2026, 12, 4, 8, 30, tzinfo=MOSCOW), MOSCOW, datetime(2026, 12, 4, 21, 42, tzinfo=MOSCOW),
+     "🔴 ФН 9999078902014447 кассы № 065001234567890 истекает 04.12.2026, сегодня"),
+    # Kaliningrad at 23:30 is 00:30 in Moscow: a Moscow site's ФН ended half an hour ago, on its 5th
+    (datetime(2026, 12, 4, 23, 30, tzinfo=ZoneInfo("Europe/Kaliningrad")), ZoneInfo("Europe/Kaliningrad"),
+     datetime(2026, 12, 5, tzinfo=MOSCOW), "🔴 ФН 9999078902014447 кассы № 065001234567890 истёк 05.12.2026, сегодня"),
+    # Vladivostok at 01:00 on the 5th (18:00 the 4th in Moscow): a Moscow site's ФН ends on the 29th
+    (datetime(2026, 12, 5, 1, 0, tzinfo=ZoneInfo("Asia/Vladivostok")), ZoneInfo("Asia/Vladivostok"),
+     datetime(2026, 12, 29, tzinfo=MOSCOW), "🟠 ФН 9999078902014447 кассы № 065001234567890 истекает 29.12.2026, "
+                                            "через 24 дня"),
+    # a Vladivostok site's ФН, read in Kaliningrad (16:00 the evening before, there)
+    (datetime(2026, 12, 4, 8, 30, tzinfo=ZoneInfo("Europe/Kaliningrad")), ZoneInfo("Europe/Kaliningrad"),
+     datetime(2026, 12, 29, tzinfo=ZoneInfo("Asia/Vladivostok")),
+     "🟠 ФН 9999078902014447 кассы № 065001234567890 истекает 29.12.2026, через 25 дней"),
+])
+def test_the_date_and_days_of_an_end_hold_at_any_hour_in_any_zone(now, zone, due, said):
+    """Never «-1 дней назад», never the next day's date for an end late in the evening."""
+    assert item_line(fn("shop-01", due.timestamp()), zone, now.timestamp()) == said
 
 
 @pytest.mark.parametrize("count, words", [
@@ -93,6 +124,25 @@ def test_unsent_documents_agree_with_their_number(count, words):
     line = item_line(item, MOSCOW, NOW)
     assert line == (f"🔴 Касса № 065001234567890 не передаёт документы в ОФД: {words}; самый старый от 13.11.2026, "
                     "21 день назад; касса заблокируется 13.12.2026, через 9 дней")
+
+
+@pytest.mark.parametrize("count", [float("inf"), float("nan"), 0.4])
+def test_a_count_no_register_can_have_is_left_out(count):
+    """+Inf unsent documents (a broken exporter) made the whole list fail; now the line says what it can."""
+    item = WorkItem("ofd_backlog", "shop-01", {"kkt": "065001234567890"}, count=count, since=NOW - 5 * DAY,
+                    due=NOW + 25 * DAY)
+    assert item_line(item, MOSCOW, NOW) == ("🟠 Касса № 065001234567890 не передаёт документы в ОФД; самый старый от "
+                                            "29.11.2026, 5 дней назад; касса заблокируется 29.12.2026, через 25 дней")
+    assert len(render([item], MOSCOW, NOW, title=TITLE)) == 1
+
+
+def test_the_day_a_register_blocks_is_the_chats_date_even_on_a_whole_hour():
+    """30 days after a document sent at 18:00 Moscow time is 18:00 too: midnight in Yakutsk, but a moment,
+    not a site's date, so it is the chat's 4th, not the 5th."""
+    item = WorkItem("ofd_backlog", "shop-01", {"kkt": "065001234567890"}, count=2,
+                    since=datetime(2026, 11, 4, 18, 0, tzinfo=MOSCOW).timestamp(),
+                    due=datetime(2026, 12, 4, 18, 0, tzinfo=MOSCOW).timestamp())
+    assert item_line(item, MOSCOW, NOW).endswith("касса заблокируется 04.12.2026, сегодня")
 
 
 def test_a_blocked_register_is_said_blocked():
@@ -177,6 +227,35 @@ def test_a_site_longer_than_a_message_is_split_between_its_lines():
     assert "(продолжение)" in messages[1].split("\n", 1)[0]
 
 
+@pytest.mark.parametrize("title", ["Т" * n for n in range(1, 40, 3)])
+def test_a_site_with_300_items_keeps_every_item_and_says_its_site_in_every_message(title):
+    """Each message within 4096 UTF-16 code units, whatever the lengths; every item once, in order; a
+    message that goes on with the site says the site again, so no item is read without its site."""
+    items = [fn("big-site", NOW + 10 * DAY, kkt=f"{n:015d}", model="M" * 33, client="ООО «Рога & копыта» 🙂")
+             for n in range(300)]
+    items.append(WorkItem("check_down", "small", {"check": "pc", "type": "ping"}, since=NOW - 2 * DAY))
+    messages = render(items, MOSCOW, NOW, title=title)
+    assert len(messages) > 3
+    kkts = []
+    for index, text in enumerate(messages):
+        assert message_length(text) <= 4096, (index, message_length(text))
+        assert all(markup_problem(line) == "" for line in text.splitlines())
+        lines = text.split("\n")
+        if index:
+            assert lines[0] == f"📋 <b>{title}, пт 04.12</b> (продолжение)" and lines[1] == ""
+        site = None
+        for line in lines:
+            if line.startswith("🏪"):
+                site = line
+            elif line.startswith(MARKS):
+                assert site is not None, f"message {index} has an item before any site: {line}"
+                if "big-site" in site:
+                    kkts.append(re.search(r"№ (\d+)", line).group(1))
+        if index:
+            assert lines[2] == "🏪 <b>big-site</b> · клиент ООО «Рога &amp; копыта» 🙂 (продолжение)"
+    assert kkts == [f"{n:015d}" for n in range(300)]  # every one, once, in the register's order
+
+
 # --- any list at all -------------------------------------------------------------------------------------
 
 LABEL_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=120)
@@ -190,13 +269,14 @@ def work_items(draw):
     labels = draw(st.dictionaries(st.sampled_from(["client", "kkt", "fn", "check", "catalog", "name", "model", "type",
                                                    "source"]), LABEL_TEXT, max_size=6))
     return WorkItem(kind, draw(st.sampled_from(["shop-01", "shop-02", "<&>", "магазин", ""]) | LABEL_TEXT), labels,
-                    due=draw(MOMENTS), since=draw(MOMENTS), count=draw(st.one_of(st.none(), st.integers(0, 10**7))),
+                    due=draw(MOMENTS), since=draw(MOMENTS),
+                    count=draw(st.one_of(st.none(), st.integers(0, 10**7), st.floats(allow_nan=True, allow_infinity=True))),
                     reason=draw(st.one_of(st.none(), st.sampled_from(
                         ["timeout", "main_page", "main_page,product_control", "maintenance", "x"]))))
 
 
 @settings(max_examples=150, deadline=None)
-@given(items=st.lists(work_items(), max_size=120), zone=st.sampled_from(["Europe/Moscow", "Asia/Kamchatka", "UTC"]))
+@given(items=st.lists(work_items(), max_size=300), zone=st.sampled_from(["Europe/Moscow", "Asia/Kamchatka", "UTC"]))
 def test_any_worklist_is_valid_telegram_html_within_the_limit_with_every_item_once(items, zone):
     messages = render(items, ZoneInfo(zone), NOW, title=TITLE)
     assert messages
@@ -209,8 +289,12 @@ def test_any_worklist_is_valid_telegram_html_within_the_limit_with_every_item_on
     said = [line for text in messages for line in text.splitlines() if line.startswith(MARKS)]
     assert len(said) == len(items)
     sites = {item.site for item in items}
-    site_lines = [line for text in messages for line in text.splitlines() if line.startswith("🏪")]
+    site_lines = [line for text in messages for line in text.splitlines()
+                  if line.startswith("🏪") and not line.endswith(" (продолжение)")]
     assert len(site_lines) == len(sites)
+    for text in messages:  # no item without its site above it in the same message
+        body = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+        assert all(block.startswith("🏪") for block in body.split("\n\n")), text
 
 
 def test_a_day_with_a_clock_change_still_counts_calendar_days():
