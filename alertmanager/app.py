@@ -26,7 +26,9 @@ from alertmanager.chatcommands import ChatCommands
 from alertmanager.config import ReceiverConfig
 from alertmanager.delivery import DeliveryProcess
 from alertmanager.desk import Answer, WebhookDesk
+from alertmanager.helpdesk import HandOff
 from alertmanager.metrics import ReceiverMetrics
+from alertmanager.morning import Morning
 from alertmanager.outbox import Outbox
 from alertmanager.render import Renderer
 from alertmanager.sender import Sender
@@ -69,6 +71,13 @@ class Receiver:
                                     self.outbox.receiver_routes)
             self.poller = CommandPoller(config.commands, self.sender.apis[config.commands.bot], commands,
                                         self.outbox, self.metrics, lambda: self.sender.active)
+        self.morning = None
+        self.handoff = None
+        if config.worklist is not None and role != "web":
+            if any(route.helpdesk is not None for route in config.routes.values()):
+                self.handoff = HandOff(config, config.outbox_path, self.metrics.registry)
+            self.morning = Morning(config, self.outbox, lambda: self.sender.active, registry=self.metrics.registry,
+                                   handoff=self.handoff, wake=self.sender.wake)
 
     def learn_route(self, alertmanager_receiver: str, route: str) -> None:
         """Remembers that an Alertmanager receiver posts to this route, for /status (written once per pair,
@@ -116,6 +125,10 @@ class Receiver:
         self.sender.start()
         if self.poller is not None:
             self.poller.start()
+        if self.morning is not None:
+            self.morning.start()
+        if self.handoff is not None:
+            self.handoff.start(lambda: self.sender.active)
 
     def complain(self, key: str, text: str, *args: Any) -> None:
         """Logs a rejected request, but the same complaint at most once a minute: a misconfigured
@@ -130,6 +143,11 @@ class Receiver:
     def close(self) -> None:
         if self.poller is not None:
             self.poller.stop()
+        if self.morning is not None:
+            self.morning.stop()
+        if self.handoff is not None:
+            self.handoff.stop()
+            self.handoff.close()
         self.sender.stop()
         self._chores.shutdown(wait=True)
         if self._writer is not None:

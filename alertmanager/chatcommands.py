@@ -39,6 +39,7 @@ MAINTENANCE_USAGE = ("Пишите: <code>/maintenance площадка [про�
 
 HELP = """<b>Команды sitewatch</b>
 /status — что горит сейчас в оповещениях этого чата, по площадкам
+/today — что сделать сегодня на площадках этого чата: ФН, ОФД, кассы, лицензии
 /alerts — все активные оповещения с их номерами (и заглушённые)
 /silence <i>площадка|#номер|алерт</i> <i>срок</i> [комментарий] — заглушить, \
 например <code>/silence shop-01 4h плановые работы</code>
@@ -107,11 +108,13 @@ def split_messages(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> list[str
 class ChatCommands:
     def __init__(self, config: ReceiverConfig, commands: CommandsConfig, api: AlertmanagerApi,
                  receiver_routes: Callable[[], set[tuple[str, str]]],
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None,
+                 takers: Callable[[], dict[str, str]] | None = None):
         self.config = config
         self.commands = commands
         self.api = api
         self.receiver_routes = receiver_routes  # (Alertmanager receiver, route) pairs learnt from webhooks
+        self.takers = takers  # who took which alert ("✋ Беру"), by fingerprint: shown by /alerts
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.zone = config.timezone or maintenance.DEFAULT_ZONE
 
@@ -119,7 +122,7 @@ class ChatCommands:
 
     def answer(self, command: str, arguments: list[str], asker: Asker) -> list[str]:
         """The messages to send back for `command` (without the slash); CommandProblem for a bad one."""
-        handler = {"status": self.status, "alerts": self.alerts, "silence": self.silence,
+        handler = {"status": self.status, "today": self.today, "alerts": self.alerts, "silence": self.silence,
                    "maintenance": self.plan_maintenance, "silences": self.list_silences, "unsilence": self.unsilence,
                    "targets": self.list_targets, "add": self.add_target, "del": self.delete_target,
                    "help": self.help, "start": self.help}.get(command)
@@ -208,16 +211,36 @@ class ChatCommands:
         if not alerts:
             return ["✅ Активных оповещений нет" + (" в оповещениях этого чата." if filtered else ".")]
         lines = [f"<b>Активные оповещения: {len(alerts)}</b>"]
+        taken = self.takers() if self.takers else {}
         for alert in sorted(alerts, key=lambda a: (a["labels"].get("site", ""), a["labels"].get("alertname", ""))):
             state = {"active": _mark(alert), "suppressed": "🔕"}.get(_state(alert), "⏳")
             labels = alert["labels"]
             where = " · ".join(html.escape(labels[k]) for k in ("site", "check", "kkt") if labels.get(k))
+            taker = taken.get(alert["fingerprint"])
             lines.append(f"<code>{alert['fingerprint'][:SHORT_ID]}</code> {state} "
                          f"{html.escape(self._title(labels))}" + (f" · {where}" if where else "")
-                         + f" · с {self._when(alert['startsAt'])}")
+                         + f" · с {self._when(alert['startsAt'])}"
+                         + (f" · ✋ {html.escape(taker)}" if taker else ""))
         lines.append("")
         lines.append("Заглушить одно: <code>/silence #номер 4h</code>; площадку: <code>/silence площадка 4h</code>.")
         return split_messages(lines)
+
+    def today(self, arguments: list[str], asker: Asker) -> list[str]:
+        """The morning worklist on demand, for the sites of the chat's routes (a private chat no route posts
+        to: every route's)."""
+        # Imported here: the worklist's text borrows split_messages from this module.
+        from alertmanager.morning import merged, zone_of
+        from alertmanager.worklist import WorklistUnavailable
+
+        routes = self.routes_of_chat(asker.chat_id)
+        if not routes and not asker.private:
+            raise CommandProblem(NO_ALERTS_HERE)
+        names = sorted(routes or self.config.routes)
+        zone = zone_of(self.config, self.config.routes[names[0]]) if len(names) == 1 else self.zone
+        try:
+            return merged(self.config, names, self.clock().timestamp(), zone)
+        except WorklistUnavailable as err:
+            raise CommandProblem(f"⚠️ {html.escape(err.russian)}") from None
 
     # --- silences ---
 

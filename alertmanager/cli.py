@@ -15,7 +15,7 @@ import sys
 import threading
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from alertmanager import maintenance
+from alertmanager import maintenance, worklist_cli
 from alertmanager.app import Receiver, create_app, receiver_of, renderer_for
 from alertmanager.chatcommands import CommandProblem, parse_duration
 from alertmanager.config import CommandsConfig, ReceiverConfig, load_receiver_config
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
                                                      "and route; exit 0 only if all can be used")
     add_config_options(check, "receiver config", log_file=False)
     check.add_argument("--offline", action="store_true", help="only validate the file and its templates")
+    worklist_cli.add_parser(commands, add_config_options)
     _maintenance_parser(commands)
     return parser
 
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(config, args.offline)
         if args.command == "deliver":
             return _deliver(config, args)
+        if args.command == "worklist":
+            return worklist_cli.run(config, args)
         return _serve(config, args)
     except (ConfigError, TemplateProblem) as err:
         sys.stderr.write(f"config error: {err}\n")
@@ -132,7 +135,7 @@ def _check_config(config: ReceiverConfig, offline: bool) -> int:
     print(f"{config.source}: valid, {len(config.bots)} bot(s), {len(config.routes)} route(s)")
     if offline:
         return 0
-    findings = check_telegram(config, bot_apis(config))
+    findings = check_telegram(config, bot_apis(config)) + worklist_cli.check(config)
     for finding in findings:
         print(f"{'ok ' if finding.ok else 'BAD'}  {finding.what}: {finding.detail}")
     return 0 if all(finding.ok for finding in findings) else EXIT_PROBLEM

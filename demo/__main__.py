@@ -12,6 +12,7 @@ network namespace it made it removes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -44,6 +47,8 @@ OFFICE_USER = "demo"
 DEVICE_PORTS = {WEB[1]: "the demo's web pages", KODEKS_PORT: "the fake Кодекс server",
                 MITSU_PORT: "the Mitsu simulator", ATOL_PORT: "the ATOL simulator",
                 SHTRIH_PORT: "the Shtrih-M simulator"}
+WORKLIST_PATIENCE = 90.0  # seconds the start-up worklist waits for the first register readings
+STOPPING = threading.Event()  # the demo is stopping: the start-up worklist is not sent
 
 
 class Stop(Exception):
@@ -143,6 +148,36 @@ def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, centra
     time.sleep(1)
     if pusher.process.poll() is not None:
         raise StartFailed(f"sitewatch-pusher exited with {pusher.process.returncode}:\n{pusher.tail()}")
+    threading.Thread(target=send_first_worklist, args=(work, ports, receiver_env), name="demo-worklist",
+                     daemon=True).start()
+
+
+def send_first_worklist(work: Path, ports: configs.Ports, env: dict) -> None:
+    """The morning worklist once, as soon as Prometheus holds the registers' readings, so a newcomer sees it
+    without waiting for 08:30 (the receiver sends it from its outbox like any message)."""
+    deadline = time.monotonic() + WORKLIST_PATIENCE
+    while time.monotonic() < deadline and not STOPPING.is_set():
+        if _has_readings(ports):
+            break
+        STOPPING.wait(1.0)
+    else:
+        if not STOPPING.is_set():
+            say(f"demo: no register readings in Prometheus after {WORKLIST_PATIENCE:g}s; "
+                "the worklist is sent without them")
+    if STOPPING.is_set():
+        return
+    subprocess.run([sys.executable, "-m", "alertmanager.cli", "worklist", "--config",
+                    str(work / "receiver" / "receiver.yml"), "--send"], cwd=ROOT, env=env,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def _has_readings(ports: configs.Ports) -> bool:
+    query = urllib.parse.urlencode({"query": "count(sitewatch_fn_expiry_timestamp_seconds)"})
+    try:
+        with urllib.request.urlopen(f"{ports.url('prometheus')}/api/v1/query?{query}", timeout=2) as answer:
+            return bool(json.load(answer)["data"]["result"])
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def start_victoriametrics(supervisor: Supervisor, work: Path, ports: configs.Ports, central: Path,
@@ -292,6 +327,7 @@ def main() -> int:
             say(f"demo: {err}")
             return 1
         finally:
+            STOPPING.set()
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
             stopped = len(supervisor.daemons) if supervisor else 0
             killed = supervisor.stop_all() if supervisor else []

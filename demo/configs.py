@@ -174,6 +174,11 @@ def receiver(work: Path, ports: Ports, token_file: Path, telegram: Telegram, cen
             document["commands"]["exporter_config"] = str(central)
         if not telegram.dry_run and telegram.chat_id.lstrip("-").isdigit():
             document["commands"]["allowed_chats"] = [int(telegram.chat_id)]
+    if "worklist" in document:  # the morning list reads the demo's Prometheus (or VictoriaMetrics)
+        document["worklist"]["prometheus_url"] = ports.url("prometheus")
+        # Started after 08:30, the demo would send the day's list before Prometheus holds any reading; it
+        # sends one of its own once the readings are in (demo/__main__.py).
+        document["worklist"]["late_by"] = "0s"
     document["auth"] = {"bearer_token": {"file": str(token_file)}}
     document["outbox"]["path"] = str(work / "receiver" / "outbox.db")
     # No links: the demo runs no Grafana, and Debian's Alertmanager has no web UI, so a dashboard or silence

@@ -176,6 +176,39 @@ def test_the_first_telegram_messages_reach_the_console_within_two_minutes(demo):
     print(f"first alerts printed {arrived_after:.0f}s after the stack came up")
 
 
+def test_the_morning_worklist_reaches_the_console_at_start_up(demo):
+    def printed(text):
+        return text.count("Что сделать сегодня") >= 2  # the POS team's topic and the duty group
+
+    demo.wait_for(printed, 180 - (time.monotonic() - demo.up_at), "the start-up worklist in the console")
+    lists: dict[str, str] = {}
+    for header, text in demo.messages():
+        if "Что сделать сегодня" in text:
+            route = header.split(":")[0].removeprefix("route ")
+            lists[route] = lists.get(route, "") + text
+    # Routed as the alerts are: the registers to the POS team's topic and the shop's distributor, the Кодекс
+    # catalogs to the duty group; no list for the info channel or the watchdog's.
+    assert "info" not in lists and "watchdog" not in lists, list(lists)
+    kkt = lists["kkt"]
+    assert "demo-shop" in kkt and "ФН" in kkt and "ОФД" in kkt, kkt
+    assert "ФН" in lists["pos"], lists["pos"]
+    assert "/docs2" in lists["duty"] and "ФН" not in lists["duty"], lists["duty"]
+    for text in lists.values():
+        assert "sitewatch_" not in text and "site=" not in text and "<b>" not in text, text
+
+
+def test_the_worklist_finds_the_demos_work_in_its_prometheus(demo):
+    from alertmanager.config import WorklistConfig
+    from alertmanager.worklist import collect
+
+    demo.wait_for(lambda text: TITLE["FnExpiring"] in text, 150, "the first ФН alert")
+    items = collect(WorklistConfig(prometheus_url=PORTS.url("prometheus"), alertmanager_url=None, timeout=10),
+                    time.time())
+    found = {(i.kind, i.site, i.labels.get("kkt") or i.labels.get("catalog", "")) for i in items}
+    assert {("fn_expiry", "demo-shop", "065001234567890"), ("fn_expiry", "demo-shop", "123456"),
+            ("ofd_backlog", "demo-shop", "065001234567890"), ("catalog_error", "demo-shop", "/docs2")} <= found, found
+
+
 def dashboard_queries() -> list[tuple[str, str, str, str]]:
     """(file, panel title, refId, PromQL) of every panel target, and the variables' queries."""
     found = []
