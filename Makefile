@@ -49,6 +49,7 @@ bench: venv debs
 	$(PY) bench/exporter_scrape.py
 	$(PY) bench/ingest_uploads.py
 	$(PY) bench/web_auth.py
+	$(PY) bench/worklist_fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
