@@ -32,7 +32,7 @@ from alertmanager.chatcommands import Asker, ChatCommands, CommandProblem
 from alertmanager.config import CommandsConfig
 from alertmanager.metrics import ReceiverMetrics
 from alertmanager.outbox import Outbox, SentAlert, SentMessage
-from alertmanager.render import duration_text, moment_text
+from alertmanager.render import duration_text, isolated, moment_text
 from alertmanager.silences import AlertmanagerError, exact_matchers
 from alertmanager.telegram import ApiAnswer, BotApi
 from alertmanager.telegram_html import html_to_text
@@ -135,7 +135,10 @@ class CommandPoller:
         for update in answer.result or []:
             if self._stopping.is_set() or not self.is_active():
                 break  # not confirmed: whoever polls next does it
-            self._handle(update)
+            try:
+                self._handle(update)
+            except Exception:  # noqa: BLE001 - done again, it would fail again and hold back every update after it
+                log.exception("event=update_failed update_id=%s action=skipped", update.get("update_id"))
             # Kept one by one: a crash repeats at most the update it was doing. Memory is the truth while
             # running, so a busy database cannot make a command run twice.
             self._offset = int(update["update_id"]) + 1
@@ -207,7 +210,7 @@ class CommandPoller:
     def _button(self, query: dict[str, Any]) -> None:
         message = query.get("message") or {}
         chat = message.get("chat") or {}
-        chat_id = int(chat.get("id", 0))
+        chat_id = _number(chat.get("id"))
         sender = query.get("from") or {}
         user_id = sender.get("id")
         take = query.get("data") == TAKE
@@ -254,10 +257,11 @@ class CommandPoller:
               sender: dict[str, Any]) -> None:
         """"✋ Беру" under a firing message: who pressed it takes its alerts. The first press counts; the
         next ones are told who took them. The press is answered before Alertmanager is asked."""
-        chat_id = int(chat.get("id", 0))
-        user_id = int(sender.get("id") or 0)
+        chat_id = _number(chat.get("id"))
+        user_id = _number(sender.get("id"))
         asker = Asker(chat_id, user_id, _display_name(sender), private=_is_private(chat))
-        sent = self._sent_message(chat_id, int(message.get("message_id") or 0))
+        message_id = _number(message.get("message_id"))
+        sent = self._sent_message(chat_id, message_id) if message_id > 0 else None
         if sent is None:  # sent before takes were remembered, or forgotten after 30 days
             self._answer_button(query["id"], "Эта кнопка устарела.", alert=True)
             self.metrics.commands.labels("take", "refused").inc()
@@ -268,7 +272,7 @@ class CommandPoller:
             if sent.taken_user == user_id:
                 text = "Вы уже взяли это в работу."
             elif sent.taken_user is not None:
-                text = f"Это уже взял(а) {sent.taken_name}, {moment_text(sent.taken_at or 0, zone)}."
+                text = f"Это уже взял(а) {isolated(sent.taken_name)}, {moment_text(sent.taken_at or 0, zone)}."
             else:
                 text = "Эти оповещения уже закончились."
             self._answer_button(query["id"], text, alert=sent.taken_user != user_id)
@@ -328,7 +332,7 @@ class CommandPoller:
 
     def _refusal(self, chat: dict[str, Any], user_id: int | None) -> str | None:
         """Why a command or button press from this chat and user is not carried out; None when it is."""
-        chat_id = int(chat.get("id", 0))
+        chat_id = _number(chat.get("id"))
         if chat_id in self.settings.allowed_chats:
             return None
         if user_id is None or user_id not in self.settings.allowed_users:
@@ -391,6 +395,16 @@ class CommandPoller:
         if not answer.ok:
             log.warning("event=button_answer_failed error=%r", answer.description or answer.network_error)
         return answer.ok
+
+
+def _number(value: object) -> int:
+    """An id from an update as a number SQLite can keep; 0 for anything else (Telegram sends numbers, but one
+    odd update must not stop the bot)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and -2 ** 63 < value < 2 ** 63:
+        return value
+    return 0
 
 
 def _is_private(chat: dict[str, Any]) -> bool:

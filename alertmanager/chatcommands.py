@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from alertmanager import maintenance
 from alertmanager.config import CommandsConfig, ReceiverConfig
 from alertmanager.maintenance import MaintenanceProblem
-from alertmanager.render import duration_text, plural
+from alertmanager.render import duration_text, isolated, plural
 from alertmanager.wording import title, word
 from alertmanager.silences import AlertmanagerApi, AlertmanagerError, Silence, equal_matcher, exact_matchers
 from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
@@ -220,27 +220,29 @@ class ChatCommands:
             lines.append(f"<code>{alert['fingerprint'][:SHORT_ID]}</code> {state} "
                          f"{html.escape(self._title(labels))}" + (f" · {where}" if where else "")
                          + f" · с {self._when(alert['startsAt'])}"
-                         + (f" · ✋ {html.escape(taker)}" if taker else ""))
+                         + (f" · ✋ {isolated(html.escape(taker))}" if taker else ""))
         lines.append("")
         lines.append("Заглушить одно: <code>/silence #номер 4h</code>; площадку: <code>/silence площадка 4h</code>.")
         return split_messages(lines)
 
     def today(self, arguments: list[str], asker: Asker) -> list[str]:
         """The morning worklist on demand, for the sites of the chat's routes (a private chat no route posts
-        to: every route's)."""
+        to: every route's), made within morning.ON_DEMAND_BUDGET: the other commands and the buttons wait
+        for it."""
         # Imported here: the worklist's text borrows split_messages from this module.
-        from alertmanager.morning import merged, zone_of
+        from alertmanager.morning import on_demand, shared_zone
         from alertmanager.worklist import WorklistUnavailable
 
         routes = self.routes_of_chat(asker.chat_id)
         if not routes and not asker.private:
-            raise CommandProblem(NO_ALERTS_HERE)
+            raise CommandProblem("В этот чат бот не присылает ни оповещений, ни списков дел, поэтому не "
+                                 "показывает список и здесь. Список по площадкам всех чатов можно посмотреть в "
+                                 "личном чате с ботом, если он отвечает вам там.")
         names = sorted(routes or self.config.routes)
-        zone = zone_of(self.config, self.config.routes[names[0]]) if len(names) == 1 else self.zone
         try:
-            return merged(self.config, names, self.clock().timestamp(), zone)
-        except WorklistUnavailable as err:
-            raise CommandProblem(f"⚠️ {html.escape(err.russian)}") from None
+            return on_demand(self.config, names, self.clock().timestamp(), shared_zone(self.config, names))
+        except WorklistUnavailable as err:  # its Russian is a whole answer, marked already
+            raise CommandProblem(html.escape(err.russian)) from None
 
     # --- silences ---
 

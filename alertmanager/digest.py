@@ -14,9 +14,11 @@ text with a line per resolved alert and who took it, and the buttons left), `rep
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from alertmanager.buttons import after_edit
 from alertmanager.outbox import Ended, Item, SentMessage
@@ -35,24 +37,25 @@ class Message:
     summed_up: tuple[int, ...] = ()  # batches whose remaining items this message sums up as "and N more"
 
 
-def next_run(items: Sequence[Item]) -> list[Item]:
+def next_run(items: Sequence[Item], held_back: Collection[str] = ()) -> list[Item]:
     """The items the next message may carry: the head's route and status, in order.
 
     Items of the other status are left for a later message, but never overtaken by news of the same
-    alert: if an alert was resolved and fired again, its messages keep their order.
+    alert: if an alert was resolved and fired again, its messages keep their order. `held_back`: alerts
+    (fingerprints) with news waiting before `items`, which the run must not overtake either.
     """
     head = items[0]
     if head.status not in ("firing", "resolved"):
         return [head]  # a text or an edit: a request of its own
     run: list[Item] = []
-    held_back: set[str] = set()
+    waiting = set(held_back)
     for item in items:
         if item.route == head.route and item.status == head.status:
-            if item.fingerprint and item.fingerprint in held_back:
+            if item.fingerprint and item.fingerprint in waiting:
                 break
             run.append(item)
         elif item.fingerprint:
-            held_back.add(item.fingerprint)
+            waiting.add(item.fingerprint)
     return run
 
 
@@ -151,7 +154,7 @@ class FollowUp:
     items: tuple[Item, ...] = ()  # what the request tells of
     finished: tuple[Item, ...] = ()  # of those, the ones owed nothing more once it succeeds
     done: tuple[Item, ...] = ()  # items owed nothing already (the chat was told): dropped without a request
-    refused: int = 0  # separate: its items whose firing messages Telegram refused to edit
+    refused: frozenset[int] = frozenset()  # separate: its items (ids) whose firing messages Telegram refused to edit
 
 
 def plan_follow_up(run: Sequence[Item], mode: str, messages: Sequence[SentMessage]) -> FollowUp:
@@ -194,7 +197,7 @@ def plan_follow_up(run: Sequence[Item], mode: str, messages: Sequence[SentMessag
     if not usable(first):
         unknown = tuple(item for item in left if not usable(item))
         return FollowUp("separate", items=unknown, done=tuple(done),
-                        refused=sum(1 for item in unknown if carriers.get(key(item))))
+                        refused=frozenset(item.id for item in unknown if carriers.get(key(item))))
     pending = edits(first)
     if pending:
         target = pending[0]
@@ -235,7 +238,7 @@ def edited_message(sent: SentMessage, language: str, zone: tzinfo,
                             alert.title if named else None, since=sent.sent_at) for alert in resolved]
     text = sent.text
     if alerts and len(resolved) == len(alerts):
-        text = all_resolved_header(language, text)
+        text = all_resolved_header(language, text, plain=sent.parse_mode is None)
     firing = {alert.fingerprint for alert in alerts if alert.ended_at is None}
     keyboard = after_edit(sent.keyboard, firing, sent.take_button and sent.taken_user is None and bool(firing))
     return _with_notes(text, notes, plain=sent.parse_mode is None, language=language), keyboard
@@ -262,18 +265,30 @@ def _lasted(starts_at: str, ended_at: float) -> float | None:
 
 def _with_notes(text: str, notes: Sequence[str], *, plain: bool, language: str) -> str:
     """`text` with the notes below it, all within Telegram's limit: if they do not fit, the resolved lines
-    are summed up in one, and what is still too long is cut from the end of the text."""
+    are summed up in one, and what is still too long is cut from the end of the text.
+
+    Lengths are counted as Telegram counts them, in what the message shows: a firing message near the limit
+    in HTML (links, tags, "&amp;") usually shows far less, and keeps all of its text."""
     if not notes:
         return text
     if plain:
         notes = [html_to_text(note) for note in notes]
     footer = "\n".join(notes)
-    if message_length(text) + len(BLOCK_SEPARATOR) + message_length(footer) > MESSAGE_LIMIT:
+    if _shown_length(text, plain) + len(BLOCK_SEPARATOR) + _shown_length(footer, plain) > MESSAGE_LIMIT:
         footer = _fitting_lines(list(notes), language, limit=MESSAGE_LIMIT // 4)
-    room = MESSAGE_LIMIT - len(BLOCK_SEPARATOR) - message_length(footer)
-    if message_length(text) > room:
-        text = _cut_plain(text, room) if plain else fit_lines(text, room)
+    room = MESSAGE_LIMIT - len(BLOCK_SEPARATOR) - _shown_length(footer, plain)
+    if _shown_length(text, plain) > room:
+        text = _cut_lines(text, room, plain)
     return text + BLOCK_SEPARATOR + footer
+
+
+_TAG = re.compile(r"<[^<>]*>")
+
+
+def _shown_length(text: str, plain: bool) -> int:
+    """How long Telegram finds `text` (UTF-16 code units of what it shows): HTML without its tags, with its
+    entities read. A sent message's HTML escapes every "<" of its text, so whatever is between < and > is a tag."""
+    return message_length(text if plain else html.unescape(_TAG.sub("", text)))
 
 
 def _fitting_lines(lines: list[str], language: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -298,14 +313,17 @@ def _and_more(count: int, language: str) -> str:
     return f"{CUT_MARK} and {count} more"
 
 
-def _cut_plain(text: str, room: int) -> str:
-    """Plain text cut between lines to fit `room`, with "…" at the cut."""
+def _cut_lines(text: str, room: int, plain: bool) -> str:
+    """`text` cut between lines to show at most `room`, with "…" at the cut. A sent message's HTML keeps each
+    line's tags balanced, so whole lines keep it valid."""
     kept: list[str] = []
     used = len(CUT_MARK) + 1
     for line in text.split("\n"):
-        size = message_length(line) + 1
+        size = _shown_length(line, plain) + 1
         if used + size > room:
             break
         kept.append(line)
         used += size
+    if not kept and not plain:  # one line longer than the room: its visible text, cut
+        return fit_lines(text, room)
     return "\n".join(kept + [CUT_MARK])

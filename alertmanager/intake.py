@@ -27,8 +27,10 @@ class Intake:
 
 
 def dedup_key(path_route: str, notification: Notification) -> str:
-    """Alertmanager HA peers send the same notification: same route, group and alert states."""
-    states = sorted(f"{alert.fingerprint}:{alert.status}" for alert in notification.alerts)
+    """Alertmanager HA peers send the same notification: same route, group and alert states. A state includes
+    the alert's start, so an alert that resolved and fired again within the window is news, not a copy."""
+    states = sorted(f"{alert.fingerprint}:{alert.status}:{alert.starts_at.isoformat() if alert.starts_at else ''}"
+                    for alert in notification.alerts)
     text = "\x00".join([path_route, notification.group_key, *states])
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -23,8 +23,9 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from alertmanager.telegram_html import MESSAGE_LIMIT, fit_lines
 
@@ -506,18 +507,26 @@ class Outbox:
 
     # --- the sender -----------------------------------------------------------------------------------
 
-    def waiting_queues(self) -> list[tuple[str, int, bool]]:
-        """(queue, id of its first item, whether urgent items wait) for every queue with items: those with
-        urgent items first, then oldest first.
+    def waiting_queues(self, follow_up_routes: Collection[str] = ()) -> list[tuple[str, int, bool]]:
+        """(queue, id of its first item, whether urgent news waits) for every queue with items: those with
+        urgent news first, then oldest first.
+
+        Urgent news is an urgent item that is not a follow-up of a message sent before: not an edit, nor a
+        resolution of one of the `follow_up_routes` (those that show it in the firing message). A storm of
+        such follow-ups in the urgent lane must not take the sends a minute kept for a new critical alert.
 
         Index look-ups per chat, not a scan of the items: the sender asks often, the outbox may hold
         tens of thousands of items in a storm.
         """
+        routes = sorted(follow_up_routes)
+        follow_up = f" AND NOT (items.status = 'resolved' AND items.route IN ({','.join('?' * len(routes))}))" \
+            if routes else ""
         rows = self._connection().execute(
             "SELECT queue, head, urgent FROM (SELECT queue, "
             "(SELECT MIN(items.id) FROM items WHERE items.queue = queues.queue) AS head, "
-            "EXISTS (SELECT 1 FROM items WHERE items.queue = queues.queue AND items.urgent = 1) AS urgent "
-            "FROM queues) WHERE head IS NOT NULL ORDER BY urgent DESC, head").fetchall()
+            "EXISTS (SELECT 1 FROM items WHERE items.queue = queues.queue AND items.urgent = 1 AND "
+            f"items.status != '{EDIT}'{follow_up}) AS urgent "
+            "FROM queues) WHERE head IS NOT NULL ORDER BY urgent DESC, head", routes).fetchall()
         return [(queue, head, bool(urgent)) for queue, head, urgent in rows]
 
     def chat(self, queue: str) -> Chat | None:
@@ -579,11 +588,14 @@ class Outbox:
                 db.execute("DELETE FROM items WHERE batch_id = ? AND status = ? AND claimed = 0", (batch_id, status))
             if delivered is not None:
                 self._remember(db, delivered)
-            for alert in ended:
-                db.execute("UPDATE sent_alerts SET ended_at = COALESCE(ended_at, ?), replied = MAX(replied, ?) "
-                           "WHERE fingerprint = ? AND starts_at = ? AND message IN "
-                           "(SELECT id FROM sent_messages WHERE queue = ? AND route = ?)",
-                           (alert.at, int(replied), alert.fingerprint, alert.starts_at, queue, items[0].route))
+            # Each alert by its index, then its messages by their ids: "message IN (those of the queue)" would read
+            # every message remembered (a month of a busy chat) once per alert, holding the write lock.
+            db.executemany("UPDATE sent_alerts SET ended_at = COALESCE(ended_at, ?), replied = MAX(replied, ?) "
+                           "WHERE fingerprint = ? AND starts_at = ? AND EXISTS (SELECT 1 FROM sent_messages WHERE "
+                           "sent_messages.id = sent_alerts.message AND sent_messages.queue = ? AND "
+                           "sent_messages.route = ?)",
+                           [(alert.at, int(replied), alert.fingerprint, alert.starts_at, queue, items[0].route)
+                            for alert in ended])
 
     def drop(self, items: Sequence[Item]) -> None:
         """Items that need no message after all (a resolution the chat was already shown)."""
@@ -754,12 +766,22 @@ class Outbox:
                    (batch_id, route, queue, EDIT, json.dumps({"message": message, "cause": cause}), now))
 
     def takers(self) -> dict[str, str]:
-        """Who took each alert (by fingerprint) that has not resolved since: the name of the latest take."""
-        rows = self._connection().execute(
-            "SELECT sent_alerts.fingerprint, sent_messages.taken_name FROM sent_alerts JOIN sent_messages ON "
-            "sent_messages.id = sent_alerts.message WHERE sent_messages.taken_user IS NOT NULL AND "
+        """Who took each alert (by fingerprint) that has not resolved since: the name of the latest take.
+
+        A take is of one firing of the alert: once a later firing was sent (it resolved unseen, with
+        send_resolved off, and fired again), the earlier take no longer names anyone."""
+        db = self._connection()
+        rows = db.execute(
+            "SELECT sent_alerts.fingerprint, sent_alerts.starts_at, sent_messages.taken_name FROM sent_alerts JOIN "
+            "sent_messages ON sent_messages.id = sent_alerts.message WHERE sent_messages.taken_user IS NOT NULL AND "
             "sent_alerts.ended_at IS NULL ORDER BY sent_messages.taken_at").fetchall()
-        return {fingerprint: name for fingerprint, name in rows}
+        latest: dict[str, str] = {}
+        for fingerprint in {row[0] for row in rows}:
+            starts = [row[0] for row in db.execute("SELECT DISTINCT starts_at FROM sent_alerts WHERE fingerprint = ?",
+                                                   (fingerprint,))]
+            latest[fingerprint] = max(starts, key=_moment)
+        return {fingerprint: name for fingerprint, starts_at, name in rows
+                if _moment(starts_at) >= _moment(latest[fingerprint])}
 
     # --- one sender per database ------------------------------------------------------------------------
 
@@ -864,6 +886,14 @@ def _sent_messages(db: sqlite3.Connection, ids: Sequence[int]) -> list[SentMessa
                                  taken_name or "", taken_at, taken_until, edit_refused,
                                  tuple(alerts.get(row_id, ()))))
     return found
+
+
+def _moment(starts_at: str) -> float:
+    """An alert's stored start as a Unix time, for ordering its firings; an unreadable one sorts first."""
+    try:
+        return datetime.fromisoformat(starts_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("-inf")
 
 
 def _chat_of(db: sqlite3.Connection, queue: str) -> Chat | None:

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, tzinfo
@@ -397,27 +398,39 @@ def resolved_line(language: str, zone: tzinfo, ended_at: float, lasted: float | 
     return f"✅ {html.escape(caption, quote=False)}: {words['resolved_in']} {when}{how_long}"
 
 
+_RIGHT_TO_LEFT = frozenset({"R", "AL", "RLE", "RLO", "LRE", "LRO", "PDF", "RLI", "LRI", "FSI", "PDI"})
+
+
+def isolated(name: str) -> str:
+    """A person's name as the text around it needs it: one written right to left (Arabic, Hebrew) or carrying
+    direction marks is set apart (Unicode's first strong isolate), so it cannot pull the date and time after
+    it into its direction; any other name as it is."""
+    if any(unicodedata.bidirectional(char) in _RIGHT_TO_LEFT for char in name):
+        return f"\u2068{name}\u2069"
+    return name
+
+
 def taken_line(language: str, zone: tzinfo, name: str, at: float, silenced_until: float | None = None) -> str:
     """HTML: "✋ Взял: @name, 04.12 10:42" and, when the take silenced the alerts, ", заглушено до 14:42"."""
     words = _FOLLOW_UP[language]
-    line = f"✋ {words['taken']}{':' if language == 'ru' else ''} {html.escape(name, quote=False)}, " \
+    line = f"✋ {words['taken']}{':' if language == 'ru' else ''} {isolated(html.escape(name, quote=False))}, " \
            f"{moment_text(at, zone, language)}"
     if silenced_until is not None:
         line += f", {words['silenced']} {moment_text(silenced_until, zone, language, since=at)}"
     return line
 
 
-def all_resolved_header(language: str, text: str) -> str:
+def all_resolved_header(language: str, text: str, plain: bool = False) -> str:
     """The message with its first line saying that all its alerts resolved: the built-in header's "🔥
     Срабатывает" becomes "✅ Решено"; any other first line (a digest, a route's own template) gets "✅ Всё
-    решено." in front, in place of its 🔥."""
+    решено." in front, in place of its 🔥 (in bold, unless the message is `plain` text)."""
     words = _FOLLOW_UP[language]
     first, newline, rest = text.partition("\n")
     firing = re.match(r"🔥 (<b>)?" + re.escape(words["firing"]) + r"\b", first)
     if firing:
         first = f"✅ {firing.group(1) or ''}{words['resolved_header']}" + first[firing.end():]
     else:
-        bold = "<b>{}</b>" if re.search(r"<[a-z]", text) else "{}"
+        bold = "{}" if plain else "<b>{}</b>"
         first = "✅ " + bold.format(words["all_resolved"]) + " " + re.sub(r"^🔥\s*", "", first)
     return first + newline + rest
 

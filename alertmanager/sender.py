@@ -101,6 +101,9 @@ class Sender:
         self._retry_at: dict[str, tuple[float, int]] = {}  # queue -> (when, attempts so far)
         self._trouble: dict[str, str] = {}  # queue -> the failure last logged for it
         self._chats: dict[str, Chat] = {}
+        # Routes whose resolutions are shown in their firing messages: those resolutions are follow-ups, not news.
+        self._follow_up_routes = frozenset(name for name, route in config.routes.items()
+                                           if route.resolved_mode != "separate")
         self._waiting: list[tuple[str, int, bool]] = []  # the outbox's queues as last scanned
         self._scanned_at = float("-inf")
         self._stale = True
@@ -203,7 +206,7 @@ class Sender:
             due = self._scanned_at + (RESCAN_EVERY if self._stale else POLL_INTERVAL)
             if now >= due:
                 try:
-                    self._waiting = self.outbox.waiting_queues()
+                    self._waiting = self.outbox.waiting_queues(self._follow_up_routes)
                 except Exception as err:
                     log.error("event=outbox_unavailable file=%s error=%r", self.outbox.path, str(err))
                     self._wakeup.wait(1.0)
@@ -241,7 +244,7 @@ class Sender:
         items = self.outbox.peek(queue)
         if not items:
             return
-        run = next_run(items)
+        run = self._next_run(items)
         head = run[0]
         if head.status == TEXT:
             self._deliver_text(queue, chat, head)
@@ -255,9 +258,28 @@ class Sender:
             return
         self._deliver_message(queue, chat, run)
 
-    def _deliver_message(self, queue: str, chat: Chat, run: list[Item], fallback: tuple[int, int] = (0, 0)) -> None:
-        """One message of alerts; `fallback`: (unknown, refused) of its resolved alerts that a route which edits
-        or replies could not tell in their firing messages."""
+    def _next_run(self, items: list[Item]) -> list[Item]:
+        """What the next request carries. News (firing alerts) goes before the follow-ups waiting ahead of it
+        (edits, resolutions shown in their firing messages): a storm of those, one request each, must not
+        stand between a new alert and the chat. Never before a follow-up of the same alert."""
+        skipped: set[str] = set()
+        for index, item in enumerate(items):
+            if not self._follows_up(item):
+                if index and item.status == "firing" and item.fingerprint not in skipped:
+                    return next_run(items[index:], held_back=skipped)
+                break
+            if item.fingerprint:
+                skipped.add(item.fingerprint)
+        return next_run(items)
+
+    def _follows_up(self, item: Item) -> bool:
+        return item.status == EDIT or item.status == "resolved" and item.route in self._follow_up_routes
+
+    def _deliver_message(self, queue: str, chat: Chat, run: list[Item],
+                         fallback: frozenset[int] | None = None) -> None:
+        """One message of alerts. `fallback`, when given: the run is resolved alerts that a route which edits
+        or replies could not tell in their firing messages, and it holds the ids of those whose firing messages
+        Telegram refused to edit (the others' were unknown)."""
         route_name = run[0].route
         message = build_message(run, self.renderers.get(route_name, self.fallback_renderer),
                                 self.outbox.waiting_in_batch)
@@ -293,8 +315,12 @@ class Sender:
             now = time.time()
             ended = [ended_of(item, now) for item in message.items if item.fingerprint]
         self._settle(queue, chat, message, answer, delivered=delivered, ended=ended)
-        unknown, refused = fallback
-        if answer.ok and (unknown or refused):
+        if fallback is None or not answer.ok:
+            return
+        told = [item for item in message.items if item.fingerprint]  # those this message carried, each once
+        refused = sum(1 for item in told if item.id in fallback)
+        unknown = len(told) - refused
+        if unknown or refused:
             self.metrics.resolved_fallbacks.labels(route_name, "unknown_message").inc(unknown)
             self.metrics.resolved_fallbacks.labels(route_name, "edit_refused").inc(refused)
             if unknown:
@@ -353,7 +379,7 @@ class Sender:
         if plan.done:
             self.outbox.drop(plan.done)  # the chat was told already (a resolution sent again)
         if plan.action == "separate":
-            self._deliver_message(queue, chat, list(plan.items), (len(plan.items) - plan.refused, plan.refused))
+            self._deliver_message(queue, chat, list(plan.items), plan.refused)
             return
         if plan.message is None or not plan.items or not self.outbox.claim([item.id for item in plan.items]):
             return

@@ -87,7 +87,8 @@ class AlertmanagerApi:
         except requests.Timeout:
             raise AlertmanagerError(f"Alertmanager не ответил за {self.timeout:g} с") from None
         except requests.RequestException as err:
-            raise AlertmanagerError(f"Alertmanager недоступен ({type(err).__name__})") from None
+            cause = "соединение не установлено" if isinstance(err, requests.ConnectionError) else "ошибка связи"
+            raise AlertmanagerError(f"Alertmanager недоступен ({cause})") from None
         if response.status_code >= 400:
             detail = redaction.redact(response.text.strip().replace("\n", " ")[:200])
             raise AlertmanagerError(f"Alertmanager отказал: HTTP {response.status_code} {detail}".rstrip())
@@ -96,7 +97,7 @@ class AlertmanagerApi:
         try:
             return response.json()
         except ValueError:
-            raise AlertmanagerError("Alertmanager ответил не JSON") from None
+            raise AlertmanagerError("Alertmanager ответил непонятно: это не ответ его программного интерфейса") from None
 
 
 def _iso(moment: datetime) -> str:

@@ -5,9 +5,9 @@ and flood limits.
 
 Tests switch its failures (`fail_next`, `set_mode`, `block_bot`, `migrate_chat`, `forget_chat`, and
 `answer_delay`: a slow API that shows a message at once but answers late) while it runs,
-play the people in the chats (`user_says`, `press_button`, `delete_message`) and read back what it accepted
-(`messages`, `wait_for_messages`, `callback_answers`, `wait_for_callback_answer`, `pending_updates`,
-`requests`).
+play the people in the chats (`user_says`, `press_button`, `delete_message`; `raw_update` for what Telegram
+would never send) and read back what it accepted (`messages`, `wait_for_messages`, `callback_answers`,
+`wait_for_callback_answer`, `pending_updates`, `requests`).
 
     python -m simulators.telegram --port 18090 [--enforce-limits] [--answer-delay SECONDS]
                                   [--token 123456:TEST-token-for-sitewatch]
@@ -461,8 +461,8 @@ class FakeTelegram:
         self.enforce_limits = enforce_limits
         self.limits = limits or RateLimits()
         self.hang_seconds = hang_seconds
-        # sendMessage shows the message in the chat at once, then answers this many seconds later (an
-        # overloaded API): a client that gives up before then cannot know the message is there.
+        # sendMessage and editMessageText show the message (or its new text) in the chat at once, then answer
+        # this many seconds later (an overloaded API): a client that gives up before then cannot know.
         # Settable while it runs.
         self.answer_delay = answer_delay
         self.on_message = on_message  # called in the request's thread after a message is accepted
@@ -643,6 +643,16 @@ class FakeTelegram:
                 "message": copy.deepcopy(self._returned[(chat.id, message.message_id)]),
                 "chat_instance": str(7_000_000_000_000_000_000 - chat.id), "data": callback_data})
             return query_id
+
+    def raw_update(self, kind: str, body: dict, *, bot_token: str | None = None) -> dict:
+        """An update of `kind` ("message", "callback_query") with `body` exactly as given, for the bot: what a
+        client does with one Telegram would never send (a string message id, no chat). A callback query's "id"
+        can be answered. Returns the update."""
+        bot_id = self._bot_id(bot_token)
+        with self._lock:
+            if kind == "callback_query" and body.get("id") is not None:
+                self._queries[str(body["id"])] = _Query(bot_id, time.monotonic())
+            return copy.deepcopy(self._queue(bot_id, kind, copy.deepcopy(body)))
 
     # --- what tests read ---
 
@@ -996,7 +1006,10 @@ class FakeTelegram:
             self._returned[key] = edited
             self._remember_sent(bot_id, chat, now)
             self._arrived.notify_all()
-            return edited
+        # A slow API is slow for edits too: the chat shows the new text before the bot hears back.
+        if self.answer_delay > 0 and self._stopping.wait(self.answer_delay):
+            raise _Dropped(0, "server stopped")
+        return edited
 
     # Telegram takes method names in any case; requests records them as the documentation spells them
     METHODS: ClassVar[dict] = {"getme": ("getMe", get_me), "getchat": ("getChat", get_chat),
@@ -1344,7 +1357,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--enforce-limits", action="store_true", help="answer 429 past Telegram's flood limits")
     parser.add_argument("--token", action="append", help=f"a bot token it accepts (default {DEFAULT_TOKEN})")
     parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="show each sent message at once but answer sendMessage this much later")
+                        help="show each sent or edited message at once but answer this much later")
     args = parser.parse_args(argv)
     bots = None
     if args.token:

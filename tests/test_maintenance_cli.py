@@ -126,7 +126,7 @@ def test_alertmanager_down_or_unknown_is_said_in_a_sentence(tmp_path):
     down = f"http://127.0.0.1:{free_port()}"
     result = maintenance("add", "shop-01", "2h", "--alertmanager.url", down)
     assert result.returncode == 1
-    assert result.stderr == f"Alertmanager недоступен (ConnectionError), адрес {down}\n"
+    assert result.stderr == f"Alertmanager недоступен (соединение не установлено), адрес {down}\n"
     nowhere = maintenance("list")
     assert nowhere.returncode == 1 and nowhere.stderr == (
         "Не знаю, где Alertmanager: укажите --alertmanager.url или --config с commands.alertmanager_url.\n")

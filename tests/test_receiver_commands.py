@@ -424,8 +424,10 @@ def test_odd_fingerprints_and_truncated_groups_cost_buttons_never_the_message(st
     body = payload([odd, good])
     body["truncatedAlerts"] = 7
     assert post(f"{stack.receiver.url}/alert/duty", body).status_code == 200
-    [message] = wait_for(lambda: [m for m in stack.telegram.messages(GROUP_CHAT) if "shop-odd" in m.text], 20,
-                         "the message")
+    found = wait_for(lambda: [m for m in stack.telegram.messages(GROUP_CHAT) if "shop-odd" in m.text], 40,
+                     "the message")
+    assert len(found) == 1, [m.text for m in found]
+    message = found[0]
     rows = message.reply_markup["inline_keyboard"]
     assert len(rows) == 1 and rows[0][0]["callback_data"].endswith(":0123456789abcdef")
     assert "7" in parse_html(message.text)  # the truncated alerts are still counted in the message

@@ -4,7 +4,9 @@ replies and refuses as Telegram does."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
@@ -197,6 +199,22 @@ def test_an_alert_whose_firing_message_is_unknown_gets_a_resolved_message(tmp_pa
     assert "editMessageText" not in [method for method, _, _ in telegram.requests]
     wait_for(lambda: metric(receiver, "sitewatch_receiver_resolved_fallbacks_total", route="duty",
                             reason="unknown_message") == 1, 10, "the fallback counted")
+
+
+def test_resolutions_sent_separately_are_counted_once_each(tmp_path, telegram, receiver_process):
+    """Forty resolved alerts whose firing messages are unknown go out as resolved messages (several, as they do
+    not fit in one): each alert is counted once, whichever message carried it."""
+    receiver = receiver_process(config_for(tmp_path, telegram, "edit"))
+    starts, _ = moments()
+    shops = [resolved(alert("SiteDown", site=f"shop-{n}", fingerprint=f"0000000000000a{n:02d}", starts_at=starts))
+             for n in range(40)]
+    fire(receiver, "duty", *shops, group_key="unknown-forty")
+    wait_for(lambda: metric(receiver, "sitewatch_receiver_outbox_messages") == 0, 30, "all of them told")
+    messages = telegram.messages(GROUP_CHAT)
+    assert len(messages) > 1 and all(visible(m).startswith("✅") for m in messages)
+    assert {f"shop-{n}" for n in range(40)} <= set(re.findall(r"\bshop-\d+\b", "\n".join(m.text for m in messages)))
+    assert metric(receiver, "sitewatch_receiver_resolved_fallbacks_total", route="duty", reason="unknown_message") == 40
+    assert metric(receiver, "sitewatch_receiver_resolved_fallbacks_total", route="duty", reason="edit_refused") == 0
 
 
 # --- reply and both ------------------------------------------------------------------------------------------
@@ -418,3 +436,126 @@ def test_the_fake_telegram_edits_replies_and_refuses_as_telegram_does(telegram):
     telegram.fail_next(1, "429", retry_after=2)
     assert call("editMessageText", chat_id=GROUP_CHAT, message_id=alone["message_id"], text="y") == (
         "Too Many Requests: retry after 2")
+
+
+# --- what the edits cost, and what they must not cost ------------------------------------------------------------
+
+def test_a_storm_of_edits_does_not_hold_back_a_new_critical_alert(tmp_path, telegram, receiver_process):
+    """Resolutions shown in their firing messages are one request each: a storm of them must neither stand in
+    front of a new critical alert nor use up the sends a minute kept for it."""
+    route = f"\n  duty:\n    bot: main\n    chat_id: {GROUP_CHAT}\n    resolved: edit\n"
+
+    def config(limits: str):
+        return write_receiver_config(tmp_path, telegram.url, outbox_extra="  dedup_window: 0s", telegram_extra=limits,
+                                     routes=route)
+    receiver = receiver_process(config("  rate_limits:\n    chat_interval: 0s\n    group_per_minute: 1000\n"))
+    starts, _ = moments()
+    shops = [alert("SiteDown", site=f"shop-{n}", fingerprint=f"00000000000006{n:02d}", starts_at=starts)
+             for n in range(8)]  # critical, as the receiver kit makes them: the urgent lane
+    for n, firing in enumerate(shops):
+        fire(receiver, "duty", firing, group_key=f"storm-{n}")
+        telegram.wait_for_messages(n + 1, chat_id=GROUP_CHAT)
+    receiver.stop()
+    # Six sends a minute to the group: eight edits would take it all, and more.
+    receiver = receiver_process(config("  rate_limits:\n    group_per_minute: 6\n"))
+    for n, firing in enumerate(shops):
+        fire(receiver, "duty", resolved(firing), group_key=f"storm-{n}")
+    new = alert("PcUnreachable", site="shop-new", fingerprint="00000000000006ff", starts_at=starts)
+    posted = time.monotonic()
+    fire(receiver, "duty", new, group_key="storm-new")
+    message = wait_for(lambda: next((m for m in telegram.messages(GROUP_CHAT) if "shop-new" in m.text), None), 90,
+                       "the new critical alert")
+    assert message.at - posted < 5, f"the new critical alert waited {message.at - posted:.1f} s behind the edits"
+    wait_for(lambda: sum(1 for m in telegram.messages(GROUP_CHAT) if m.edits) >= 4, 20, "the edits going on")
+
+
+def test_a_digest_sent_as_plain_text_is_shown_resolved_in_plain_text(tmp_path, telegram, receiver_process):
+    receiver = receiver_process(config_for(tmp_path, telegram, "edit"))
+    starts, _ = moments()
+    shops = [alert("SiteDown", site=f"shop-{n}", fingerprint=f"00000000000007{n:02d}", starts_at=starts)
+             for n in (1, 2)]
+    shops[0]["annotations"]["description"] = "порог <b>5</b> не достигнут"  # text, not markup
+    telegram.set_mode("500")
+    for n, firing in enumerate(shops):
+        fire(receiver, "duty", firing, group_key=f"plain-{n}")
+    time.sleep(1.5)
+    telegram.fail_next(1, "reject_html")  # Telegram refuses the digest's HTML: it goes out as plain text
+    telegram.set_mode(None)
+    [digest] = telegram.wait_for_messages(1, chat_id=GROUP_CHAT, timeout=20)
+    assert digest.parse_mode is None and "порог <b>5</b> не достигнут" in digest.text
+    for n, firing in enumerate(shops):
+        fire(receiver, "duty", resolved(firing), group_key=f"plain-{n}")
+    message = wait_for(lambda: "✅ Всё решено." in telegram.messages(GROUP_CHAT)[0].text and
+                       telegram.messages(GROUP_CHAT)[0], 20, "the digest shown all resolved")
+    assert message.parse_mode is None
+    assert message.text.startswith("✅ Всё решено. Сводка: 2 срабатывания в 2 группах"), message.text[:80]
+
+
+def test_a_message_full_of_markup_keeps_all_its_text_when_edited(tmp_path, telegram, receiver_process):
+    """Telegram counts a message's length after its markup is read (a "&amp;" is one character): a firing
+    message near the limit in HTML has room for its resolved lines without losing its end."""
+    receiver = receiver_process(config_for(tmp_path, telegram, "edit"))
+    starts, ends = moments()
+    group = []
+    for n in (1, 2):
+        one = alert("SiteDown", site="shop-9", fingerprint=f"00000000000008{n:02d}", starts_at=starts, check=f"c{n}")
+        one["annotations"]["description"] = "R&D " * 233 + f"конец {n}"
+        group.append(one)
+    fire(receiver, "duty", *group, group_key="markup")
+    [message] = telegram.wait_for_messages(1, chat_id=GROUP_CHAT)
+    assert "конец 1" in message.text and "конец 2" in message.text
+    assert len(message.text) > 4000 and len(visible(message)) < 2500  # full in HTML, half of it in what shows
+    fire(receiver, "duty", resolved(group[1]), group_key="markup")
+    shown = visible(edited(telegram, GROUP_CHAT, message.message_id))
+    assert shown == visible(message) + f"\n\n✅ SiteDown · shop-9 · проверка c2: решено в {hhmm(ends)}, длилось 7 мин"
+
+
+def test_an_edit_made_but_not_heard_of_is_done_again_harmlessly(tmp_path, telegram, receiver_process):
+    """The delivery process is killed after Telegram showed the edit and before its answer came: the edit is
+    made again after the restart, Telegram finds nothing to change, and the reply still goes out once."""
+    receiver = receiver_process(config_for(tmp_path, telegram, "both"))
+    starts, ends = moments()
+    firing = alert("SiteDown", site="shop-11", fingerprint="0000000000000901", starts_at=starts)
+    fire(receiver, "duty", firing)
+    [message] = telegram.wait_for_messages(1, chat_id=GROUP_CHAT)
+    telegram.answer_delay = 4
+    fire(receiver, "duty", resolved(firing))
+    edited(telegram, GROUP_CHAT, message.message_id)  # shown at once, answered 4 s later
+    [delivery] = receiver.children()
+    os.kill(delivery, signal.SIGKILL)
+    telegram.answer_delay = 0
+    _, reply = telegram.wait_for_messages(2, chat_id=GROUP_CHAT, timeout=30)
+    assert reply.reply_to_message_id == message.message_id
+    time.sleep(1.5)
+    [shown, again] = telegram.messages(GROUP_CHAT)
+    assert again == reply and shown.edits == 1
+    assert visible(shown).endswith(f"✅ Решено в {hhmm(ends)}, длилось 7 мин")
+    edits = [status for method, _, status in telegram.requests if method == "editMessageText"]
+    assert len(edits) == 2 and edits[-1] == 400, edits  # the second: "message is not modified", taken as done
+
+
+def test_telling_a_resolution_stays_quick_with_a_month_of_messages_remembered(tmp_path):
+    """Marking a resolved message's alerts in their firing messages looks each alert up by its index: it must
+    not read every message remembered (30 days of a busy chat) while it holds the outbox's write lock."""
+    from alertmanager.outbox import Chat, Delivered, Ended, NewBatch, NewItem, Outbox, Webhook
+
+    outbox = Outbox(tmp_path / "month.db")
+    chat = Chat("main", str(GROUP_CHAT), None)
+    started = "2026-12-04T07:00:00+00:00"
+    with outbox._write() as db:
+        for n in range(50_000):
+            outbox._remember(db, Delivered("main", chat.queue, str(GROUP_CHAT), None, n + 1, "duty", "🔥", "HTML",
+                                           None, True, [(f"{n:016x}", started, "SiteDown")]))
+    alerts = [f"{n * 1000:016x}" for n in range(30)]
+    outbox.enqueue_many([Webhook([NewBatch("duty", chat, "{}", [NewItem("resolved", fingerprint, started, "{}")
+                                                                 for fingerprint in alerts])])])
+    items = outbox.peek(chat.queue)
+    assert len(items) == 30 and outbox.claim([item.id for item in items])
+    began = time.perf_counter()
+    outbox.mark_sent(items, queue=chat.queue, ended=[Ended(fingerprint, started, 1.0) for fingerprint in alerts])
+    took = time.perf_counter() - began
+    assert took < 0.25, f"marking 30 resolved alerts took {took:.2f} s"
+    marked = sqlite3.connect(tmp_path / "month.db").execute(
+        "SELECT COUNT(*) FROM sent_alerts WHERE ended_at IS NOT NULL").fetchone()[0]
+    assert marked == 30
+    outbox.close()

@@ -118,7 +118,8 @@ def test_take_records_who_edits_the_message_and_silences_the_repeats(stack):
         return shown if shown.edits else None
     shown = wait_for(edited, 15, "the message edited")
     text = parse_html(shown.text)
-    until = local(pressed + 2 * 3600).strftime("%H:%M")
+    ends = local(pressed + 2 * 3600)  # the day too, when the silence ends after midnight
+    until = ends.strftime("%H:%M" if ends.date() == local(pressed).date() else "%d.%m %H:%M")
     last = text.split("\n")[-1]
     assert last.startswith("✋ Взял: @duty_engineer, ") and last.endswith(f", заглушено до {until}"), last
     assert last.split(", ")[1] in (taken_at, local(pressed + 60).strftime("%d.%m %H:%M"))
@@ -228,3 +229,128 @@ commands:
     assert lines[-2:] == [line, f"✅ Решено в {local(ends).strftime('%H:%M')}, длилось 7 мин"]
     assert done.reply_markup is None
     assert len(telegram.messages(GROUP_CHAT)) == 1
+
+
+def test_garbled_presses_are_answered_and_the_commands_after_them_still_work(tmp_path, fake_telegram,
+                                                                             receiver_process):
+    """Updates Telegram would never send (a message id that is text or too big for any number, a chat id that
+    is no number, 64 bytes of noise as the data) are answered or skipped one by one: none of them stops the
+    bot from reading the updates after it."""
+    telegram = fake_telegram()
+    telegram.add_chat(GROUP_CHAT, type="supergroup")
+    config = write_receiver_config(tmp_path, telegram.url, extra=f"""
+commands:
+  alertmanager_url: http://127.0.0.1:{free_port()}
+  allowed_chats: [{GROUP_CHAT}]
+  poll_timeout: 2s
+""")
+    receiver = receiver_process(config)
+    starts = datetime.now(timezone.utc) - timedelta(minutes=5)
+    assert post(f"{receiver.url}/alert/duty", payload([alert(site="shop-3", fingerprint="00000000000000c1",
+                                                              starts_at=starts)])).status_code == 200
+    [message] = telegram.wait_for_messages(1, chat_id=GROUP_CHAT)
+    chat = {"id": GROUP_CHAT, "type": "supergroup", "title": "Дежурные"}
+    person = {"id": ALLOWED_USER, "is_bot": False, "first_name": "Иван", "username": "duty_engineer"}
+    shown = {"message_id": message.message_id, "chat": chat, "date": int(time.time()), "text": "…"}
+    presses = {"text-id": {**shown, "message_id": "abc"}, "huge-id": {**shown, "message_id": 2 ** 70},
+               "negative-id": {**shown, "message_id": -5}, "other-chat": {**shown, "chat": {**chat, "id": OTHER_CHAT}},
+               "no-message": {}}
+    for name, shown_message in presses.items():
+        telegram.raw_update("callback_query", {"id": name, "from": person, "message": shown_message,
+                                               "chat_instance": "1", "data": "take"})
+    telegram.raw_update("callback_query", {"id": "noise", "from": person, "message": shown, "chat_instance": "1",
+                                           "data": "\x00ÿ" * 21 + "x"})
+    telegram.raw_update("callback_query", {"id": "chat-text", "from": person, "chat_instance": "1", "data": "take",
+                                           "message": {**shown, "chat": {"id": "zzz", "type": "supergroup"}}})
+    before = len(telegram.messages(GROUP_CHAT))
+    telegram.user_says(GROUP_CHAT, "/help", user_id=ALLOWED_USER)
+    [help_text] = wait_for(lambda: telegram.messages(GROUP_CHAT)[before:] or None, 20, "the /help answer")
+    assert "/alerts" in parse_html(help_text.text)
+    for name in ("text-id", "huge-id", "negative-id", "noise"):
+        answer = telegram.wait_for_callback_answer(name, timeout=5)
+        assert answer["text"] == "Эта кнопка устарела." and answer["show_alert"], (name, answer)
+    for name in ("other-chat", "no-message", "chat-text"):  # not the allowed chat, and nobody is allowed elsewhere
+        answer = telegram.wait_for_callback_answer(name, timeout=5)
+        assert answer["text"] == "Вам нельзя брать в работу оповещения этого бота.", (name, answer)
+    assert current(telegram, GROUP_CHAT, message.message_id).edits == 0  # nothing was taken
+    assert "Traceback" not in receiver.log_text()
+
+
+def test_alerts_names_only_who_took_the_firing_now(tmp_path, fake_telegram, alertmanager, receiver_process):
+    """A take is of one firing: when the alert resolved unseen (send_resolved: false) and fired again, /alerts
+    no longer names who took its earlier firing, and a take of the new one is named."""
+    telegram = fake_telegram()
+    telegram.add_chat(GROUP_CHAT, type="supergroup")
+    am = alertmanager("route:\n  receiver: telegram\nreceivers:\n  - name: telegram\n")
+    config = write_receiver_config(tmp_path, telegram.url, outbox_extra="  dedup_window: 0s", extra=f"""
+commands:
+  alertmanager_url: {am}
+  allowed_chats: [{GROUP_CHAT}]
+  poll_timeout: 2s
+""")
+    receiver = receiver_process(config)
+    labels = {"alertname": "SiteDown", "site": "shop-5", "severity": "critical"}
+    first = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    assert requests.post(f"{am}/api/v2/alerts", json=[{"labels": labels, "startsAt": first.isoformat()}],
+                         timeout=5).status_code == 200
+    [held] = wait_for(lambda: requests.get(f"{am}/api/v2/alerts", timeout=5).json(), 10, "the alert in Alertmanager")
+    fingerprint = held["fingerprint"]
+
+    def fired(starts: datetime):
+        before = len(telegram.messages(GROUP_CHAT))
+        firing = alert("SiteDown", site="shop-5", fingerprint=fingerprint, starts_at=starts)
+        assert post(f"{receiver.url}/alert/duty", payload([firing])).status_code == 200
+        return telegram.wait_for_messages(before + 1, chat_id=GROUP_CHAT)[-1]
+
+    def taken_by(message, user: int, username: str) -> None:
+        query = telegram.press_button(GROUP_CHAT, message.message_id, "take", user_id=user, username=username)
+        assert telegram.wait_for_callback_answer(query, timeout=15)["text"] == "✋ Вы взяли это в работу."
+        wait_for(lambda: current(telegram, GROUP_CHAT, message.message_id).edits == 1, 15, "the take shown")
+
+    def listed() -> str:
+        before = len(telegram.messages(GROUP_CHAT))
+        telegram.user_says(GROUP_CHAT, "/alerts", user_id=ALLOWED_USER)
+        [listing] = wait_for(lambda: telegram.messages(GROUP_CHAT)[before:] or None, 15, "the /alerts answer")
+        [line] = [line for line in parse_html(listing.text).split("\n") if "shop-5" in line]
+        return line
+
+    taken_by(fired(first), ALLOWED_USER, "duty_engineer")
+    assert listed().endswith(" · ✋ @duty_engineer")
+    again = fired(first + timedelta(hours=1))  # its resolution never came: send_resolved is off
+    assert "✋" not in listed()
+    taken_by(again, COLLEAGUE, "second_engineer")
+    assert listed().endswith(" · ✋ @second_engineer")
+
+
+def test_a_name_written_right_to_left_keeps_the_time_after_it(tmp_path, fake_telegram, receiver_process):
+    """A name in Arabic or Hebrew (or with a direction mark in it) is isolated, so the date and time after it
+    stay where a Russian reader expects them and are not pulled into the name's direction."""
+    telegram = fake_telegram()
+    telegram.add_chat(GROUP_CHAT, type="supergroup")
+    config = write_receiver_config(tmp_path, telegram.url, extra=f"""
+commands:
+  alertmanager_url: http://127.0.0.1:{free_port()}
+  allowed_chats: [{GROUP_CHAT}]
+  poll_timeout: 2s
+""")
+    receiver = receiver_process(config)
+    starts = datetime.now(timezone.utc) - timedelta(minutes=5)
+    assert post(f"{receiver.url}/alert/duty", payload([alert(site="shop-6", fingerprint="00000000000000d1",
+                                                              starts_at=starts)])).status_code == 200
+    [message] = telegram.wait_for_messages(1, chat_id=GROUP_CHAT)
+    name = "علي <b>\u202e"
+    query = telegram.press_button(GROUP_CHAT, message.message_id, "take", user_id=ALLOWED_USER, username=None,
+                                  first_name=name)
+    telegram.wait_for_callback_answer(query, timeout=15)
+    shown = wait_for(lambda: current(telegram, GROUP_CHAT, message.message_id).edits == 1 and
+                     current(telegram, GROUP_CHAT, message.message_id), 15, "the take shown")
+    last = parse_html(shown.text).split("\n")[-1]
+    assert last.startswith(f"✋ Взял: \u2068{name}\u2069, "), repr(last)
+    # The take button is gone from the message; a press made before the edit reached the chat is still answered.
+    second = telegram.raw_update("callback_query", {
+        "id": "late", "from": {"id": COLLEAGUE, "is_bot": False, "first_name": "Пётр"}, "chat_instance": "1",
+        "data": "take", "message": {"message_id": message.message_id, "date": int(time.time()), "text": "…",
+                                    "chat": {"id": GROUP_CHAT, "type": "supergroup", "title": "Дежурные"}}})
+    assert second["callback_query"]["id"] == "late"
+    answer = telegram.wait_for_callback_answer("late", timeout=15)
+    assert answer["text"].startswith(f"Это уже взял(а) \u2068{name}\u2069, "), repr(answer["text"])

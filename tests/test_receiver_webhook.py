@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -119,6 +120,17 @@ def test_the_same_notification_from_two_alertmanagers_is_stored_once(app):
     # The group changes (one more alert): that is news, not a copy.
     body["alerts"].append(alert(site="shop-3"))
     assert client.post("/alert/duty", json=body, headers=AUTH).get_json()["status"] == "queued"
+
+
+def test_an_alert_that_fires_again_within_the_window_is_news_not_a_copy(app):
+    client = app.test_client()
+    first = datetime(2026, 12, 4, 9, 0, tzinfo=timezone.utc)
+    again = first + timedelta(minutes=4)  # resolved at 09:03, fired again at 09:04, within the 10-minute window
+    assert client.post("/alert/duty", json=payload([alert(starts_at=first)]), headers=AUTH).get_json()["status"] == "queued"
+    assert client.post("/alert/duty", json=payload([alert(starts_at=again)]), headers=AUTH).get_json()["status"] == "queued"
+    # Its HA peer's copy of the same firing is still a copy.
+    assert client.post("/alert/duty", json=payload([alert(starts_at=again)]), headers=AUTH).get_json()["status"] \
+        == "duplicate"
 
 
 def test_a_resolved_alert_cancels_its_waiting_firing_message(app):
