@@ -30,7 +30,7 @@ from alertmanager.config import Helpdesk, ReceiverConfig, Route
 from alertmanager.helpdesk_body import bitrix24_body, delivery_id, generic_body
 from alertmanager.helpdesk_deadline import Deadline
 from alertmanager.render import shorten
-from alertmanager.telegram import _network_reason
+from alertmanager.telegram import network_reason
 from alertmanager.workitem import WorkItem
 from exporter import __version__, redaction
 from exporter.config import ConfigError
@@ -120,7 +120,7 @@ class Destination:
             except requests.Timeout:  # sent: the helpdesk may have taken it (docs/helpdesk.md#the-id)
                 answer = Answer("timeout", cause=f"no answer within {timeout:g}s")
             except requests.RequestException as err:
-                answer = Answer("network", cause=self.scrub(_network_reason(err)))
+                answer = Answer("network", cause=self.scrub(network_reason(err)))
         if deadline.cut:  # whatever was read of the answer, it was not the whole of it
             cause = "stopped while waiting for the answer" if deadline.cancelled \
                 else f"no whole answer within {2 * timeout:g}s"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from alertmanager.helpdesk_body import sound
-from alertmanager.outbox import _begin_immediate
+from alertmanager.outbox import Transaction
 from alertmanager.workitem import WorkItem
 
 KEEP_DEAD_LETTERS = 7 * 86400.0
@@ -114,8 +114,8 @@ class HandOffStore:
             self._local.db = db
         return db
 
-    def _write(self) -> "_Transaction":
-        return _Transaction(self._connection(), self.busy_timeout)
+    def _write(self) -> Transaction:
+        return Transaction(self._connection(), self.busy_timeout)
 
     def close(self) -> None:
         """Closes the calling thread's connection."""
@@ -219,21 +219,6 @@ class HandOffStore:
             "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         keys = ("route", "key", "reason", "detail", "item", "created_at", "dead_at")
         return [dict(zip(keys, row)) for row in rows]
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE (the outbox's patient way) ... COMMIT, or ROLLBACK on an error."""
-
-    def __init__(self, db: sqlite3.Connection, patience: float):
-        self.db = db
-        self.patience = patience
-
-    def __enter__(self) -> sqlite3.Connection:
-        _begin_immediate(self.db, self.patience, self.patience)
-        return self.db
-
-    def __exit__(self, kind, value, traceback) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
 def _item_json(item: WorkItem) -> str:

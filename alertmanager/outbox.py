@@ -367,22 +367,9 @@ class Outbox:
             self._local.db = db
         return db
 
-    class _Transaction:
-        def __init__(self, db: sqlite3.Connection, patience: float, usual: float):
-            self.db = db
-            self.patience = patience
-            self.usual = usual
-
-        def __enter__(self) -> sqlite3.Connection:
-            _begin_immediate(self.db, self.patience, self.usual)
-            return self.db
-
-        def __exit__(self, kind, value, traceback) -> None:
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-    def _write(self, patience: float | None = None) -> "Outbox._Transaction":
-        return Outbox._Transaction(self._connection(), self.busy_timeout if patience is None else patience,
-                                   self.busy_timeout)
+    def _write(self, patience: float | None = None) -> "Transaction":
+        return Transaction(self._connection(), self.busy_timeout if patience is None else patience,
+                           self.busy_timeout)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -833,7 +820,24 @@ class Outbox:
         return [dict(zip(keys, row)) for row in rows]
 
 
-def _begin_immediate(db: sqlite3.Connection, patience: float, usual: float) -> None:
+class Transaction:
+    """BEGIN IMMEDIATE (waiting for another writer as begin_immediate does) ... COMMIT, or ROLLBACK on an
+    error: every write to the outbox's file, the helpdesk's tables included, goes through one."""
+
+    def __init__(self, db: sqlite3.Connection, patience: float, usual: float | None = None):
+        self.db = db
+        self.patience = patience
+        self.usual = patience if usual is None else usual
+
+    def __enter__(self) -> sqlite3.Connection:
+        begin_immediate(self.db, self.patience, self.usual)
+        return self.db
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def begin_immediate(db: sqlite3.Connection, patience: float, usual: float) -> None:
     """BEGIN IMMEDIATE, waiting for another writer in steps of at most 2 ms.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between looks: with the delivery process

@@ -105,7 +105,7 @@ class BotApi:
         except requests.Timeout:
             answer = ApiAnswer(False, network_error=f"no answer within {read:g}s", timed_out=True)
         except requests.RequestException as err:
-            answer = ApiAnswer(False, network_error=_network_reason(err))
+            answer = ApiAnswer(False, network_error=network_reason(err))
         else:
             answer = _read_answer(response)
         answer = dataclasses.replace(answer, duration=time.monotonic() - started)
@@ -119,7 +119,7 @@ class BotApi:
             session.close()
 
 
-def _network_reason(err: requests.RequestException) -> str:
+def network_reason(err: requests.RequestException) -> str:
     # The exception's text carries the URL, token included: name the failure by its type and cause only.
     cause = err.__context__ or err.__cause__
     while cause is not None and (cause.__context__ or cause.__cause__) is not None and not isinstance(cause, OSError):
