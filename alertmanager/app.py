@@ -74,7 +74,8 @@ class Receiver:
         self.morning = None
         self.handoff = None
         if config.worklist is not None and role != "web":
-            if any(route.helpdesk is not None for route in config.routes.values()):
+            # A dry run sends nothing anywhere: no tasks in the helpdesk either (the lists are printed).
+            if not dry_run and any(route.helpdesk is not None for route in config.routes.values()):
                 self.handoff = HandOff(config, config.outbox_path, self.metrics.registry)
             self.morning = Morning(config, self.outbox, lambda: self.sender.active, registry=self.metrics.registry,
                                    handoff=self.handoff, wake=self.sender.wake)

@@ -1,9 +1,9 @@
 """`sitewatch-receiver worklist`: the morning worklist now, printed or sent.
 
-Printed (the default), it shows a dispatcher or an admin what each route's chat would get, read from
-Prometheus at this moment. With `--send` the lists go into the outbox, and the running receiver delivers
-them like any message (the demo sends one this way at start-up). The scheduled list is not affected: it
-still goes out at its time.
+Printed (the default), it shows a dispatcher or an admin what each chat would get, read from
+Prometheus at this moment (routes that post to one chat and topic share one list, as at the list's time).
+With `--send` the lists go into the outbox, and the running receiver delivers them like any message (the
+demo sends one this way at start-up). The scheduled list is not affected: it still goes out at its time.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import argparse
 import sys
 import time
 
+from prometheus_client import CollectorRegistry
+
 from alertmanager.config import ReceiverConfig
-from alertmanager.morning import Morning, chat_of, compose
+from alertmanager.morning import Morning, chat_of, compose, per_chat
 from alertmanager.outbox import Outbox
 from alertmanager.preflight import Finding
 from alertmanager.telegram_html import html_to_text
@@ -55,23 +57,30 @@ def run(config: ReceiverConfig, args: argparse.Namespace) -> int:
     except WorklistUnavailable as err:
         sys.stderr.write(f"worklist not made: {err}\n")
         return EXIT_UNAVAILABLE
+    shared = per_chat(config, list(lists.values()), now)
     if args.send:
         outbox = Outbox(config.outbox_path)
         try:
-            sender = Morning(config, outbox, lambda: True)
-            for name, worklist in lists.items():
-                sender.queue(worklist, key=f"worklist:{name}:now:{now:.3f}")
-                sys.stdout.write(f"queued for route {name}: {_count(len(worklist.items), 'item')}, "
+            sender = Morning(config, outbox, lambda: True, registry=CollectorRegistry())
+            for names, worklist in shared:
+                sender.queue(worklist, key=f"worklist:{'+'.join(names)}:now:{now:.3f}",
+                             routes=[lists[name] for name in names])
+                sys.stdout.write(f"queued for {_routes(names)}: {_count(len(worklist.items), 'item')}, "
                                  f"{_count(len(worklist.texts), 'message')}\n")
         finally:
             outbox.close()
         return 0
-    for name, worklist in lists.items():
-        chat = chat_of(config.routes[name])
-        where = f"route {name}: chat {chat.chat_id}" + (f", topic {chat.thread_id}" if chat.thread_id else "")
+    for names, worklist in shared:
+        chat = chat_of(config.routes[names[0]])
+        where = f"{_routes(names)}: chat {chat.chat_id}" + (f", topic {chat.thread_id}" if chat.thread_id else "")
         for text in worklist.texts:
             sys.stdout.write(f"\n──── Telegram → {where} ────\n{html_to_text(text).strip()}\n")
     return 0
+
+
+def _routes(names: tuple[str, ...]) -> str:
+    """"route duty", or "routes duty, kkt (one chat, one list)" for routes that share a chat."""
+    return f"route {names[0]}" if len(names) == 1 else f"routes {', '.join(names)} (one chat, one list)"
 
 
 def _count(number: int, noun: str) -> str:

@@ -2,8 +2,10 @@
 Alertmanager with the project's own routing tree, the receiver process and the fake Telegram.
 
 Each route's chat gets its list at its time, with its sites only (as Alertmanager would route their
-alerts), once a day even across a restart; `/today` in a chat says the same; a route whose time has not
-come gets nothing; Prometheus down means no list yet and a log line, then the list once it is back.
+alerts), once a day even across a restart; a list due just before midnight in its route's zone goes out
+after it; `/today` in a chat says the same, in a private chat every route's, and within seconds however
+slowly Prometheus answers; a route whose time has not come gets nothing; Prometheus down means no list
+yet and a log line, then the list once it is back; a dry run hands nothing to a helpdesk.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,6 +26,7 @@ import yaml
 from conftest import ROOT, wait_until
 from demo import timing
 from receiver_kit import ReceiverProcess, write_receiver_config
+from alertmanager.worklist_text import WEEKDAYS
 from simulators.telegram import parse_html
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -234,6 +237,32 @@ def test_without_prometheus_the_list_waits_and_says_why_once(fleet):
         assert receiver.log_text().count("event=worklist_unavailable") == 1
         metrics = receiver.metrics()
         assert 'sitewatch_receiver_worklists_total{result="unavailable",route="kodeks-spb"}' in metrics
+        # /today says why in Russian, once marked.
+        telegram.user_says(SPB_CHAT, "/today", user_id=ALLOWED_USER)
+        wait_until(lambda: texts(telegram, SPB_CHAT), 30, what="the answer to /today")
+        assert texts(telegram, SPB_CHAT) == ["⚠️ Список дел не составлен: сервер мониторинга недоступен. Подробности — "
+                                             "в журнале получателя."]
+    finally:
+        receiver.stop()
+
+
+def test_without_alertmanager_the_list_waits_and_today_says_why(fleet):
+    telegram, receiver, prometheus_url = fleet
+    text = receiver.config.read_text(encoding="utf-8")
+    where = f"  prometheus_url: {prometheus_url}\n"
+    receiver.config.write_text(text.replace(where, where + "  alertmanager_url: http://127.0.0.1:9\n"), encoding="utf-8")
+    receiver.start()
+    try:
+        # Without the routing tree no chat gets a list: every site in every chat would show a partner's
+        # chat what is not theirs.
+        wait_until(lambda: "event=worklist_unavailable" in receiver.log_text(), 60, what="the log line")
+        assert "the worklist cannot be routed" in receiver.log_text()
+        telegram.user_says(SPB_CHAT, "/today", user_id=ALLOWED_USER)
+        wait_until(lambda: texts(telegram, SPB_CHAT), 30, what="the answer to /today")
+        assert texts(telegram, SPB_CHAT) == ["⚠️ Список дел не составлен: не удалось узнать у сервера оповещений, "
+                                             "какие площадки относятся к какому чату. Подробности — в журнале "
+                                             "получателя."]
+        assert worklists(telegram, DUTY_CHAT) == [] and worklists(telegram, POS_CHAT) == []
     finally:
         receiver.stop()
 
@@ -262,6 +291,12 @@ def test_by_hand_the_list_is_printed_or_queued_for_the_running_receiver(fleet):
     assert printed.stdout.startswith(f"\n──── Telegram → route pos: chat {POS_CHAT} ────\n📋 Что сделать сегодня")
     assert "pos-07" in printed.stdout and "spb-01" not in printed.stdout and "<b>" not in printed.stdout
     assert telegram.messages() == []  # printing sends nothing
+    # Two routes posting to one chat: one list there, as at the list's time.
+    shared = subprocess.run([*command, "--route", "info", "--route", "watchdog"], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT)
+    assert shared.returncode == 0, shared.stderr
+    assert shared.stdout.count("──── Telegram →") == 1, shared.stdout
+    assert f"──── Telegram → routes info, watchdog (one chat, one list): chat {LATER_CHAT} ────" in shared.stdout
     unknown = subprocess.run([*command, "--route", "nowhere"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert unknown.returncode == 2 and "no route named nowhere" in unknown.stderr
     queued = subprocess.run([*command, "--route", "pos", "--send"], capture_output=True, text=True, timeout=60,
@@ -273,3 +308,187 @@ def test_by_hand_the_list_is_printed_or_queued_for_the_running_receiver(fleet):
         assert "pos-07" in worklists(telegram, POS_CHAT)[0]
     finally:
         receiver.stop()
+
+
+def with_routes(config: Path, routes: str) -> None:
+    """The receiver config with these routes instead of the fleet's."""
+    text = config.read_text(encoding="utf-8")
+    head, rest = text.split("routes:", 1)
+    config.write_text(f"{head}routes:{routes}\nauth:{rest.split(chr(10) + 'auth:', 1)[1]}", encoding="utf-8")
+
+
+def zone_at_hour(hour: int) -> str:
+    """A zone whose local time is now `hour` o'clock (Etc/GMT zones have every whole offset)."""
+    offset = (hour - datetime.now(timezone.utc).hour) % 24
+    if offset > 14:
+        offset -= 24
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX signs: Etc/GMT-3 is UTC+3
+
+
+def test_a_list_due_at_23_59_goes_out_after_midnight_in_its_route_zone(fleet):
+    telegram, receiver, _ = fleet
+    zone = zone_at_hour(0)  # just past midnight there, whatever the server's zone and day
+    today = datetime.now(ZoneInfo(zone))
+    yesterday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(today - timedelta(days=1)).weekday()]
+    with_routes(receiver.config, f"""
+  kodeks-spb:
+    bot: main
+    chat_id: {SPB_CHAT}
+    timezone: {zone}
+    worklist: {{at: "23:59", days: [{yesterday}]}}
+""")
+    receiver.start()
+    try:
+        # Yesterday's list there, due at 23:59, was missed while the receiver was down: it is within late_by.
+        wait_until(lambda: worklists(telegram, SPB_CHAT), 60, what="yesterday's list, after midnight")
+        first = worklists(telegram, SPB_CHAT)[0].splitlines()[0]
+        assert f", {WEEKDAYS[today.weekday()]} {today:%d.%m}: " in first, first  # what to do today, there
+        assert "spb-01" in worklists(telegram, SPB_CHAT)[0]
+    finally:
+        receiver.stop()
+
+
+NO_ROUTE_CHAT = -1001000000105
+
+
+def test_today_in_a_private_chat_lists_every_route_sites_once_and_elsewhere_says_why_not(fleet):
+    telegram, receiver, _ = fleet
+    text = receiver.config.read_text(encoding="utf-8")
+    receiver.config.write_text(text.replace("allowed_chats: [", f"allowed_chats: [{NO_ROUTE_CHAT}, "),
+                               encoding="utf-8")
+    telegram.add_chat(ALLOWED_USER, type="private")
+    telegram.add_chat(NO_ROUTE_CHAT, type="supergroup")
+    receiver.start()
+    try:
+        telegram.user_says(ALLOWED_USER, "/today", user_id=ALLOWED_USER)
+        wait_until(lambda: texts(telegram, ALLOWED_USER), 30, what="the answer in the private chat")
+        private = "\n".join(texts(telegram, ALLOWED_USER))
+        for site in ("spb-01", "pos-07", "own-03"):
+            assert private.count(f"🏪 {site}") == 1, private
+        assert private.count("9999078902000001") == 1  # the POS site's ФН: routed to two chats, said once
+        assert "Регистрационный файл сервера Кодекс" in private  # the distributor's chat's item too
+        telegram.user_says(NO_ROUTE_CHAT, "/today", user_id=ALLOWED_USER)
+        wait_until(lambda: texts(telegram, NO_ROUTE_CHAT), 30, what="the answer in a chat no route posts to")
+        assert texts(telegram, NO_ROUTE_CHAT)[0].startswith("В этот чат бот не присылает ни оповещений, ни списков "
+                                                            "дел"), texts(telegram, NO_ROUTE_CHAT)
+    finally:
+        receiver.stop()
+
+
+class SlowPrometheus:
+    """A loopback proxy in front of Prometheus that holds every request `delay` seconds."""
+
+    def __init__(self, upstream: str, delay: float):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(delay)
+                answer = requests.post(upstream + self.path, data=body, timeout=30,
+                                       headers={"Content-Type": self.headers.get("Content-Type", "")})
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_slow_prometheus_holds_the_bot_up_for_seconds_not_minutes(fleet):
+    telegram, receiver, prometheus_url = fleet
+    slow = SlowPrometheus(prometheus_url, 3.0)  # eleven questions: over half a minute for a list
+    try:
+        text = receiver.config.read_text(encoding="utf-8").replace(prometheus_url, slow.url)
+        receiver.config.write_text(text.replace("worklist:\n", "worklist:\n  timeout: 5s\n"), encoding="utf-8")
+        receiver.start()
+        asked = time.monotonic()
+        telegram.user_says(SPB_CHAT, "/today", user_id=ALLOWED_USER)
+        telegram.user_says(POS_CHAT, "/help", user_id=ALLOWED_USER)
+        wait_until(lambda: texts(telegram, POS_CHAT), 30, what="the answer to /help")
+        assert time.monotonic() - asked < 20  # /today gave up after its 8 s; /help waited no longer (not 33 s)
+        assert texts(telegram, SPB_CHAT) == ["⚠️ Список дел не составлен: сервер мониторинга не ответил за 8 с. "
+                                             "Утренний список придёт в своё время, а /today можно повторить позже."]
+        # The first one still runs out its queries: a second is told so at once, not queued behind it.
+        telegram.user_says(SPB_CHAT, "/today", user_id=ALLOWED_USER)
+        wait_until(lambda: len(texts(telegram, SPB_CHAT)) == 2, 10, what="the answer to the second /today")
+        assert texts(telegram, SPB_CHAT)[1].startswith("⏳ Предыдущий список дел ещё составляется")
+        # The morning list waits for Prometheus as long as its timeout allows, and goes out.
+        wait_until(lambda: worklists(telegram, SPB_CHAT), 90, what="the morning list, slowly")
+        assert "spb-01" in worklists(telegram, SPB_CHAT)[0]
+        stopping = time.monotonic()
+        receiver.stop()
+        assert time.monotonic() - stopping < 15
+    finally:
+        receiver.stop()
+        slow.close()
+
+
+class Helpdesk:
+    """A loopback helpdesk that counts what it is sent."""
+
+    def __init__(self):
+        self.posts: list[bytes] = []
+        posts = self.posts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                posts.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/tasks"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_dry_run_prints_the_lists_and_hands_nothing_to_the_helpdesk(fleet, tmp_path):
+    telegram, receiver, _ = fleet
+    helpdesk = Helpdesk()
+    try:
+        (tmp_path / "helpdesk.url").write_text(helpdesk.url + "\n", encoding="utf-8")
+        due = (datetime.now(MOSCOW) - timedelta(minutes=1)).strftime("%H:%M")
+        with_routes(receiver.config, f"""
+  pos:
+    bot: main
+    chat_id: {POS_CHAT}
+    worklist: {{at: "{due}", days: daily}}
+    helpdesk: {{url: {{file: helpdesk.url}}}}
+""")
+        dry = ReceiverProcess(receiver.config, tmp_path / "dry.log", extra_args=("--dry-run",))
+        dry.start()
+        try:
+            wait_until(lambda: "event=worklist_queued" in dry.log_text(), 60, what="the list")
+            wait_until(lambda: "pos-07" in dry.log_text(), 30, what="the list printed")
+            time.sleep(5)  # the hand-off posts at once when it runs
+            assert helpdesk.posts == [] and telegram.messages() == []
+        finally:
+            dry.stop()
+    finally:
+        helpdesk.close()

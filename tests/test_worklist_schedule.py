@@ -1,5 +1,7 @@
-"""When the morning worklist goes out: its config, each route's time in its own zone, once a day, late or
-missed, and what the config refuses."""
+"""When the morning worklist goes out: its config, each route's time and days in its own zone, once a day,
+late (after midnight too) or missed, and what the config refuses; the scheduler driven by a set clock
+against a real Prometheus and the real outbox: `late_by: 0`, the clock going back, a crash before the day
+is noted, a new time the same day, routes sharing a chat, a day missed because Prometheus did not answer."""
 
 from __future__ import annotations
 
@@ -110,3 +112,202 @@ def test_on_the_day_clocks_change_the_list_keeps_its_wall_clock_time(tmp_path):
     for day in ("2026-03-29", "2026-10-25"):  # summer time begins, ends
         assert due_day(route, berlin, at(f"{day} 08:29", berlin), 3600) is None
         assert due_day(route, berlin, at(f"{day} 08:30", berlin), 3600)[1] == at(f"{day} 08:30", berlin)
+
+
+# --- the scheduler's clock: a real Prometheus (holding nothing: every list says «дел нет») and the real outbox ---
+
+class Clock:
+    """The wall clock as the scheduler reads it, set by the test."""
+
+    def __init__(self, moment: float):
+        self.now = moment
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scheduler(tmp_path, prometheus_url: str, routes: str, late_by: str = "3h"):
+    from alertmanager.morning import Morning
+    from alertmanager.outbox import Outbox
+    from prometheus_client import CollectorRegistry
+
+    config = load_receiver_config(config_with(tmp_path, routes=routes, worklist=f"""
+worklist:
+  prometheus_url: {prometheus_url}
+  late_by: {late_by}
+"""))
+    outbox = Outbox(config.outbox_path)
+    clock = Clock(0.0)
+    return Morning(config, outbox, lambda: True, registry=CollectorRegistry(), clock=clock), outbox, clock
+
+
+def queued(outbox, chat: int, thread: int | None = None) -> list[str]:
+    """The texts waiting in a chat's queue, in order."""
+    return [item.alert for item in outbox.peek(f"main|{chat}|{thread or ''}")]
+
+
+def test_a_list_due_at_23_59_still_goes_out_after_midnight_within_late_by(tmp_path, prometheus):
+    route = load_receiver_config(config_with(tmp_path, routes=f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "23:59", days: [пт]}}
+""")).routes["duty"]
+    # Friday's list, due at 23:59: the receiver was down then and is back at 00:01 on Saturday.
+    assert due_day(route, MOSCOW, at("2026-12-05 00:01"), 3 * 3600) == (datetime(2026, 12, 4).date(),
+                                                                        at("2026-12-04 23:59"))
+    assert due_day(route, MOSCOW, at("2026-12-05 03:00"), 3 * 3600) is None  # later than late_by
+    morning, outbox, clock = scheduler(tmp_path, prometheus([]), f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "23:59", days: [пт]}}
+""")
+    outbox.set_setting("worklist_day:duty", "2026-11-27")  # last Friday's went out
+    clock.now = at("2026-12-05 00:01")
+    assert morning.tick() == ["duty"]
+    assert len(queued(outbox, GROUP_CHAT)) == 1
+    assert outbox.setting("worklist_day:duty") == "2026-12-04"
+
+
+def test_a_route_days_are_its_own_zone_days(tmp_path):
+    config = load_receiver_config(config_with(tmp_path, routes=f"""
+  east:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    timezone: Asia/Vladivostok
+    worklist: {{at: "08:30", days: [пн]}}
+"""))
+    utc, vladivostok = ZoneInfo("UTC"), ZoneInfo("Asia/Vladivostok")
+    # Sunday 22:31 UTC is Monday 08:31 in Vladivostok: the Monday list is due on a server whose day is Sunday.
+    day, moment = due_day(config.routes["east"], vladivostok, at("2026-12-06 22:31", utc), 3600)
+    assert (day.isoformat(), moment) == ("2026-12-07", at("2026-12-07 08:30", vladivostok))
+    # Monday 22:31 UTC is Tuesday there: no Monday list any more.
+    assert due_day(config.routes["east"], vladivostok, at("2026-12-07 22:31", utc), 3600) is None
+
+
+def test_late_by_zero_means_at_its_time_not_never(tmp_path, prometheus):
+    url = prometheus([])
+    morning, outbox, clock = scheduler(tmp_path, url, f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "08:30", days: daily}}
+""", late_by="0s")
+    outbox.set_setting("worklist_day:duty", "2026-12-03")
+    clock.now = at("2026-12-04 08:29") + 50
+    assert morning.tick() == []
+    clock.now += 20  # the next tick, ten seconds after the list's time
+    assert morning.tick() == ["duty"]
+    assert len(queued(outbox, GROUP_CHAT)) == 1
+    # Started after the time, a receiver with late_by 0 does not send the day's list late.
+    (tmp_path / "late").mkdir()
+    later, outbox, clock = scheduler(tmp_path / "late", url, f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "08:30", days: daily}}
+""", late_by="0s")
+    outbox.set_setting("worklist_day:duty", "2026-12-03")
+    clock.now = at("2026-12-04 08:31")
+    assert later.tick() == [] and queued(outbox, GROUP_CHAT) == []
+
+
+def test_the_clock_going_back_or_a_crash_before_the_day_is_noted_sends_nothing_twice(tmp_path, prometheus):
+    routes = f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "08:30", days: daily}}
+"""
+    url = prometheus([])
+    morning, outbox, clock = scheduler(tmp_path, url, routes)
+    outbox.set_setting("worklist_day:duty", "2026-12-03")
+    clock.now = at("2026-12-04 08:31")
+    assert morning.tick() == ["duty"]
+    for moment in ("2026-12-04 07:31", "2026-12-04 00:10", "2026-12-04 08:35"):  # NTP sets the clock back
+        clock.now = at(moment)
+        assert morning.tick() == []
+    assert len(queued(outbox, GROUP_CHAT)) == 1
+    assert outbox.setting("worklist_day:duty") == "2026-12-04"
+    # The process dies after queueing the next day's list but before noting the day: the next start
+    # queues it again under the same key, and the outbox keeps one.
+    clock.now = at("2026-12-05 08:31")
+    noted = outbox.set_setting
+    outbox.set_setting = lambda key, value: (_ for _ in ()).throw(OSError("killed"))
+    with pytest.raises(OSError):
+        morning.tick()
+    outbox.set_setting = noted
+    restarted, _, _ = scheduler(tmp_path, url, routes)
+    restarted.clock = clock
+    assert restarted.outbox.setting("worklist_day:duty") == "2026-12-04"
+    assert restarted.tick() == ["duty"]
+    assert len(queued(outbox, GROUP_CHAT)) == 2
+    # A day noted by a clock that ran a year ahead does not hold the lists back for a year.
+    outbox.set_setting("worklist_day:duty", "2027-12-06")
+    clock.now = at("2026-12-06 08:31")
+    assert restarted.tick() == ["duty"]
+
+
+def test_a_new_time_the_same_day_sends_no_second_list(tmp_path, prometheus):
+    url = prometheus([])
+    morning, outbox, clock = scheduler(tmp_path, url, f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "08:30", days: daily}}
+""")
+    outbox.set_setting("worklist_day:duty", "2026-12-03")
+    clock.now = at("2026-12-04 08:31")
+    assert morning.tick() == ["duty"]
+    # The admin moves the list to 10:00 and restarts at 09:00, then at 10:05: the day's list went out.
+    moved, _, clock = scheduler(tmp_path, url, f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "10:00", days: daily}}
+""")
+    for moment in ("2026-12-04 09:00", "2026-12-04 10:05"):
+        clock.now = at(moment)
+        assert moved.tick() == []
+    clock.now = at("2026-12-05 10:00") + 10
+    assert moved.tick() == ["duty"]  # the next day, at the new time
+
+
+def test_routes_sharing_a_chat_share_one_list_there(tmp_path, prometheus):
+    morning, outbox, clock = scheduler(tmp_path, prometheus([]), f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+  critical:
+    bot: main
+    chat_id: {GROUP_CHAT}
+  kkt:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    thread_id: 7
+""")
+    clock.now = at("2026-12-04 08:31")
+    assert sorted(morning.tick()) == ["critical", "duty", "kkt"]
+    assert len(queued(outbox, GROUP_CHAT)) == 1  # duty and critical: one list in the chat
+    assert len(queued(outbox, GROUP_CHAT, 7)) == 1  # the kkt topic: its own
+    assert outbox.setting("worklist_day:critical") == outbox.setting("worklist_day:duty") == "2026-12-04"
+    clock.now += 60
+    assert morning.tick() == []
+
+
+def test_a_day_missed_because_prometheus_did_not_answer_says_so(tmp_path, caplog):
+    morning, outbox, clock = scheduler(tmp_path, "http://127.0.0.1:9", f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "08:30", days: daily}}
+""", late_by="1h")
+    outbox.set_setting("worklist_day:duty", "2026-12-03")
+    for moment in ("2026-12-04 08:31", "2026-12-04 09:00", "2026-12-04 09:31"):
+        clock.now = at(moment)
+        assert morning.tick() == []
+    assert outbox.setting("worklist_day:duty") == "2026-12-04"
+    missed = [record.getMessage() for record in caplog.records if "event=worklist_missed" in record.getMessage()]
+    assert len(missed) == 1 and "Prometheus or Alertmanager did not answer" in missed[0], missed
+    assert "not running" not in missed[0]
