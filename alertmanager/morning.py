@@ -222,7 +222,8 @@ class Morning:
                 for result in RESULTS:
                     self.worklists.labels(name, result)
         self._retry_at = 0.0
-        self._unavailable: str | None = None
+        self._unavailable: str | None = None  # the last failure's cause, for the log line of a missed day
+        self._cause: str | None = None  # its kind, as the chat would be told it: logged once per kind
         self._previous: float | None = None  # this process's last tick while it held the lease
         self._saw: dict[str, str] = {}  # route -> the last day whose list time came while this process watched
         self._tried: dict[str, str] = {}  # route -> the day whose list was last tried
@@ -297,17 +298,20 @@ class Morning:
         except WorklistUnavailable as err:
             for name in due:
                 self.worklists.labels(name, "unavailable").inc()
-            if self._unavailable != str(err):  # once per spell, and again if its cause changes
-                self._unavailable = str(err)
+            # Once per spell, and again if its kind of cause changes: the English text quotes the answer,
+            # which differs at each try (a proxy's error page with a request id), the Russian one names the kind.
+            if self._cause != err.russian:
+                self._cause = err.russian
                 log.warning("event=worklist_unavailable routes=%s error=%r action=retry_every_%.0fs",
                             ",".join(due), str(err), RETRY_EVERY)
+            self._unavailable = str(err)
             return []
         self._retry_at = 0.0
         if self._stopping.is_set():  # stopping while Prometheus answered: the next start queues it
             return []
         if self._unavailable is not None:
             log.info("event=worklist_recovered")
-            self._unavailable = None
+            self._unavailable = self._cause = None
         # Routes sharing a chat share a list only when due on the same day: one key per chat and day.
         by_day: dict[date, list[Worklist]] = {}
         for name, worklist in lists.items():
