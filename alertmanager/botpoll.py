@@ -191,7 +191,9 @@ class CommandPoller:
             if first and refusal == "chat_not_allowed" and label != "unknown":
                 self._reply(int(user_id), None, _elsewhere_hint(name, chat), None)
             return
-        asker = Asker(chat_id, int(user_id or 0), _display_name(sender), private=_is_private(chat))
+        thread = message.get("message_thread_id") if message.get("is_topic_message") else None
+        asker = Asker(chat_id, int(user_id or 0), _display_name(sender), private=_is_private(chat),
+                      thread_id=_number(thread) or None)
         try:
             replies = self.commands.answer(name, words[1:], asker)
             result = "ok"
@@ -203,7 +205,6 @@ class CommandPoller:
                                "получателя."], "error"
         self.metrics.commands.labels(label, result).inc()
         log.info("event=command command=%s chat=%s user=%s result=%s", label, chat_id, user_id, result)
-        thread = message.get("message_thread_id") if message.get("is_topic_message") else None
         for reply in replies:
             self._reply(chat_id, thread, reply, message.get("message_id"))
 

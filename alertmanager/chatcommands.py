@@ -65,6 +65,7 @@ class Asker:
     user_id: int
     name: str  # "@username", or the first name when there is no username
     private: bool = False  # the asker's private chat with the bot
+    thread_id: int | None = None  # the forum topic it was typed in
 
     @property
     def created_by(self) -> str:
@@ -234,6 +235,10 @@ class ChatCommands:
         from alertmanager.worklist import WorklistUnavailable
 
         routes = self.routes_of_chat(asker.chat_id)
+        # In a forum topic a route posts to, that topic's routes: the POS team's topic gets its registers.
+        in_topic = {name for name in routes if self.config.routes[name].thread_id == asker.thread_id}
+        if asker.thread_id is not None and in_topic:
+            routes = in_topic
         if not routes and not asker.private:
             raise CommandProblem("В этот чат бот не присылает ни оповещений, ни списков дел, поэтому не "
                                  "показывает список и здесь. Список по площадкам всех чатов можно посмотреть в "

@@ -56,9 +56,9 @@ def exposition(now: float) -> str:
                                                             "{site=\"pos-07\""))]
     lines.append(f"sitewatch_fn_unsent_documents{{{pos}}} 17")
     lines.append(f"sitewatch_fn_oldest_unsent_document_timestamp_seconds{{{pos}}} {now - 26 * day:.0f}")
-    # The Кодекс distributor's server: its licence ends in 9 days.
+    # The Кодекс distributor's server: its licence ends in 5 days (a warning: the duty group hears of it).
     lines.append('sitewatch_kodeks_licence_expiry_timestamp_seconds{site="spb-01",client="клиент 0",'
-                 f'distributor="kodeks-spb",check="kodeks",type="kodeks"}} {now + 9 * day:.0f}')
+                 f'distributor="kodeks-spb",check="kodeks",type="kodeks"}} {now + 5 * day:.0f}')
     return "\n".join(lines) + "\n"
 
 
@@ -221,6 +221,18 @@ def test_today_in_a_chat_says_what_its_morning_list_said(fleet):
         wait_until(lambda: len(telegram.messages(POS_CHAT)) > before, 30, what="the answer to /today")
         pos = "\n".join(texts(telegram, POS_CHAT)[before:])
         assert "pos-07" in pos and "spb-01" not in pos and "own-03" not in pos
+        # In the POS team's topic of the duty group, the topic's own list: the registers, not the licence.
+        def in_topic(thread):
+            return [parse_html(m.text) for m in telegram.messages(DUTY_CHAT) if m.message_thread_id == thread]
+
+        wait_until(lambda: in_topic(KKT_THREAD), 60, what="the POS team's list")
+        topic_morning = [text for text in in_topic(KKT_THREAD) if "сегодня" in text.splitlines()[0]]
+        before = len(in_topic(KKT_THREAD))
+        telegram.user_says(DUTY_CHAT, "/today", user_id=ALLOWED_USER, message_thread_id=KKT_THREAD)
+        wait_until(lambda: len(in_topic(KKT_THREAD)) > before, 30, what="the answer to /today in the topic")
+        answer = in_topic(KKT_THREAD)[before:]
+        assert answer == topic_morning, answer
+        assert "Регистрационный файл" not in "\n".join(answer)
     finally:
         receiver.stop()
 
