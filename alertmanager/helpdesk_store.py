@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from alertmanager.helpdesk_body import sound
-from alertmanager.outbox import Transaction
+from alertmanager.outbox import Transaction, open_database
 from alertmanager.workitem import WorkItem
 
 KEEP_DEAD_LETTERS = 7 * 86400.0
@@ -106,12 +106,8 @@ class HandOffStore:
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # an offered item is on disk before offer returns
-            self._local.db = db
+        if db is None:  # durable: an offered item is on disk before offer returns
+            db = self._local.db = open_database(self.path, self.busy_timeout)
         return db
 
     def _write(self) -> Transaction:

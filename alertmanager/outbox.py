@@ -358,13 +358,9 @@ class Outbox:
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit reaches the disk before the webhook is answered, so even a power cut loses
             # nothing that Alertmanager was told is safe.
-            db.execute("PRAGMA synchronous=FULL" if self.durable_commits else "PRAGMA synchronous=NORMAL")
-            self._local.db = db
+            db = self._local.db = open_database(self.path, self.busy_timeout, self.durable_commits)
         return db
 
     def _write(self, patience: float | None = None) -> "Transaction":
@@ -818,6 +814,15 @@ class Outbox:
             "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         keys = ("route", "chat_id", "reason", "detail", "status", "alert", "created_at", "dead_at")
         return [dict(zip(keys, row)) for row in rows]
+
+
+def open_database(path: Path, busy_timeout: float, durable: bool = True) -> sqlite3.Connection:
+    """A connection to the outbox's file as everything sharing the file opens one: WAL, transactions begun
+    by hand (Transaction), and commits that reach the disk before they return unless `durable` is false."""
+    db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+    return db
 
 
 class Transaction:

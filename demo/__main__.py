@@ -12,7 +12,6 @@ network namespace it made it removes.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -22,10 +21,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from alertmanager.prometheus_query import PrometheusError, instant_query
 from demo import configs
 from demo.devices import ATOL_PORT, KODEKS_PORT, MITSU_PORT, SHTRIH_PORT, WEB, Devices
 from demo.processes import StartFailed, Supervisor
@@ -172,11 +171,9 @@ def send_first_worklist(work: Path, ports: configs.Ports, env: dict) -> None:
 
 
 def _has_readings(ports: configs.Ports) -> bool:
-    query = urllib.parse.urlencode({"query": "count(sitewatch_fn_expiry_timestamp_seconds)"})
     try:
-        with urllib.request.urlopen(f"{ports.url('prometheus')}/api/v1/query?{query}", timeout=2) as answer:
-            return bool(json.load(answer)["data"]["result"])
-    except (OSError, ValueError, KeyError):
+        return bool(instant_query(ports.url("prometheus"), "count(sitewatch_fn_expiry_timestamp_seconds)", timeout=2))
+    except PrometheusError:
         return False
 
 
