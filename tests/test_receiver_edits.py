@@ -531,7 +531,9 @@ def test_an_edit_made_but_not_heard_of_is_done_again_harmlessly(tmp_path, telegr
     assert again == reply and shown.edits == 1
     assert visible(shown).endswith(f"✅ Решено в {hhmm(ends)}, длилось 7 мин")
     edits = [status for method, _, status in telegram.requests if method == "editMessageText"]
-    assert len(edits) == 2 and edits[-1] == 400, edits  # the second: "message is not modified", taken as done
+    # Two edits: one made, one "message is not modified" (taken as done). The fake records each when it
+    # answers, and the first is answered 4 s late: on a busy machine the second's answer is recorded first.
+    assert sorted(edits) == [200, 400], edits
 
 
 def test_telling_a_resolution_stays_quick_with_a_month_of_messages_remembered(tmp_path):
