@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -198,3 +199,12 @@ def wait_for(predicate, timeout: float, what: str):
 def started_at(minutes: int) -> datetime:
     return datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
 
+
+
+def resolved_at(moment: datetime, zone: str = "Europe/Moscow") -> str:
+    """How a resolution line names its moment: "в 10:42", with the day in front ("04.12 в 23:43") when that
+    is not today, the firing message's day (a test run near midnight sees both)."""
+    local = moment.astimezone(ZoneInfo(zone))
+    if local.date() == datetime.now(ZoneInfo(zone)).date():
+        return f"в {local:%H:%M}"
+    return f"{local:%d.%m} в {local:%H:%M}"

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import free_port
-from receiver_kit import (GROUP_CHAT, OTHER_CHAT, ReceiverProcess, alert, payload, post, wait_for,
+from receiver_kit import (GROUP_CHAT, OTHER_CHAT, ReceiverProcess, alert, payload, post, resolved_at, wait_for,
                           write_receiver_config)
 from simulators.telegram import parse_html
 
@@ -226,7 +226,7 @@ commands:
                     current(telegram, GROUP_CHAT, message.message_id), 15, "the resolution shown")
     lines = parse_html(done.text).split("\n")
     assert lines[0].startswith("✅ Решено: SiteDown (1)")
-    assert lines[-2:] == [line, f"✅ Решено в {local(ends).strftime('%H:%M')}, длилось 7 мин"]
+    assert lines[-2:] == [line, f"✅ Решено {resolved_at(ends)}, длилось 7 мин"]
     assert done.reply_markup is None
     assert len(telegram.messages(GROUP_CHAT)) == 1
 
