@@ -322,7 +322,7 @@ class CommandPoller:
             found = active.get(alert.fingerprint)
             if found is not None:
                 self.commands.api.create_silence(exact_matchers(found["labels"]), ends, asker.created_by,
-                                                 f"взял {asker.name}")
+                                                 f"взял(а) {asker.name}")
                 made += 1
         return ends.timestamp() if made else None
 

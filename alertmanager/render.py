@@ -365,7 +365,7 @@ class Renderer:
 CAPTION_LIMIT = 160
 _NAMELESS = {"ru": "без имени", "en": "unnamed"}
 _FOLLOW_UP = {
-    "ru": {"resolved": "Решено", "resolved_in": "решено", "at": "в", "lasted": "длилось", "taken": "Взял",
+    "ru": {"resolved": "Решено", "resolved_in": "решено", "at": "в", "lasted": "длилось", "taken": "Взял(а)",
            "silenced": "заглушено до", "all_resolved": "Всё решено.", "firing": "Срабатывает",
            "resolved_header": "Решено", "date": "%d.%m", "on": ""},
     "en": {"resolved": "Resolved", "resolved_in": "resolved", "at": "at", "lasted": "lasted", "taken": "Taken by",
@@ -411,7 +411,7 @@ def isolated(name: str) -> str:
 
 
 def taken_line(language: str, zone: tzinfo, name: str, at: float, silenced_until: float | None = None) -> str:
-    """HTML: "✋ Взял: @name, 04.12 10:42" and, when the take silenced the alerts, ", заглушено до 14:42"."""
+    """HTML: "✋ Взял(а): @name, 04.12 10:42" and, when the take silenced the alerts, ", заглушено до 14:42"."""
     words = _FOLLOW_UP[language]
     line = f"✋ {words['taken']}{':' if language == 'ru' else ''} {isolated(html.escape(name, quote=False))}, " \
            f"{moment_text(at, zone, language)}"

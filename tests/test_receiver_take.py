@@ -121,7 +121,7 @@ def test_take_records_who_edits_the_message_and_silences_the_repeats(stack):
     ends = local(pressed + 2 * 3600)  # the day too, when the silence ends after midnight
     until = ends.strftime("%H:%M" if ends.date() == local(pressed).date() else "%d.%m %H:%M")
     last = text.split("\n")[-1]
-    assert last.startswith("✋ Взял: @duty_engineer, ") and last.endswith(f", заглушено до {until}"), last
+    assert last.startswith("✋ Взял(а): @duty_engineer, ") and last.endswith(f", заглушено до {until}"), last
     assert last.split(", ")[1] in (taken_at, local(pressed + 60).strftime("%d.%m %H:%M"))
     assert text.split("\n\n✋")[0] == parse_html(message.text)  # the alerts' text as it was
     assert shown.reply_markup["inline_keyboard"] == silence_rows  # the take button is gone, the rest stay
@@ -131,7 +131,7 @@ def test_take_records_who_edits_the_message_and_silences_the_repeats(stack):
     silences = stack.silences()
     assert len(silences) == 2
     for silence in silences:
-        assert silence["comment"] == "взял @duty_engineer"
+        assert silence["comment"] == "взял(а) @duty_engineer"
         assert silence["createdBy"] == f"Telegram @duty_engineer ({ALLOWED_USER})"
         assert all(not m["isRegex"] and m.get("isEqual", True) for m in silence["matchers"])
         ends = datetime.fromisoformat(silence["endsAt"].replace("Z", "+00:00"))
@@ -215,8 +215,8 @@ commands:
     taken = wait_for(lambda: current(telegram, GROUP_CHAT, message.message_id).edits == 1 and
                      current(telegram, GROUP_CHAT, message.message_id), 15, "the take shown")
     line = parse_html(taken.text).split("\n")[-1]
-    assert line in (f"✋ Взял: Пётр, {local(pressed).strftime('%d.%m %H:%M')}",
-                    f"✋ Взял: Пётр, {local(pressed + 60).strftime('%d.%m %H:%M')}"), line
+    assert line in (f"✋ Взял(а): Пётр, {local(pressed).strftime('%d.%m %H:%M')}",
+                    f"✋ Взял(а): Пётр, {local(pressed + 60).strftime('%d.%m %H:%M')}"), line
     assert "заглушено" not in line
     assert buttons_of(taken) == ["🔕 Заглушить на 1 ч", "4 ч", "24 ч"]  # taken: only its take button is gone
     ends = starts + timedelta(minutes=7)
@@ -345,7 +345,7 @@ commands:
     shown = wait_for(lambda: current(telegram, GROUP_CHAT, message.message_id).edits == 1 and
                      current(telegram, GROUP_CHAT, message.message_id), 15, "the take shown")
     last = parse_html(shown.text).split("\n")[-1]
-    assert last.startswith(f"✋ Взял: \u2068{name}\u2069, "), repr(last)
+    assert last.startswith(f"✋ Взял(а): \u2068{name}\u2069, "), repr(last)
     # The take button is gone from the message; a press made before the edit reached the chat is still answered.
     second = telegram.raw_update("callback_query", {
         "id": "late", "from": {"id": COLLEAGUE, "is_bot": False, "first_name": "Пётр"}, "chat_instance": "1",
