@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import Counter, CollectorRegistry
 
@@ -319,18 +319,20 @@ class Morning:
         for day, day_lists in by_day.items():
             for names, worklist in per_chat(self.config, day_lists, now):
                 self.queue(worklist, key=f"worklist:{'+'.join(names)}:{day.isoformat()}",
-                           routes=[lists[name] for name in names])
-                for name in names:
-                    self.outbox.set_setting(_sent_key(name), day.isoformat())
+                           routes=[lists[name] for name in names],
+                           settings={_sent_key(name): day.isoformat() for name in names})
         self.wake()
         return list(lists)
 
-    def queue(self, worklist: Worklist, key: str | None = None, routes: Sequence[Worklist] = ()) -> int:
+    def queue(self, worklist: Worklist, key: str | None = None, routes: Sequence[Worklist] = (),
+              settings: Mapping[str, str] | None = None) -> int:
         """Queues `worklist` for its route's chat; `routes`: the lists of the routes it stands for when it is
-        shared (default: its own). Their items that need a visit go to their helpdesks."""
+        shared (default: its own). Their items that need a visit go to their helpdesks. `settings` (the day
+        recorded as sent) are stored with the texts, in one transaction."""
         routes = routes or (worklist,)
         chat = chat_of(self.config.routes[worklist.route])
-        stored = self.outbox.enqueue_text(worklist.route, chat, worklist.texts, kind="worklist", key=key)
+        stored = self.outbox.enqueue_text(worklist.route, chat, worklist.texts, kind="worklist", key=key,
+                                          settings=settings)
         if stored:
             for own in routes:
                 self.worklists.labels(own.route, "queued").inc()

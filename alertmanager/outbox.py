@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from alertmanager.telegram_html import MESSAGE_LIMIT, fit_lines
 
@@ -422,17 +422,19 @@ class Outbox:
         return EnqueueResult(queued=queued, cancelled=cancelled, already_told=told)
 
     def enqueue_text(self, route: str, chat: Chat, texts: Sequence[str], kind: str = "worklist",
-                     key: str | None = None) -> int:
+                     key: str | None = None, settings: Mapping[str, str] | None = None) -> int:
         """Stores rendered Telegram HTML messages for one chat, which the sender delivers as they are, in this
         order, through the chat's queue (its rate limits, retries and dead letters, as for alerts); returns how
         many were stored. A `key` stored before (kept KEEP_TEXT_KEYS) stores nothing and returns 0, so a text
         queued twice (a restart, a second process) goes out once. A text over Telegram's limit is cut
-        between lines rather than refused."""
+        between lines rather than refused. `settings` are stored in the same transaction, so that what
+        records the texts as queued (a worklist's day) cannot be lost to a crash between the two."""
         messages = [fit_lines(text, MESSAGE_LIMIT) for text in texts if text.strip()]
-        if not messages:
-            return 0
         now = self.clock()
         with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (settings or {}).items())
+            if not messages:
+                return 0
             if key is not None:
                 if db.execute("SELECT 1 FROM text_keys WHERE key = ?", (key,)).fetchone() is not None:
                     return 0
