@@ -19,6 +19,7 @@ from alertmanager import maintenance
 from alertmanager.config import CommandsConfig, ReceiverConfig
 from alertmanager.maintenance import MaintenanceProblem
 from alertmanager.render import duration_text, isolated, plural
+from alertmanager.routing_tree import route_named
 from alertmanager.wording import title, word
 from alertmanager.silences import AlertmanagerApi, AlertmanagerError, Silence, equal_matcher, exact_matchers
 from alertmanager.telegram_html import MESSAGE_LIMIT, html_to_text, message_length
@@ -153,7 +154,7 @@ class ChatCommands:
             name = receiver.get("name", "")
             known = {route for seen, route in learnt if seen == name}
             if not known:  # not seen in a webhook yet: Alertmanager receivers are usually named after the route
-                known = {route for route in self.config.routes if name == route or name.endswith("-" + route)}
+                known = route_named(name, self.config.routes)
             routes |= known
         return routes
 

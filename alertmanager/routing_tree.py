@@ -286,9 +286,8 @@ class RoutingTree:
                 route = route_of_url(url)
                 if route in known:
                     routes.add(route)
-            if not routes and hidden:  # the longest name that fits: telegram-kodeks-spb is kodeks-spb, not spb
-                named = sorted((route for route in known if name == route or name.endswith("-" + route)), key=len)
-                routes = set(named[-1:])
+            if not routes and hidden:
+                routes = route_named(name, known)
             if routes:
                 found[name] = routes
         return found
@@ -348,3 +347,11 @@ def _walk(route: Route) -> Iterable[Route]:
     yield route
     for child in route.children:
         yield from _walk(child)
+
+
+def route_named(receiver: str, known_routes: Iterable[str]) -> set[str]:
+    """The route an Alertmanager receiver is named after (`duty` or `telegram-duty` posts to `duty`), for
+    when its webhook URL cannot be read: the longest name that fits, so `telegram-kodeks-spb` is
+    `kodeks-spb`, not `spb`; none when no route fits."""
+    named = sorted((route for route in known_routes if receiver == route or receiver.endswith("-" + route)), key=len)
+    return set(named[-1:])

@@ -221,6 +221,34 @@ receivers:
     assert tree.webhook_routes({"spb", "kodeks-spb", "duty"}) == {"telegram-kodeks-spb": {"kodeks-spb"}, "spb": {"spb"}}
 
 
+def test_the_bot_commands_name_a_receiver_s_route_by_the_same_rule(tmp_path):
+    """/alerts finds an alert's chat by its receivers: before a webhook has shown which route a receiver
+    posts to, telegram-kodeks-spb is the route kodeks-spb, not spb too (its alerts would be shown in the
+    spb chat)."""
+    from alertmanager.chatcommands import ChatCommands
+    from alertmanager.config import load_receiver_config
+    from receiver_kit import write_receiver_config
+
+    config = load_receiver_config(write_receiver_config(tmp_path, "http://127.0.0.1:9", routes="""
+  spb:
+    bot: main
+    chat_id: -1001000000001
+  kodeks-spb:
+    bot: main
+    chat_id: -1001000000002
+""", extra="""
+commands:
+  alertmanager_url: http://127.0.0.1:9
+  allowed_chats: [-1001000000001]
+"""))
+    commands = ChatCommands(config, config.commands, api=None, receiver_routes=set)
+    routes = commands._routes_of  # noqa: SLF001 (the rule itself, without an Alertmanager to list alerts)
+    assert routes({"labels": {}, "receivers": [{"name": "telegram-kodeks-spb"}]}, set()) == {"kodeks-spb"}
+    assert routes({"labels": {}, "receivers": [{"name": "spb"}]}, set()) == {"spb"}
+    assert routes({"labels": {}, "receivers": [{"name": "telegram-kodeks-spb"}]},
+                  {("telegram-kodeks-spb", "spb")}) == {"spb"}  # what a webhook showed wins
+
+
 def test_a_receiver_known_by_no_name_is_logged_as_taking_its_items_off_the_lists(caplog):
     """With Alertmanager 0.26+ every webhook URL is <secret>: a receiver not named after its route routes
     its sites' items nowhere, which the log must say, naming it."""
