@@ -331,6 +331,13 @@ class Morning:
         recorded as sent) are stored with the texts, in one transaction."""
         routes = routes or (worklist,)
         chat = chat_of(self.config.routes[worklist.route])
+        # The helpdesk's items are stored first: once the texts and their day are, a restart does not come
+        # back to this list, and items offered after them would be lost to a crash in between. Offering
+        # twice (a crash before the texts) is harmless: items handed off before are skipped.
+        if self.handoff is not None:
+            for own in routes:
+                if self.config.routes[own.route].helpdesk is not None:
+                    self.handoff.offer(own.route, list(own.items), self.clock())
         stored = self.outbox.enqueue_text(worklist.route, chat, worklist.texts, kind="worklist", key=key,
                                           settings=settings)
         if stored:
@@ -339,10 +346,6 @@ class Morning:
                 self.items.labels(own.route).inc(len(own.items))
             log.info("event=worklist_queued route=%s items=%d messages=%d", "+".join(own.route for own in routes),
                      len(worklist.items), len(worklist.texts))
-        if self.handoff is not None:
-            for own in routes:
-                if self.config.routes[own.route].helpdesk is not None:
-                    self.handoff.offer(own.route, list(own.items), self.clock())
         return stored
 
 

@@ -864,36 +864,38 @@ def test_what_the_helpdesk_took_is_not_posted_again_when_the_file_is_busy_at_tha
     assert any("event=helpdesk_outcome_not_noted_yet" in line and "outcome=sent" in line for line in lines)
 
 
-class LockedAfterStoring(Outbox):
-    """The real outbox, whose file another process locks right after a list is stored in it."""
+class BusyDuringTheOffer(HandOff):
+    """The real hand-off, whose file another process locks just as the morning's items are offered."""
 
     lock_for = 2.5
     locker: subprocess.Popen | None = None
 
-    def enqueue_text(self, *args, **kwargs) -> int:
-        stored = super().enqueue_text(*args, **kwargs)
+    def offer(self, route, items, now) -> int:
         if self.locker is None:
-            self.locker = hold_write_lock(self.path, self.lock_for)
-        return stored
+            self.locker = hold_write_lock(self.store.path, self.lock_for)
+        return super().offer(route, items, now)
 
 
 def test_the_morning_list_is_queued_and_its_visits_follow_when_the_file_is_busy_during_the_offer(tmp_path, started):
     helpdesk = FakeHelpdesk()
     started.append(helpdesk)
     config = helpdesk_config(tmp_path, helpdesk.url)
-    handoff = hand_off(config, tmp_path, started, busy_timeout=0.5)
+    handoff = BusyDuringTheOffer(config, tmp_path / "outbox.db", None, first_retry=0.1, max_retry=0.5,
+                                 busy_timeout=0.5)
+    started.append(handoff)
     handoff.start(lambda: True)
-    outbox = LockedAfterStoring(tmp_path / "outbox.db")
+    outbox = Outbox(tmp_path / "outbox.db")
     morning = Morning(config, outbox, lambda: True, handoff=handoff)
     began = time.monotonic()
     try:
         assert morning.queue(Worklist("duty", (FN, SILENT, CATALOG), ("<b>Что сделать сегодня</b>",)),
                              key="worklist:duty:2026-12-04") == 1
-        assert time.monotonic() - began < 2.0  # the morning thread goes on to the other routes' lists
+        # The offer gave up after its 0.5 s and kept the items; the list waited for the file, no longer.
+        assert time.monotonic() - began < BusyDuringTheOffer.lock_for + 2.0
         assert outbox.enqueue_text("duty", Chat("main", "-1001000000001", None), ["again"],
                                    key="worklist:duty:2026-12-04") == 0  # the list is stored
     finally:
-        ended(outbox.locker)
+        ended(handoff.locker)
         outbox.close()
     wait_for(helpdesk, 2)
     time.sleep(0.5)

@@ -1,7 +1,7 @@
 """When the morning worklist goes out: its config, each route's time and days in its own zone, once a day,
 late (after midnight too) or missed, and what the config refuses; the scheduler driven by a set clock
-against a real Prometheus and the real outbox: `late_by: 0`, the clock going back, a crash before the day
-is noted, a new time the same day, routes sharing a chat, a day missed because Prometheus did not answer."""
+against a real Prometheus and the real outbox: `late_by: 0`, the clock going back, a restart just after
+the list is queued, a new time the same day, routes sharing a chat, a day missed because Prometheus did not answer."""
 
 from __future__ import annotations
 
@@ -252,6 +252,51 @@ def test_the_clock_going_back_or_a_restart_after_queueing_sends_nothing_twice_an
     outbox.set_setting("worklist_day:duty", "2027-12-06")
     clock.now = at("2026-12-06 08:31")
     assert restarted.tick() == ["duty"]
+
+
+class PowerCut(BaseException):
+    """The process ends here: nothing after it runs."""
+
+
+class HandOffThatDies:
+    """Stands in for the helpdesk hand-off: records the routes offered, or dies while offering."""
+
+    def __init__(self, dies: bool):
+        self.dies, self.offered = dies, []
+
+    def offer(self, route, items, now) -> int:
+        if self.dies:
+            raise PowerCut()
+        self.offered.append(route)
+        return 0
+
+
+def test_a_power_cut_while_the_helpdesk_items_are_stored_leaves_the_day_to_the_next_start(tmp_path, prometheus):
+    """The helpdesk's items are stored before the list and its day: a process that dies in between has not
+    marked the day done, so the next start, within late_by, queues the list and offers the items again."""
+    (tmp_path / "helpdesk.url").write_text("http://127.0.0.1:9/tasks\n", encoding="utf-8")
+    routes = f"""
+  duty:
+    bot: main
+    chat_id: {GROUP_CHAT}
+    worklist: {{at: "08:30", days: daily}}
+    helpdesk: {{url: {{file: helpdesk.url}}}}
+"""
+    url = prometheus([])
+    morning, outbox, clock = scheduler(tmp_path, url, routes)
+    outbox.set_setting("worklist_day:duty", "2026-12-04")
+    morning.handoff = HandOffThatDies(dies=True)
+    clock.now = at("2026-12-05 08:31")
+    with pytest.raises(PowerCut):
+        morning.tick()
+    assert outbox.setting("worklist_day:duty") == "2026-12-04" and queued(outbox, GROUP_CHAT) == []
+    restarted, _, _ = scheduler(tmp_path, url, routes)
+    restarted.handoff = HandOffThatDies(dies=False)
+    clock.now = at("2026-12-05 08:40")
+    restarted.clock = clock
+    assert restarted.tick() == ["duty"]
+    assert restarted.handoff.offered == ["duty"]
+    assert outbox.setting("worklist_day:duty") == "2026-12-05" and len(queued(outbox, GROUP_CHAT)) == 1
 
 
 def test_a_new_time_the_same_day_sends_no_second_list(tmp_path, prometheus):
