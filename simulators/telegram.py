@@ -69,6 +69,7 @@ class SentMessage:
     reply_markup: dict | None = field(default=None, hash=False)  # the inline keyboard now, after any edits
     reply_to_message_id: int | None = None  # the message it replies to
     edits: int = 0  # times its text was edited (editMessageText): `text` is the latest
+    date: float = field(default=0.0, compare=False)  # time.time() when accepted: the Message's "date"
 
 
 @dataclass(frozen=True)
@@ -855,7 +856,7 @@ class FakeTelegram:
             chat.last_message_id += 1
             message = SentMessage(chat.last_message_id, bot_id, chat_id_param(params["chat_id"]), text,
                                   parse_mode, thread_id, _flag(params.get("disable_notification")), now, markup,
-                                  reply_to)
+                                  reply_to, date=time.time())
             self._messages.append(message)
             result = self._returned[(chat.id, message.message_id)] = _returned(message, chat, visible)
             if reply_to is not None:
@@ -1153,7 +1154,7 @@ def _bot_user(bot_id: int) -> dict:
 
 def _returned(message: SentMessage, chat: Chat, visible: str) -> dict:
     """The Message sendMessage answers with, which a callback query later carries too."""
-    result = {"message_id": message.message_id, "date": int(time.time()), "chat": chat.describe(), "text": visible}
+    result = {"message_id": message.message_id, "date": int(message.date), "chat": chat.describe(), "text": visible}
     if chat.type == "channel":
         result["sender_chat"] = chat.describe()
     else:

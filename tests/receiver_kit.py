@@ -201,10 +201,10 @@ def started_at(minutes: int) -> datetime:
 
 
 
-def resolved_at(moment: datetime, zone: str = "Europe/Moscow") -> str:
+def resolved_at(moment: datetime, sent: float, zone: str = "Europe/Moscow") -> str:
     """How a resolution line names its moment: "в 10:42", with the day in front ("04.12 в 23:43") when that
-    is not today, the firing message's day (a test run near midnight sees both)."""
+    is not the day its firing message was `sent` (unix time; SentMessage.date), as a run near midnight sees."""
     local = moment.astimezone(ZoneInfo(zone))
-    if local.date() == datetime.now(ZoneInfo(zone)).date():
+    if local.date() == datetime.fromtimestamp(sent, ZoneInfo(zone)).date():
         return f"в {local:%H:%M}"
     return f"{local:%d.%m} в {local:%H:%M}"

@@ -39,6 +39,15 @@ from receiver_kit import write_receiver_config
 MOSCOW = ZoneInfo("Europe/Moscow")
 NOW = 1796371200.0  # 04.12.2026 11:00 МСК
 DAY = 86400.0
+_STARTED = time.monotonic()
+
+
+def clock() -> float:
+    """The hand-offs' clock: NOW when the tests start, going on as time does. The items' dates are fixed
+    around NOW, and a hand-off on the real clock would find them days old (and give them up) on a later
+    day."""
+    return NOW + (time.monotonic() - _STARTED)
+
 HELPDESK_TOKEN = "helpdesk-bearer-for-tests"
 WEBHOOK_CODE = "k9x2secretcode7q"  # a Bitrix24 incoming webhook's secret part of the URL
 FN = WorkItem("fn_expiry", "shop-1", {"kkt": "0001234567", "fn": "9999078900012345", "client": "ООО Ромашка"},
@@ -148,7 +157,7 @@ def helpdesk_config(folder: Path, url: str, *, format: str = "generic", extra: s
 
 
 def hand_off(config, folder: Path, started: list, registry: CollectorRegistry | None = None, **options) -> HandOff:
-    options = {"first_retry": 0.1, "max_retry": 0.5, **options}
+    options = {"first_retry": 0.1, "max_retry": 0.5, "clock": clock, **options}
     handoff = HandOff(config, folder / "outbox.db", registry, **options)
     started.append(handoff)
     return handoff
@@ -358,7 +367,7 @@ def test_an_item_not_accepted_within_the_give_up_time_is_given_up(tmp_path, star
     registry = CollectorRegistry()
     handoff = hand_off(config, tmp_path, started, registry, give_up_after=1.5)
     with caplog.at_level(logging.INFO, logger="sitewatch.receiver"):
-        handoff.offer("duty", [FN], time.time())
+        handoff.offer("duty", [FN], clock())
         handoff.start(lambda: True)
         wait_until(lambda: sample(registry, "sitewatch_receiver_helpdesk_failed_total", route="duty",
                                   reason="expired") == 1, 10, 0.05, "the item given up as expired")
@@ -461,7 +470,7 @@ def run_into_trouble(config, down, tmp_path: Path, started: list) -> None:
     handoff.offer("duty", [FN], NOW)
     handoff.start(lambda: True)
     unreachable = hand_off(down, tmp_path / "down", started, give_up_after=1.0)
-    unreachable.offer("duty", [SILENT], time.time())
+    unreachable.offer("duty", [SILENT], clock())
     unreachable.start(lambda: True)
     wait_until(lambda: len(handoff.dead_letters()) == 1 and len(unreachable.dead_letters()) == 1, 10, 0.05,
                "both items given up")
@@ -880,12 +889,12 @@ def test_the_morning_list_is_queued_and_its_visits_follow_when_the_file_is_busy_
     helpdesk = FakeHelpdesk()
     started.append(helpdesk)
     config = helpdesk_config(tmp_path, helpdesk.url)
-    handoff = BusyDuringTheOffer(config, tmp_path / "outbox.db", None, first_retry=0.1, max_retry=0.5,
-                                 busy_timeout=0.5)
+    handoff = BusyDuringTheOffer(config, tmp_path / "outbox.db", None, clock=clock, first_retry=0.1,
+                                 max_retry=0.5, busy_timeout=0.5)
     started.append(handoff)
     handoff.start(lambda: True)
     outbox = Outbox(tmp_path / "outbox.db")
-    morning = Morning(config, outbox, lambda: True, handoff=handoff)
+    morning = Morning(config, outbox, lambda: True, handoff=handoff, clock=clock)
     began = time.monotonic()
     try:
         assert morning.queue(Worklist("duty", (FN, SILENT, CATALOG), ("<b>Что сделать сегодня</b>",)),

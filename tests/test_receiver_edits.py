@@ -106,8 +106,8 @@ def test_a_resolved_alert_edits_its_firing_message_and_drops_its_buttons(tmp_pat
     message = edited(telegram, GROUP_CHAT, message.message_id)
     shown = visible(message)
     assert shown.startswith("✅ Решено: ФН истекает (1)")  # the header says it is over
-    assert shown.endswith(f"\n\n✅ Решено {resolved_at(ends)}, длилось 7 мин"), shown
-    assert shown.split("\n")[1:] == before.split("\n")[1:] + ["", f"✅ Решено {resolved_at(ends)}, длилось 7 мин"]
+    assert shown.endswith(f"\n\n✅ Решено {resolved_at(ends, message.date)}, длилось 7 мин"), shown
+    assert shown.split("\n")[1:] == before.split("\n")[1:] + ["", f"✅ Решено {resolved_at(ends, message.date)}, длилось 7 мин"]
     assert message.reply_markup is None  # nothing left to press
     time.sleep(1.5)
     assert len(telegram.messages(GROUP_CHAT)) == 1  # no separate resolved message
@@ -128,7 +128,7 @@ def test_the_edit_survives_a_restart_between_firing_and_resolving(tmp_path, tele
     receiver = receiver_process(config)  # a new process on the same outbox
     fire(receiver, "duty", resolved(firing))
     message = edited(telegram, GROUP_CHAT, message.message_id)
-    assert visible(message).endswith(f"✅ Решено {resolved_at(ends)}, длилось 7 мин")
+    assert visible(message).endswith(f"✅ Решено {resolved_at(ends, message.date)}, длилось 7 мин")
     time.sleep(1)
     assert len(telegram.messages(GROUP_CHAT)) == 1
 
@@ -164,7 +164,7 @@ def test_an_edit_waits_out_telegram_trouble_like_a_message(tmp_path, telegram, r
     telegram.fail_next(1, "429", retry_after=1)
     fire(receiver, "duty", resolved(firing))
     message = edited(telegram, GROUP_CHAT, message.message_id)
-    assert visible(message).endswith(f"✅ Решено {resolved_at(ends)}, длилось 7 мин")
+    assert visible(message).endswith(f"✅ Решено {resolved_at(ends, message.date)}, длилось 7 мин")
     assert [status for method, _, status in telegram.requests if method == "editMessageText"] == [500, 429, 200]
     assert len(telegram.messages(GROUP_CHAT)) == 1
 
@@ -230,7 +230,7 @@ def test_reply_mode_answers_the_firing_message_silently_where_the_route_says(tmp
     _, duty_reply = telegram.wait_for_messages(2, chat_id=GROUP_CHAT)
     _, other_reply = telegram.wait_for_messages(2, chat_id=OTHER_CHAT)
     assert duty_reply.reply_to_message_id == duty_firing.message_id
-    assert visible(duty_reply) == f"✅ SiteDown · shop-1: решено {resolved_at(ends)}, длилось 7 мин"
+    assert visible(duty_reply) == f"✅ SiteDown · shop-1: решено {resolved_at(ends, duty_firing.date)}, длилось 7 мин"
     assert not duty_reply.disable_notification
     assert other_reply.reply_to_message_id == other_firing.message_id
     assert other_reply.disable_notification  # silent_resolved
@@ -247,9 +247,9 @@ def test_both_mode_edits_the_message_then_replies_to_it(tmp_path, telegram, rece
     fire(receiver, "duty", resolved(firing))
     _, reply = telegram.wait_for_messages(2, chat_id=GROUP_CHAT)
     message = edited(telegram, GROUP_CHAT, message.message_id)
-    assert visible(message).endswith(f"✅ Решено {resolved_at(ends)}, длилось 7 мин")
+    assert visible(message).endswith(f"✅ Решено {resolved_at(ends, message.date)}, длилось 7 мин")
     assert reply.reply_to_message_id == message.message_id
-    assert visible(reply) == f"✅ CustomCheckFailed · shop-4: решено {resolved_at(ends)}, длилось 7 мин"
+    assert visible(reply) == f"✅ CustomCheckFailed · shop-4: решено {resolved_at(ends, message.date)}, длилось 7 мин"
     methods = [method for method, chat, _ in telegram.requests
                if chat == str(GROUP_CHAT) and method in ("sendMessage", "editMessageText")]
     assert methods == ["sendMessage", "editMessageText", "sendMessage"]  # the edit first, the reply after
@@ -289,7 +289,7 @@ def test_a_digest_shows_each_resolution_then_all_resolved(tmp_path, telegram, re
     message = edited(telegram, GROUP_CHAT, digest.message_id)
     shown = visible(message)
     assert shown.startswith("🔥 Сводка: 3 срабатывания в 3 группах")  # not all of it is over
-    assert shown.endswith(f"\n\n✅ SiteDown · shop-2: решено {resolved_at(ends)}, длилось 7 мин"), shown
+    assert shown.endswith(f"\n\n✅ SiteDown · shop-2: решено {resolved_at(ends, message.date)}, длилось 7 мин"), shown
     assert [b for b in buttons_of(message) if b.startswith("🔕")] == ["🔕 SiteDown shop-1: 1 ч",
                                                                      "🔕 SiteDown shop-3: 1 ч"]
     assert buttons_of(message)[0] == "✋ Беру"
@@ -298,7 +298,7 @@ def test_a_digest_shows_each_resolution_then_all_resolved(tmp_path, telegram, re
     message = edited(telegram, GROUP_CHAT, digest.message_id, edits=2)
     shown = visible(message)
     assert shown.startswith("✅ Всё решено. Сводка: 3 срабатывания в 3 группах"), shown
-    assert shown.count(f": решено {resolved_at(ends)}") == 3
+    assert shown.count(f": решено {resolved_at(ends, message.date)}") == 3
     assert "✅ SiteDown · shop-1: решено" in shown and "✅ SiteDown · shop-3: решено" in shown
     assert message.reply_markup is None
     time.sleep(1)
@@ -323,7 +323,7 @@ def test_a_group_split_over_two_messages_edits_each_for_its_own_alerts(tmp_path,
     fire(receiver, "duty", resolved(group[in_second[0]]), group_key="big")
     message = edited(telegram, GROUP_CHAT, second.message_id)
     assert visible(message).endswith(f"✅ CustomPortCheck · shop-big · проверка port-{in_second[0]}: решено "
-                                     f"{resolved_at(ends)}, длилось 7 мин")
+                                     f"{resolved_at(ends, second.date)}, длилось 7 мин")
     assert telegram.messages(GROUP_CHAT)[0].edits == 0  # the other message did not carry it
 
     fire(receiver, "duty", *(resolved(one) for one in group), group_key="big")
@@ -504,7 +504,7 @@ def test_a_message_full_of_markup_keeps_all_its_text_when_edited(tmp_path, teleg
     assert len(message.text) > 4000 and len(visible(message)) < 2500  # full in HTML, half of it in what shows
     fire(receiver, "duty", resolved(group[1]), group_key="markup")
     shown = visible(edited(telegram, GROUP_CHAT, message.message_id))
-    assert shown == visible(message) + f"\n\n✅ SiteDown · shop-9 · проверка c2: решено {resolved_at(ends)}, длилось 7 мин"
+    assert shown == visible(message) + f"\n\n✅ SiteDown · shop-9 · проверка c2: решено {resolved_at(ends, message.date)}, длилось 7 мин"
 
 
 def test_an_edit_made_but_not_heard_of_is_done_again_harmlessly(tmp_path, telegram, receiver_process):
@@ -526,7 +526,7 @@ def test_an_edit_made_but_not_heard_of_is_done_again_harmlessly(tmp_path, telegr
     time.sleep(1.5)
     [shown, again] = telegram.messages(GROUP_CHAT)
     assert again == reply and shown.edits == 1
-    assert visible(shown).endswith(f"✅ Решено {resolved_at(ends)}, длилось 7 мин")
+    assert visible(shown).endswith(f"✅ Решено {resolved_at(ends, shown.date)}, длилось 7 мин")
     edits = [status for method, _, status in telegram.requests if method == "editMessageText"]
     # Two edits: one made, one "message is not modified" (taken as done). The fake records each when it
     # answers, and the first is answered 4 s late: on a busy machine the second's answer is recorded first.
