@@ -189,7 +189,8 @@ def register_line(readings: Readings, serial: str, zone: ZoneInfo | None, now: f
         parts.append("смена открыта больше 24 часов")
     for labels, until in readings.all("sitewatch_kkt_licence_expiry_timestamp_seconds", kkt=serial):
         if until - now < 400 * 86400:  # a licence for ever is no news; one running out within the year is
-            parts.append(f"лицензия «{labels.get('name') or labels.get('licence')}» до {day(until, zone)}")
+            name = labels.get('name') or labels.get('licence')
+            parts.append(f"лицензия «{name}» {'до' if until > now else 'действовала до'} {day(until, zone)}")
     return ", ".join(parts)
 
 
@@ -238,7 +239,7 @@ def _kodeks(readings: Readings, result: Result, check: CheckConfig, now: float) 
     if expiry is not None:
         # The file is valid through the day before the moment exported (the next day's 00:00, site time).
         through = datetime.fromtimestamp(expiry, check.timezone).date() - timedelta(days=1)
-        parts.append(f"регистрационный файл до {through:%d.%m.%Y}")
+        parts.append(f"регистрационный файл {'до' if expiry > now else 'действовал до'} {through:%d.%m.%Y}")
     sessions = readings.value("sitewatch_kodeks_sessions")
     if sessions is not None:
         limit = readings.value("sitewatch_kodeks_sessions_limit")

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
@@ -52,7 +53,9 @@ class Scenario:
     service_message_on: str | None = None  # a catalog path whose main page shows a service message
     garbage: bool = False  # the metrics page is something else entirely
     admin_title: bool = True  # False: the monitoring user may not open /admin/title
-    licence_until: str = "31.12.2026"
+    # A registration file valid to the end of next year, whenever the simulator runs: far enough ahead not
+    # to be news (a fixed date would run out under the demo and the tests one day).
+    licence_until: str = field(default_factory=lambda: f"31.12.{date.today().year + 1}")
     registration_number: str = "123-456-789"
     version: str = "6.4.5.127"
     sessions: tuple[int, int] | None = (7, 25)

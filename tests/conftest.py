@@ -6,6 +6,7 @@ it removes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,9 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -273,6 +276,31 @@ def pushgateway(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def copy_example_logs(name: str, folder: Path) -> Path:
+    """examples/<name> copied into `folder` as freshly written files: a check that calls a log older than
+    a few days stale must see the copy as new, not as old as the checkout."""
+    copied = Path(shutil.copytree(ROOT / "examples" / name, folder))
+    now = time.time()
+    for path in copied.rglob("*"):
+        os.utime(path, (now, now))
+    return copied
+
+
+def copy_getad_example(folder: Path, fn_in_days: int = 220, licence_in_days: int = 42) -> tuple[date, date]:
+    """examples/getad-date copied into `folder`, its register's ФН and «ФФД 1.2» licence running out
+    `fn_in_days` and `licence_in_days` from today (the example's own dates pass one day, and the checks'
+    words with them); returns the ФН's and the licence's last day."""
+    copy_example_logs("getad-date", folder)
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    fn_until, licence_until = today + timedelta(days=fn_in_days), today + timedelta(days=licence_in_days)
+    path = folder / "00123456790012.json"
+    register = json.loads(path.read_text(encoding="utf-8"))
+    register["dateTime_end"] = f"{fn_until} 00:00:00"
+    register["licenses"]["10"]["dateUntil"] = f"{licence_until} 00:00:00"
+    path.write_text(json.dumps(register, ensure_ascii=False, indent=4), encoding="utf-8")
+    return fn_until, licence_until
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from alertmanager.render_numbers import plural
-from conftest import ROOT, needs_root, write_config
+from conftest import ROOT, copy_example_logs, copy_getad_example, needs_root, write_config
 from exporter import oneshot_ru
 from exporter.checks.registry import CHECK_TYPES
 from exporter.config import load_config
@@ -176,8 +176,8 @@ def run_check(config: Path, *extra: str, language: str | None = None) -> Run:
 @pytest.fixture(scope="module")
 def site_config(tmp_path_factory, tls_site, ports, register, kodeks) -> Path:
     folder = tmp_path_factory.mktemp("site")
-    shutil.copytree(ROOT / "examples" / "getad-date", folder / "getad")
-    shutil.copytree(ROOT / "examples" / "iiko-logs", folder / "logs")
+    copy_getad_example(folder / "getad")
+    copy_example_logs("iiko-logs", folder / "logs")
     listening, silent = ports
     return write_config(folder / "site.yml", textwrap.dedent(f"""
         sites:
@@ -280,16 +280,17 @@ def test_times_are_in_milliseconds_or_seconds_with_a_decimal_comma(russian):
         assert re.search(r"\s(\d+ мс|\d,\d с|\d+ с)\s", row(russian, check)), row(russian, check)
 
 
-def test_the_figures_are_rebuilt_in_russian_from_the_samples(russian, tls_site):
+def test_the_figures_are_rebuilt_in_russian_from_the_samples(russian, tls_site, register, kodeks):
     assert re.search(r"ответ в среднем \d+,\d+ мс, потерь 0 %$", row(russian, "pc")), row(russian, "pc")
     assert re.search(r"соединение за \d+(,\d+)? мс$", row(russian, "till-service"))
     certificate = tls_site.not_valid_after.astimezone(MOSCOW).strftime("%d.%m.%Y")
     assert re.search(rf"код 200 за \d+(,\d+)? мс, 12 КБ, сертификат до {certificate}$", row(russian, "main-page")), \
         row(russian, "main-page")
-    assert "3 каталога, регистрационный файл до 31.12.2026, соединений 7 из 25" in row(russian, "kodeks")
-    today = dt.datetime.now(MOSCOW).date()
-    fn_until = (today + dt.timedelta(days=300)).strftime("%d.%m.%Y")
-    oldest = (today - dt.timedelta(days=4)).strftime("%d.%m.%Y")
+    assert f"3 каталога, регистрационный файл до {kodeks.scenario.licence_until}, соединений 7 из 25" in \
+        row(russian, "kodeks")
+    # The register's own dates, as the fixture set them (a midnight may come between it and this test).
+    fn_until = dt.date.fromisoformat(register.scenario.fn_expiry).strftime("%d.%m.%Y")
+    oldest = dt.datetime.strptime(register.scenario.first_unsent, "%Y-%m-%d %H:%M").strftime("%d.%m.%Y")
     assert row(russian, "till-1").endswith(
         f"{MITSU_MODEL} №065001234567890, ФН до {fn_until}, не отправлено в ОФД документов: 3, "
         f"самый старый от {oldest}"), row(russian, "till-1")
@@ -297,11 +298,44 @@ def test_the_figures_are_rebuilt_in_russian_from_the_samples(russian, tls_site):
     assert row(russian, "pos-log").endswith("ФН не совпадает у 1 кассы из 1")
 
 
-def test_registers_of_a_folder_and_a_log_are_listed_one_a_line(russian):
+def getad_dates(folder) -> tuple[dt.date, dt.date]:
+    """The ФН's and the «ФФД 1.2» licence's last day in the GetAD file the site's check reads."""
+    register = json.loads((folder / "00123456790012.json").read_text(encoding="utf-8"))
+    return (dt.date.fromisoformat(register["dateTime_end"][:10]),
+            dt.date.fromisoformat(register["licenses"]["10"]["dateUntil"][:10]))
+
+
+def test_registers_of_a_folder_and_a_log_are_listed_one_a_line(russian, site_config):
     out = russian.stdout
-    assert "\ncafe/getad:\n  АТОЛ 22 v2 Ф №00123456790012, ФН до 13.07.2027, лицензия «ФФД 1.2» до 15.01.2027\n" in out
+    fn_until, licence_until = getad_dates(site_config.parent / "getad")
+    assert (f"\ncafe/getad:\n  АТОЛ 22 v2 Ф №00123456790012, ФН до {fn_until:%d.%m.%Y}, лицензия «ФФД 1.2» до "
+            f"{licence_until:%d.%m.%Y}\n") in out
     assert ("\ncafe/pos-log:\n  касса №00123456790012: в журнале ФН 7380440700099999, а при чтении кассы был "
             "ФН 7380440700067159: ФН заменили\n") in out
+
+
+def test_a_fn_a_licence_and_a_registration_file_that_ran_out_are_said_in_the_past(tmp_path):
+    fn_until, licence_until = copy_getad_example(tmp_path / "getad", fn_in_days=-2, licence_in_days=-3)
+    server = FakeKodeksServer().start()
+    try:
+        server.scenario.licence_until = "30.11.2026"
+        config = write_config(tmp_path / "site.yml", textwrap.dedent(f"""
+            sites:
+              - id: cafe
+                timezone: Europe/Moscow
+                checks:
+                  - name: getad
+                    getad: {{folder: "{tmp_path / 'getad'}"}}
+                  - name: kodeks
+                    kodeks: {{url: "{server.url}", username: {KODEKS_USERNAME},
+                              password: {{env: KODEKS_TEST_PASSWORD}}}}
+        """))
+        done = run_check(config, "--lang", "ru")
+    finally:
+        server.stop()
+    assert (f"АТОЛ 22 v2 Ф №00123456790012, срок ФН истёк {fn_until:%d.%m.%Y}, лицензия «ФФД 1.2» действовала "
+            f"до {licence_until:%d.%m.%Y}\n") in done.stdout, done.stdout
+    assert "регистрационный файл действовал до 30.11.2026" in row(done, "kodeks"), done.stdout
 
 
 def test_failed_checks_name_their_target_the_reason_and_what_to_do_without_english(russian, ports, tls_site):

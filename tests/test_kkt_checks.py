@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT, run_check, value_of_metric, wait_until, write_config
+from conftest import (ROOT, copy_example_logs, copy_getad_example, run_check, value_of_metric, wait_until,
+                      write_config)
 from exporter.config import load_config
 from simulators.mitsu import MitsuPtySimulator, MitsuScenario, MitsuTcpSimulator, hold_port
 
@@ -167,8 +168,8 @@ def test_a_broken_getad_file_fails_with_parse_and_the_others_still_count(tmp_pat
 def iiko_site(tmp_path) -> tuple:
     folder = tmp_path / "date"
     logs = tmp_path / "logs"
-    shutil.copytree(EXAMPLES / "getad-date", folder)
-    shutil.copytree(EXAMPLES / "iiko-logs", logs)
+    fn_until, _ = copy_getad_example(folder)
+    copy_example_logs("iiko-logs", logs)
     config = write_config(tmp_path / "site.yml", textwrap.dedent(f"""
         sites:
           - id: cafe
@@ -182,11 +183,11 @@ def iiko_site(tmp_path) -> tuple:
                 interval: 1s
                 iiko_log: {{folder: "{logs}", format: atol}}
     """))
-    return config, folder, logs
+    return config, folder, logs, fn_until
 
 
 def test_the_one_shot_check_flags_a_fn_swapped_behind_the_registers_back(tmp_path):
-    config, _, _ = iiko_site(tmp_path)
+    config, _, _, fn_until = iiko_site(tmp_path)
     result = subprocess.run([sys.executable, "-m", "exporter.cli", "check", "--config", str(config)],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     out = result.stdout
@@ -194,11 +195,12 @@ def test_the_one_shot_check_flags_a_fn_swapped_behind_the_registers_back(tmp_pat
     assert "fn_mismatch" in out
     assert ("register №00123456790012: the POS log shows ФН 7380440700099999, but the register was last read "
             "with ФН 7380440700067159") in out
-    assert "00123456790012.json: АТОЛ 22 v2 Ф №00123456790012, ФН 7380440700067159, ФН expires 13.07.2027" in out
+    assert ("00123456790012.json: АТОЛ 22 v2 Ф №00123456790012, ФН 7380440700067159, ФН expires "
+            f"{fn_until:%d.%m.%Y}") in out
 
 
 def test_the_exporter_exports_the_log_mismatch_with_site_labels(start_exporter, tmp_path):
-    config, _, _ = iiko_site(tmp_path)
+    config, _, _, _ = iiko_site(tmp_path)
     exporter = start_exporter(config, wait_ready=False)
 
     def mismatch():
@@ -211,7 +213,7 @@ def test_the_exporter_exports_the_log_mismatch_with_site_labels(start_exporter, 
 def test_a_stale_pos_log_is_reported_not_trusted(tmp_path):
     import os
 
-    config, _, logs = iiko_site(tmp_path)
+    config, _, logs, _ = iiko_site(tmp_path)
     for log in logs.iterdir():
         os.utime(log, (0, datetime.now().timestamp() - 10 * 86400))
     check = load_config(config).checks()[1]
