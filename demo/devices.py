@@ -47,9 +47,12 @@ class Devices:
 
     def __init__(self) -> None:
         self.web = ThreadingHTTPServer(WEB, _Pages)
-        self.kodeks = kodeks.FakeKodeksServer(port=KODEKS_PORT)
         # The registers keep Moscow time, as the demo's sites do; the machine's clock may be UTC.
         now = datetime.now(ZoneInfo("Europe/Moscow"))
+        # The Кодекс server's registration file runs out in 20 days: a licence to renew on the boards and
+        # the morning list, whenever the demo runs.
+        self.kodeks = kodeks.FakeKodeksServer(kodeks.Scenario(
+            licence_until=(now + timedelta(days=20)).strftime("%d.%m.%Y")), port=KODEKS_PORT)
         # A Mitsu with 4 documents the OFD has not taken, the oldest 5 days old, and the "OFD timeout" flag.
         self.mitsu = mitsu.MitsuTcpSimulator(mitsu.MitsuScenario(
             fn_expiry=(now + timedelta(days=25)).strftime("%Y-%m-%d"), unsent=4, flags=0x08,

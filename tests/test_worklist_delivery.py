@@ -100,7 +100,7 @@ def routing_config(receiver_url: str, token_file: Path) -> str:
     return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
 
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as the config writes them
 
 
 def receiver_routes(now_local: datetime) -> str:
@@ -108,7 +108,7 @@ def receiver_routes(now_local: datetime) -> str:
     # Three hours from now, on that moment's weekday only: not due now, whichever day that is (near midnight
     # a daily time three hours on would be a time of the morning already past).
     later_moment = now_local + timedelta(hours=3)
-    later, later_day = later_moment.strftime("%H:%M"), WEEKDAYS[later_moment.weekday()]
+    later, later_day = later_moment.strftime("%H:%M"), DAY_NAMES[later_moment.weekday()]
     return f"""
   duty:
     bot: main
