@@ -94,8 +94,8 @@ def busy_ports(ports: configs.Ports) -> list[str]:
     return busy
 
 
-def one_shot_checks(central: Path, env: dict) -> None:
-    for config in (configs.SHOP_SITE, central):
+def one_shot_checks(shop: Path, central: Path, env: dict) -> None:
+    for config in (shop, central):
         shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
         say(f"== sitewatch-exporter check --config {shown}")
         subprocess.run([sys.executable, "-m", "exporter.cli", "check", "--config", str(config)], cwd=ROOT,
@@ -103,7 +103,7 @@ def one_shot_checks(central: Path, env: dict) -> None:
         say()
 
 
-def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, central: Path,
+def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, shop: Path, central: Path,
                 telegram: configs.Telegram, env: dict, backend: str) -> None:
     binaries = find_binaries(backend)
     token = configs.webhook_token(work)
@@ -140,7 +140,7 @@ def start_stack(supervisor: Supervisor, work: Path, ports: configs.Ports, centra
     destination = (["--import-url", f"https://127.0.0.1:{ports.ingress_push}/api/v1/import/prometheus"]
                    if backend == "victoriametrics" else ["--gateway", f"https://127.0.0.1:{ports.ingress_push}"])
     pusher = supervisor.start("pusher", [
-        *python, "pusher.cli", "--config", str(configs.SHOP_SITE),
+        *python, "pusher.cli", "--config", str(shop),
         *destination, "--ca-file", str(ingress.certificate),
         "--basic-auth-user", f"site/{SHOP}", "--basic-auth-password-file", str(work / "shop.password"),
         "--interval", configs.PUSH_INTERVAL], env=env, cwd=ROOT)
@@ -301,11 +301,11 @@ def main() -> int:
                 say("(not root: leaving out demo-branch, whose unreachable PC needs a network namespace)")
             devices.start()
             say(f"== simulated devices: {devices.describe()}\n")
-            central = configs.central_sites(work, with_branch)
-            one_shot_checks(central, env)
+            shop, central = configs.shop_site(work), configs.central_sites(work, with_branch)
+            one_shot_checks(shop, central, env)
             supervisor = Supervisor(work / "logs")
             say(f"== backend: {backend} ({configs.BACKEND_ENV}=pushgateway or victoriametrics)\n")
-            start_stack(supervisor, work, ports, central, telegram, env, backend)
+            start_stack(supervisor, work, ports, shop, central, telegram, env, backend)
             show_urls(ports, work, telegram, with_branch, backend)
             seconds = float(os.environ.get("DEMO_SECONDS", "0") or 0)
             say("== press Ctrl-C to stop" if not seconds else f"== stopping in {seconds:g}s")

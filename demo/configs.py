@@ -1,17 +1,22 @@
 """The demo stack's config files, made from the project's own: prometheus/, alertmanager/, examples/.
 
 Only what cannot stay as in production is changed: ports (the demo's sit 10000 above the standard ones,
-so a Prometheus already running on this machine is left alone), paths into the demo's work folder, and
+so a Prometheus already running on this machine is left alone), paths into the demo's work folder,
 waits (demo.timing), so that alerts reach the console within about two minutes instead of a quarter of
-an hour.
+an hour, and the dates of the example getad-service files, kept as far from today as when they were
+written, so that the demo tells the same story whenever it runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shutil
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -19,6 +24,8 @@ from demo import timing
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP_SITE = ROOT / "examples" / "demo.yml"
+GETAD_EXAMPLE = ROOT / "examples" / "getad-date"
+GETAD_REGISTER = "00123456790012.json"  # the example register whose ФН and «ФФД 1.2» licence run out
 CENTRAL_SITES = ROOT / "examples" / "demo-central.yml"
 UNREACHABLE_SITE = "demo-branch"  # in demo-central.yml; needs the network namespace, so root
 
@@ -91,6 +98,37 @@ def _dump(path: Path, document: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+def getad_example(folder: Path, fn_in_days: int = 220, licence_in_days: int = 42) -> tuple[date, date]:
+    """examples/getad-date copied into `folder` as just written, its register's ФН and «ФФД 1.2» licence
+    running out `fn_in_days` and `licence_in_days` from today, Moscow time (the example's own dates pass
+    one day); returns the two last days."""
+    shutil.copytree(GETAD_EXAMPLE, folder)
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    fn_until, licence_until = today + timedelta(days=fn_in_days), today + timedelta(days=licence_in_days)
+    path = folder / GETAD_REGISTER
+    register = json.loads(path.read_text(encoding="utf-8"))
+    register["dateTime_end"] = f"{fn_until} 00:00:00"
+    register["licenses"]["10"]["dateUntil"] = f"{licence_until} 00:00:00"
+    path.write_text(json.dumps(register, ensure_ascii=False, indent=4), encoding="utf-8")
+    for copied in folder.iterdir():
+        os.utime(copied)
+    return fn_until, licence_until
+
+
+def shop_site(work: Path) -> Path:
+    """examples/demo.yml, its getad-service folder a copy in the work folder with dates as far from today
+    as the example's were when written (getad_example), its other folders the examples'."""
+    document = yaml.safe_load(SHOP_SITE.read_text(encoding="utf-8"))
+    getad_example(work / "getad-date")
+    for site in document["sites"]:
+        for check in site.get("checks", []):
+            if "getad" in check:
+                check["getad"]["folder"] = str(work / "getad-date")
+            if "iiko_log" in check:
+                check["iiko_log"]["folder"] = str(SHOP_SITE.parent / check["iiko_log"]["folder"])
+    return _dump(work / "demo.yml", document)
 
 
 def central_sites(work: Path, with_unreachable_site: bool) -> Path:

@@ -6,7 +6,6 @@ it removes.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,9 +16,8 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -289,18 +287,11 @@ def copy_example_logs(name: str, folder: Path) -> Path:
 
 
 def copy_getad_example(folder: Path, fn_in_days: int = 220, licence_in_days: int = 42) -> tuple[date, date]:
-    """examples/getad-date copied into `folder`, its register's ФН and «ФФД 1.2» licence running out
-    `fn_in_days` and `licence_in_days` from today (the example's own dates pass one day, and the checks'
-    words with them); returns the ФН's and the licence's last day."""
-    copy_example_logs("getad-date", folder)
-    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
-    fn_until, licence_until = today + timedelta(days=fn_in_days), today + timedelta(days=licence_in_days)
-    path = folder / "00123456790012.json"
-    register = json.loads(path.read_text(encoding="utf-8"))
-    register["dateTime_end"] = f"{fn_until} 00:00:00"
-    register["licenses"]["10"]["dateUntil"] = f"{licence_until} 00:00:00"
-    path.write_text(json.dumps(register, ensure_ascii=False, indent=4), encoding="utf-8")
-    return fn_until, licence_until
+    """examples/getad-date copied into `folder` as the demo copies it: its register's ФН and «ФФД 1.2»
+    licence running out `fn_in_days` and `licence_in_days` from today; returns their last days."""
+    from demo.configs import getad_example
+
+    return getad_example(folder, fn_in_days, licence_in_days)
 
 
 def write_config(path: Path, text: str) -> Path:
